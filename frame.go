@@ -1,0 +1,136 @@
+package acomm
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// The wire framing: every message on a unix socket is a 4-byte big-endian
+// length followed by that many bytes of JSON. See README.md, "Wire format".
+
+const (
+	// frameHeaderSize is the size of the length prefix.
+	frameHeaderSize = 4
+	// DefaultMaxFrameSize is the largest frame body accepted unless
+	// configured otherwise with WithMaxFrameSize.
+	DefaultMaxFrameSize = 64 << 20
+	// DefaultIOTimeout bounds each frame read or write, so a peer that
+	// stalls in the middle of a frame cannot pin a goroutine forever.
+	DefaultIOTimeout = 30 * time.Second
+)
+
+// framePool holds encode buffers for outgoing frames.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// readFrame reads one frame from r and returns its body. It returns io.EOF
+// when r ends cleanly before a frame starts, an error matching
+// ErrTruncatedFrame when r ends inside a frame, and a *FrameSizeError when
+// the declared length exceeds max (max <= 0 means DefaultMaxFrameSize).
+// The length is checked before anything is allocated.
+func readFrame(r io.Reader, max int) ([]byte, error) {
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: in header", ErrTruncatedFrame)
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(max) {
+		return nil, &FrameSizeError{Size: uint64(n), Max: max}
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: want %d body bytes", ErrTruncatedFrame, n)
+		}
+		return nil, err
+	}
+	return body, nil
+}
+
+// writeFrame writes body as one frame: small frames with a single Write
+// from a pooled buffer, large ones with a vectored write and no copy.
+func writeFrame(w io.Writer, body []byte, max int) error {
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	if len(body) > max {
+		return &FrameSizeError{Size: uint64(len(body)), Max: max}
+	}
+	if len(body) > 32<<10 {
+		var hdr [frameHeaderSize]byte
+		binary.BigEndian.PutUint32(hdr[:], uint32(len(body)))
+		bufs := net.Buffers{hdr[:], body}
+		_, err := bufs.WriteTo(w)
+		return err
+	}
+	bp := framePool.Get().(*[]byte)
+	buf := append((*bp)[:0], 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(buf, uint32(len(body)))
+	buf = append(buf, body...)
+	_, err := w.Write(buf)
+	*bp = buf[:0]
+	framePool.Put(bp)
+	return err
+}
+
+// encodeFrame marshals payload to JSON and writes it as one frame.
+func encodeFrame(w io.Writer, payload any, max int) error {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("%w: marshal payload: %w", ErrInvalidArgument, err)
+	}
+	return writeFrame(w, data, max)
+}
+
+// decodeFrame reads one frame and unmarshals it into dest. A body that is
+// not valid JSON for dest yields an error matching ErrMalformedFrame (and
+// the more specific ErrInvalidRequest or ErrInvalidResponse when dest's
+// decoder reports one).
+func decodeFrame(r io.Reader, dest any, max int) error {
+	body, err := readFrame(r, max)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, dest); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedFrame, err)
+	}
+	return nil
+}
+
+// SendConnData marshals and writes payload JSON data to the Conn with
+// appropriate headers: a 4-byte big-endian length, then the JSON. The
+// write is bounded by DefaultIOTimeout.
+func SendConnData(conn net.Conn, payload interface{}) error {
+	if conn == nil {
+		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
+	}
+	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
+		return fmt.Errorf("acomm: set write deadline: %w", err)
+	}
+	return encodeFrame(conn, payload, DefaultMaxFrameSize)
+}
+
+// UnmarshalConnData reads and unmarshals JSON data from the connection into
+// the destination object. It reads exactly one frame, however the peer
+// split it into writes, refuses frames larger than DefaultMaxFrameSize
+// before allocating them, and gives up after DefaultIOTimeout.
+func UnmarshalConnData(conn net.Conn, dest interface{}) error {
+	if conn == nil {
+		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
+		return fmt.Errorf("acomm: set read deadline: %w", err)
+	}
+	return decodeFrame(conn, dest, DefaultMaxFrameSize)
+}

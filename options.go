@@ -1,0 +1,157 @@
+package acomm
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Option configures a Tracker, UnixListener or Server. Pass options to the
+// component's Configure method before starting it. An option that does not
+// concern a component is ignored by it.
+type Option func(*config) error
+
+// config holds the settings that options change.
+type config struct {
+	logger            logrus.FieldLogger
+	maxFrameSize      int
+	ioTimeout         time.Duration
+	idleTimeout       time.Duration
+	socketMode        os.FileMode
+	streamIdleTimeout time.Duration
+	legacyURLs        bool
+}
+
+// Defaults for the settings options change.
+const (
+	// DefaultSocketMode is the permission of listening sockets: owner and
+	// group may connect, others may not.
+	DefaultSocketMode os.FileMode = 0o660
+	// DefaultIdleTimeout is how long a receiver keeps an idle connection
+	// open waiting for its next frame.
+	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultStreamIdleTimeout is how long a stream made by NewStreamUnix
+	// waits for its reader before it is cleaned up.
+	DefaultStreamIdleTimeout = 5 * time.Minute
+)
+
+// defaultConfig returns the settings used when no option changes them.
+func defaultConfig() config {
+	return config{
+		logger:            discardLogger(),
+		maxFrameSize:      DefaultMaxFrameSize,
+		ioTimeout:         DefaultIOTimeout,
+		idleTimeout:       DefaultIdleTimeout,
+		socketMode:        DefaultSocketMode,
+		streamIdleTimeout: DefaultStreamIdleTimeout,
+	}
+}
+
+// apply applies opts in order to c.
+func (c *config) apply(opts []Option) error {
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discardLogger returns a logger that writes nothing.
+func discardLogger() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	l.SetLevel(logrus.PanicLevel)
+	return l
+}
+
+// WithLogger sets the logger used by background goroutines (accept loops,
+// connection handlers, timeouts, streams). The default discards everything.
+// Expected conditions (a response for an unknown request, a peer that hung
+// up) are logged at Debug level, faults at Warn or Error.
+func WithLogger(l logrus.FieldLogger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidArgument)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithMaxFrameSize sets the largest frame body accepted or sent
+// (default DefaultMaxFrameSize).
+func WithMaxFrameSize(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max frame size %d", ErrInvalidArgument, n)
+		}
+		c.maxFrameSize = n
+		return nil
+	}
+}
+
+// WithIOTimeout bounds each frame read and write once it has started
+// (default DefaultIOTimeout), so a peer that stalls mid-frame is cut off.
+func WithIOTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: io timeout %s", ErrInvalidArgument, d)
+		}
+		c.ioTimeout = d
+		return nil
+	}
+}
+
+// WithIdleTimeout sets how long a receiver waits for the next frame on an
+// open connection before closing it (default DefaultIdleTimeout).
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: idle timeout %s", ErrInvalidArgument, d)
+		}
+		c.idleTimeout = d
+		return nil
+	}
+}
+
+// WithSocketMode sets the file mode of listening sockets (default
+// DefaultSocketMode). Use 0o666 to let every local user connect.
+func WithSocketMode(m os.FileMode) Option {
+	return func(c *config) error {
+		if m&^os.ModePerm != 0 {
+			return fmt.Errorf("%w: socket mode %v", ErrInvalidArgument, m)
+		}
+		c.socketMode = m
+		return nil
+	}
+}
+
+// WithStreamIdleTimeout sets how long a stream made by NewStreamUnix waits
+// for its reader before the source is closed and the socket removed
+// (default DefaultStreamIdleTimeout).
+func WithStreamIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: stream idle timeout %s", ErrInvalidArgument, d)
+		}
+		c.streamIdleTimeout = d
+		return nil
+	}
+}
+
+// WithLegacyURLs makes a tracker write URLs in frames it originates
+// (proxied requests, forwarded responses) in the object form of the
+// original acomm, for peers that still run it.
+func WithLegacyURLs() Option {
+	return func(c *config) error {
+		c.legacyURLs = true
+		return nil
+	}
+}

@@ -1,0 +1,102 @@
+package acomm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+)
+
+// ProxyStreamHandler is an HTTP HandlerFunc for simple proxy streaming.
+//
+// It serves GET and HEAD requests whose "addr" query parameter is the unix
+// URL of a stream that a tracker in this process announced (made with
+// NewStreamUnix or passed through ProxyStreamHTTPURL), each once. Any other
+// address is refused without connecting anywhere: 400 when addr is missing
+// or malformed, 403 when it is not a unix URL, 404 when it was not
+// announced, was already served, or expired. The body is flushed as it
+// arrives and the copy stops when the HTTP client goes away.
+func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	raw := r.URL.Query().Get("addr")
+	if raw == "" {
+		httpError(w, http.StatusBadRequest, "missing addr")
+		return
+	}
+	addr, err := url.Parse(raw)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid addr")
+		return
+	}
+	if addr.Scheme != "unix" || unixPath(addr) == "" {
+		httpError(w, http.StatusForbidden, "only announced unix streams are served")
+		return
+	}
+	path := filepath.Clean(unixPath(addr))
+	if !claimAnnounced(path) {
+		httpError(w, http.StatusNotFound, "stream not found")
+		return
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(r.Context(), "unix", path)
+	if err != nil {
+		httpError(w, http.StatusNotFound, "stream not available")
+		return
+	}
+	defer conn.Close()
+	// A client that goes away ends the copy.
+	stop := context.AfterFunc(r.Context(), func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := copyStream(&flushWriter{w: w, rc: http.NewResponseController(w)}, conn); err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			// Headers are gone: abort so the client sees a broken
+			// stream rather than a short one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// flushWriter flushes after every write, so streamed data reaches the
+// client as it arrives; writes are buffer-sized, so flushing is cheap.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		_ = f.rc.Flush()
+	}
+	return n, err
+}
+
+// httpError writes a JSON error body with status code.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, `{"error":`+quoteJSON(msg)+"}\n")
+}
+
+// quoteJSON returns s as a JSON string.
+func quoteJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,220 @@
+package acomm
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+
+	"github.com/pborman/uuid"
+)
+
+// ResponseHandler is a function to run when a request receives a response.
+type ResponseHandler func(*Request, *Response)
+
+// Request is a request data structure for asynchronous requests. The ID is
+// used to identify the request throught its life cycle. The ResponseHook is
+// a URL where response data should be sent. SuccessHandler and ErrorHandler
+// will be called appropriately to handle a response.
+//
+// On the wire a Request is the JSON object
+// {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...}.
+type Request struct {
+	ID             string           `json:"id"`
+	Task           string           `json:"task"`
+	ResponseHook   *url.URL         `json:"responsehook"`
+	Args           *json.RawMessage `json:"args"`
+	SuccessHandler ResponseHandler  `json:"-"`
+	ErrorHandler   ResponseHandler  `json:"-"`
+
+	// LegacyURLs makes MarshalJSON write ResponseHook in the object form
+	// of the original acomm, so that an unmodified original peer can read
+	// the frame. UnmarshalJSON sets it when the decoded frame used that
+	// form, and NewResponse copies it to the response, so replies to an
+	// original peer are readable by it.
+	LegacyURLs bool `json:"-"`
+}
+
+// requestJSON is the wire form of a Request.
+type requestJSON struct {
+	ID           string           `json:"id"`
+	Task         string           `json:"task"`
+	ResponseHook json.RawMessage  `json:"responsehook"`
+	Args         *json.RawMessage `json:"args"`
+}
+
+// NewRequest creates a new Request instance with a fresh random ID. The
+// response hook must be a unix, http or https URL; args are marshalled to
+// JSON (nil args travel as null).
+func NewRequest(task, responseHook string, args interface{}, sh ResponseHandler, eh ResponseHandler) (*Request, error) {
+	hook, err := parseHook(responseHook)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := marshalRaw(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
+	}
+	req := &Request{
+		ID:             uuid.New(),
+		Task:           task,
+		ResponseHook:   hook,
+		Args:           raw,
+		SuccessHandler: sh,
+		ErrorHandler:   eh,
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// parseHook parses and checks a response hook URL.
+func parseHook(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
+	}
+	if err := checkURL(u); err != nil {
+		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
+	}
+	return u, nil
+}
+
+// checkURL checks that u is a usable unix, http or https address.
+func checkURL(u *url.URL) error {
+	if u == nil {
+		return fmt.Errorf("%w: missing url", ErrInvalidURL)
+	}
+	switch u.Scheme {
+	case "unix":
+		if unixPath(u) == "" {
+			return fmt.Errorf("%w: %q has no socket path", ErrInvalidURL, u.String())
+		}
+	case "http", "https":
+		if u.Host == "" {
+			return fmt.Errorf("%w: %q has no host", ErrInvalidURL, u.String())
+		}
+	default:
+		return fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme)
+	}
+	return nil
+}
+
+// unixPath returns the socket path of a unix URL ("unix:///run/x.sock" and
+// "unix:/run/x.sock" give "/run/x.sock"; "unix:rel.sock" gives "rel.sock").
+func unixPath(u *url.URL) string {
+	if u.Path != "" {
+		return u.Path
+	}
+	return u.Opaque
+}
+
+// marshalRaw marshals v into a RawMessage; nil stays nil.
+func marshalRaw(v interface{}) (*json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if r, ok := v.(*json.RawMessage); ok {
+		return r, nil
+	}
+	if r, ok := v.(json.RawMessage); ok {
+		return &r, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	raw := json.RawMessage(b)
+	return &raw, nil
+}
+
+// MarshalJSON marshals a Request into its wire form, with the response
+// hook as a string (or as the legacy object when LegacyURLs is set).
+func (req *Request) MarshalJSON() ([]byte, error) {
+	hook, err := encodeURL(req.ResponseHook, req.LegacyURLs)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(requestJSON{ID: req.ID, Task: req.Task, ResponseHook: hook, Args: req.Args})
+}
+
+// UnmarshalJSON unmarshals a Request from its wire form. The response hook
+// may be a string or the original acomm's object form. It does not
+// validate; see Validate.
+func (req *Request) UnmarshalJSON(data []byte) error {
+	var rj requestJSON
+	if err := json.Unmarshal(data, &rj); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	hook, legacy, err := decodeURL(rj.ResponseHook)
+	if err != nil {
+		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
+	}
+	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
+	return nil
+}
+
+// HandleResponse determines whether a response indicates success or error
+// and runs the appropriate handler. If the appropriate handler is not
+// defined, it is assumed no handling is necessary and silently finishes.
+func (req *Request) HandleResponse(resp *Response) {
+	if resp == nil {
+		return
+	}
+	if resp.Error != nil {
+		if req.ErrorHandler != nil {
+			req.ErrorHandler(req, resp)
+		}
+		return
+	}
+	if req.SuccessHandler != nil {
+		req.SuccessHandler(req, resp)
+	}
+}
+
+// Respond sends a Response to a Request's ResponseHook.
+func (req *Request) Respond(resp *Response) error {
+	if resp == nil {
+		return fmt.Errorf("%w: nil response", ErrInvalidArgument)
+	}
+	return Send(req.ResponseHook, resp)
+}
+
+// UnmarshalArgs unmarshals the request args into the destination object.
+// Absent args leave dest untouched.
+func (req *Request) UnmarshalArgs(dest interface{}) error {
+	return unmarshalRaw(req.Args, dest, ErrInvalidRequest)
+}
+
+// unmarshalRaw unmarshals src into dest, wrapping failures in kind.
+func unmarshalRaw(src *json.RawMessage, dest interface{}, kind error) error {
+	if src == nil {
+		return nil
+	}
+	if err := json.Unmarshal(*src, dest); err != nil {
+		return fmt.Errorf("%w: %w", kind, err)
+	}
+	return nil
+}
+
+// Validate validates the request: it must have an ID, a task and a unix,
+// http or https response hook.
+func (req *Request) Validate() error {
+	switch {
+	case req == nil:
+		return fmt.Errorf("%w: nil request", ErrInvalidRequest)
+	case req.ID == "":
+		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	case req.Task == "":
+		return fmt.Errorf("%w: missing task", ErrInvalidRequest)
+	case req.ResponseHook == nil:
+		return fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
+	}
+	if err := checkURL(req.ResponseHook); err != nil {
+		return fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
+	}
+	return nil
+}

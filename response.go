@@ -1,0 +1,106 @@
+package acomm
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+)
+
+// Response is a response data structure for asynchronous requests. The ID
+// should be the same as the Request it corresponds to. Result should be nil
+// if Error is present and vice versa.
+//
+// On the wire a Response is the JSON object
+// {"id": ..., "result": ..., "stream_url": "unix:///path" or null,
+// "error": "" or a message}.
+type Response struct {
+	ID        string           `json:"id"`
+	Result    *json.RawMessage `json:"result"`
+	StreamURL *url.URL         `json:"stream_url"`
+	Error     error            `json:"error"`
+
+	// LegacyURLs makes MarshalJSON write StreamURL in the object form of
+	// the original acomm. NewResponse copies it from the request, and
+	// UnmarshalJSON sets it when the decoded frame used that form.
+	LegacyURLs bool `json:"-"`
+}
+
+// responseJSON is the wire form of a Response.
+type responseJSON struct {
+	ID        string           `json:"id"`
+	Result    *json.RawMessage `json:"result"`
+	StreamURL json.RawMessage  `json:"stream_url"`
+	Error     string           `json:"error"`
+}
+
+// NewResponse creates a new Response instance based on a Request. The
+// result is marshalled to JSON; a result that cannot be, or a result given
+// together with an error, is refused with ErrInvalidResponse.
+func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error) (*Response, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: nil request", ErrInvalidArgument)
+	}
+	if err != nil && result != nil {
+		return nil, fmt.Errorf("%w: both result and error set", ErrInvalidResponse)
+	}
+	raw, merr := marshalRaw(result)
+	if merr != nil {
+		return nil, fmt.Errorf("%w: result: %w", ErrInvalidResponse, merr)
+	}
+	return &Response{
+		ID:         req.ID,
+		Result:     raw,
+		StreamURL:  streamURL,
+		Error:      err,
+		LegacyURLs: req.LegacyURLs,
+	}, nil
+}
+
+// MarshalJSON marshals a Response into JSON. The error travels as its
+// message ("" for none) and the stream URL as a string, or as the legacy
+// object when LegacyURLs is set.
+func (r *Response) MarshalJSON() ([]byte, error) {
+	su, err := encodeURL(r.StreamURL, r.LegacyURLs)
+	if err != nil {
+		return nil, err
+	}
+	rj := responseJSON{ID: r.ID, Result: r.Result, StreamURL: su}
+	if r.Error != nil {
+		rj.Error = r.Error.Error()
+	}
+	return json.Marshal(rj)
+}
+
+// UnmarshalJSON unmarshals JSON data into a Response. A non-empty error
+// message becomes a *RemoteError; the stream URL may be a string or the
+// original acomm's object form.
+func (r *Response) UnmarshalJSON(data []byte) error {
+	var rj responseJSON
+	if err := json.Unmarshal(data, &rj); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidResponse, err)
+	}
+	su, legacy, err := decodeURL(rj.StreamURL)
+	if err != nil {
+		return fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, err)
+	}
+	r.ID, r.Result, r.StreamURL, r.LegacyURLs = rj.ID, rj.Result, su, legacy
+	r.Error = nil
+	if rj.Error != "" {
+		r.Error = &RemoteError{Message: rj.Error}
+	}
+	return nil
+}
+
+// UnmarshalResult unmarshals the response result into the destination
+// object. An absent result leaves dest untouched.
+func (r *Response) UnmarshalResult(dest interface{}) error {
+	return unmarshalRaw(r.Result, dest, ErrInvalidResponse)
+}
+
+// validate checks what a receiver needs of a response.
+func (r *Response) validate() error {
+	if r.ID == "" {
+		return fmt.Errorf("%w: missing id", ErrInvalidResponse)
+	}
+	return nil
+}

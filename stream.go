@@ -1,0 +1,263 @@
+package acomm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// streamBufferSize is the copy buffer of streams: large enough to move
+// data at close to the speed of the socket.
+const streamBufferSize = 256 << 10
+
+// streamBufPool holds stream copy buffers.
+var streamBufPool = sync.Pool{New: func() any { b := make([]byte, streamBufferSize); return &b }}
+
+// streamClient is the HTTP client for Stream: no overall timeout, since a
+// stream may be long, but bounded connection set-up and response headers.
+var streamClient = &http.Client{
+	Transport: &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: DefaultHTTPTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   4,
+	},
+}
+
+// unixStream is one ad-hoc stream made by NewStreamUnix.
+type unixStream struct {
+	path      string
+	ul        *UnixListener
+	src       io.ReadCloser
+	closeOnce sync.Once
+}
+
+// close stops the stream's listener (closing a connection being served)
+// and closes its source.
+func (s *unixStream) close() {
+	s.closeOnce.Do(func() {
+		s.ul.Stop(0)
+		_ = s.src.Close()
+	})
+}
+
+// NewStreamUnix sets up an ad-hoc unix listner to stream data. The socket
+// is created in dir (the directory of the tracker's response socket when
+// dir is empty). The first connection receives everything src yields; then
+// src is closed and the socket removed. A stream nobody connects to within
+// the stream idle timeout (WithStreamIdleTimeout) is cleaned up the same
+// way, as is every stream still open when the tracker stops. The stream is
+// announced to ProxyStreamHandler, so it can be read once over HTTP.
+func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error) {
+	if src == nil {
+		return nil, fmt.Errorf("%w: nil stream source", ErrInvalidArgument)
+	}
+	if dir == "" {
+		dir = filepath.Dir(t.socketPath)
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	path := filepath.Join(dir, "stream-"+hex.EncodeToString(rnd[:])+".sock")
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != stateRunning {
+		return nil, fmt.Errorf("%w: cannot create stream", ErrNotStarted)
+	}
+	ul := NewUnixListener(path, 1)
+	ul.cfg = t.cfg
+	if err := ul.Start(); err != nil {
+		return nil, err
+	}
+	s := &unixStream{path: ul.Addr(), ul: ul, src: src}
+	t.streams[s.path] = s
+	announce(s.path, t, t.cfg.streamIdleTimeout)
+	t.bg.Add(1)
+	go t.serveStream(s)
+	return ul.URL(), nil
+}
+
+// serveStream waits for the stream's one reader, copies the source to it,
+// and cleans up.
+func (t *Tracker) serveStream(s *unixStream) {
+	defer t.bg.Done()
+	defer func() {
+		s.close()
+		unannounce(s.path, t)
+		t.mu.Lock()
+		delete(t.streams, s.path)
+		t.mu.Unlock()
+	}()
+	log := t.log().WithField("stream", s.path)
+
+	expiry := time.AfterFunc(t.cfg.streamIdleTimeout, func() { s.ul.Stop(0) })
+	conn := s.ul.NextConn()
+	expiry.Stop()
+	if conn == nil {
+		log.Debug("stream closed before anyone read it")
+		return
+	}
+	defer s.ul.DoneConn(conn)
+	n, err := copyStream(&deadlineWriter{conn: conn, timeout: t.cfg.ioTimeout}, s.src)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		log.WithError(err).WithField("bytes", n).Warn("stream copy failed")
+	}
+}
+
+// deadlineWriter gives every write to conn its own deadline, so a reader
+// that stops reading cannot hold the stream forever.
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return 0, err
+	}
+	return w.conn.Write(p)
+}
+
+// copyStream copies src to dst with a large pooled buffer.
+func copyStream(dst io.Writer, src io.Reader) (int64, error) {
+	bp := streamBufPool.Get().(*[]byte)
+	defer streamBufPool.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+}
+
+// Stream streams data from a URL to a destination writer. Unix URLs are
+// read from the socket until the sender closes it; http(s) URLs are
+// fetched with GET, and a non-200 status matches ErrHTTPStatus.
+func Stream(dest io.Writer, addr *url.URL) error {
+	if dest == nil {
+		return fmt.Errorf("%w: nil destination", ErrInvalidArgument)
+	}
+	if err := checkURL(addr); err != nil {
+		return err
+	}
+	if addr.Scheme == "unix" {
+		return streamUnix(dest, unixPath(addr))
+	}
+	return streamHTTP(dest, addr)
+}
+
+// streamUnix copies the stream at the socket path into dest.
+func streamUnix(dest io.Writer, path string) error {
+	conn, err := net.DialTimeout("unix", path, DefaultIOTimeout)
+	if err != nil {
+		return fmt.Errorf("acomm: dial stream %s: %w", path, err)
+	}
+	defer conn.Close()
+	if _, err := copyStream(dest, conn); err != nil {
+		return fmt.Errorf("acomm: read stream %s: %w", path, err)
+	}
+	return nil
+}
+
+// streamHTTP copies the body of a GET of addr into dest.
+func streamHTTP(dest io.Writer, addr *url.URL) error {
+	resp, err := streamClient.Get(addr.String())
+	if err != nil {
+		return fmt.Errorf("acomm: get stream %s: %w", addr.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), msg)
+	}
+	if _, err := copyStream(dest, resp.Body); err != nil {
+		return fmt.Errorf("acomm: read stream %s: %w", addr.Redacted(), err)
+	}
+	return nil
+}
+
+// ProxyStreamHTTPURL generates the url for proxying streaming data from a
+// unix socket: the tracker's HTTP stream URL with the socket's URL in the
+// "addr" query parameter. It also announces the socket to
+// ProxyStreamHandler, which serves it once.
+func (t *Tracker) ProxyStreamHTTPURL(addr *url.URL) (*url.URL, error) {
+	if t.httpStreamURL == nil {
+		return nil, ErrNoHTTPStreamURL
+	}
+	if addr == nil {
+		return nil, fmt.Errorf("%w: missing addr", ErrInvalidURL)
+	}
+	if addr.Scheme != "unix" || unixPath(addr) == "" {
+		return nil, fmt.Errorf("%w: stream addr %q must be a unix socket url", ErrUnsupportedScheme, addr.String())
+	}
+	announce(filepath.Clean(unixPath(addr)), t, t.cfg.streamIdleTimeout)
+	u := *t.httpStreamURL
+	q := u.Query()
+	q.Set("addr", addr.String())
+	u.RawQuery = q.Encode()
+	return &u, nil
+}
+
+// The registry of announced streams: socket paths that ProxyStreamHandler
+// may serve, each once. Entries expire after their tracker's stream idle
+// timeout and are dropped when their tracker stops.
+var (
+	announcedMu sync.Mutex
+	announced   = map[string]announcement{}
+)
+
+// announcement records who announced a stream and until when it is valid.
+type announcement struct {
+	tracker *Tracker
+	expires time.Time
+}
+
+// announce allows ProxyStreamHandler to serve the socket at path once.
+func announce(path string, t *Tracker, ttl time.Duration) {
+	now := time.Now()
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	for p, a := range announced {
+		if now.After(a.expires) {
+			delete(announced, p)
+		}
+	}
+	announced[path] = announcement{tracker: t, expires: now.Add(ttl)}
+}
+
+// unannounce withdraws path if t announced it.
+func unannounce(path string, t *Tracker) {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	if a, ok := announced[path]; ok && a.tracker == t {
+		delete(announced, path)
+	}
+}
+
+// unannounceAll withdraws every stream t announced.
+func unannounceAll(t *Tracker) {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	for p, a := range announced {
+		if a.tracker == t {
+			delete(announced, p)
+		}
+	}
+}
+
+// claimAnnounced removes path from the registry and reports whether it was
+// announced and not yet expired.
+func claimAnnounced(path string) bool {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	a, ok := announced[path]
+	if !ok {
+		return false
+	}
+	delete(announced, path)
+	return time.Now().Before(a.expires)
+}

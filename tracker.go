@@ -1,0 +1,457 @@
+package acomm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultRequestTimeout is the timeout used when NewTracker is given a
+// default timeout of zero or less.
+const DefaultRequestTimeout = time.Minute
+
+// ErrTrackerStopped is the error of the response a tracker hands to the
+// handlers of requests still outstanding when Shutdown's context ends.
+var ErrTrackerStopped = errors.New("acomm: tracker stopped")
+
+// tracker states.
+const (
+	stateNew = iota
+	stateRunning
+	stateStopping
+)
+
+// Tracker keeps track of requests waiting on a response.
+//
+// Each tracked request's handler runs exactly once: when its response
+// arrives, or when it times out (with an error matching ErrTimeout), and
+// never if RemoveRequest took it out first. A Tracker is safe for use by
+// several goroutines.
+type Tracker struct {
+	cfg            config
+	socketPath     string
+	tmpDir         string // created by NewTracker, removed by Stop
+	httpStreamURL  *url.URL
+	defaultTimeout time.Duration
+
+	mu               sync.Mutex // protects the fields below
+	state            int
+	requests         map[string]*trackedRequest
+	responseListener *UnixListener
+	streams          map[string]*unixStream // by socket path
+	stopDone         chan struct{}          // closed when a Stop finishes
+
+	pending sync.WaitGroup // one count per tracked request until handled
+	bg      sync.WaitGroup // background goroutines
+}
+
+// trackedRequest is the tracker's state for one request.
+type trackedRequest struct {
+	req       *Request
+	timer     *time.Timer
+	timeout   time.Duration
+	forwardTo *url.URL // for proxied requests: the original response hook
+}
+
+// NewTracker creates and initializes a new Tracker. If a socketPath is not
+// provided, the response socket will be created in a temporary directory.
+// httpStreamURL, when not nil, is the base URL of a ProxyStreamHandler
+// that makes this tracker's streams readable over HTTP. A defaultTimeout
+// of zero or less means DefaultRequestTimeout.
+func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.Duration) (*Tracker, error) {
+	if httpStreamURL != nil {
+		if httpStreamURL.Scheme != "http" && httpStreamURL.Scheme != "https" || httpStreamURL.Host == "" {
+			return nil, fmt.Errorf("%w: http stream url %q must be an absolute http(s) url", ErrInvalidURL, httpStreamURL.String())
+		}
+	}
+	if defaultTimeout <= 0 {
+		defaultTimeout = DefaultRequestTimeout
+	}
+	t := &Tracker{
+		cfg:            defaultConfig(),
+		httpStreamURL:  httpStreamURL,
+		defaultTimeout: defaultTimeout,
+		requests:       make(map[string]*trackedRequest),
+		streams:        make(map[string]*unixStream),
+	}
+	if socketPath == "" {
+		dir, err := os.MkdirTemp("", "acomm-")
+		if err != nil {
+			return nil, fmt.Errorf("acomm: create temp dir for response socket: %w", err)
+		}
+		t.tmpDir = dir
+		socketPath = filepath.Join(dir, "tracker.sock")
+	}
+	if abs, err := filepath.Abs(socketPath); err == nil {
+		socketPath = abs
+	}
+	t.socketPath = socketPath
+	t.responseListener = NewUnixListener(socketPath, 0)
+	return t, nil
+}
+
+// Configure applies options before Start: WithLogger, WithMaxFrameSize,
+// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
+// WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+func (t *Tracker) Configure(opts ...Option) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != stateNew {
+		return ErrAlreadyStarted
+	}
+	cfg := t.cfg
+	if err := cfg.apply(opts); err != nil {
+		return err
+	}
+	t.cfg = cfg
+	return nil
+}
+
+// log returns the tracker's logger.
+func (t *Tracker) log() logrus.FieldLogger { return t.cfg.logger }
+
+// Addr returns the string representation of the Tracker's response
+// listener socket.
+func (t *Tracker) Addr() string {
+	return t.socketPath
+}
+
+// URL returns the URL of the Tracker's response listener socket.
+func (t *Tracker) URL() *url.URL {
+	return &url.URL{Scheme: "unix", Path: t.socketPath}
+}
+
+// Start activates the tracker. This allows tracking of requests as well as
+// listening for and handling responses. Starting a running tracker does
+// nothing; a stopped tracker can be started again.
+func (t *Tracker) Start() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch t.state {
+	case stateRunning:
+		return nil
+	case stateStopping:
+		return fmt.Errorf("%w: tracker is stopping", ErrNotStarted)
+	}
+	if t.tmpDir != "" {
+		if err := os.MkdirAll(t.tmpDir, 0o700); err != nil {
+			return fmt.Errorf("acomm: create temp dir for response socket: %w", err)
+		}
+	}
+	ul := NewUnixListener(t.socketPath, 0)
+	ul.cfg = t.cfg
+	if err := ul.Start(); err != nil {
+		return err
+	}
+	t.responseListener = ul
+	t.state = stateRunning
+	t.bg.Add(1)
+	go t.acceptResponses(ul)
+	return nil
+}
+
+// acceptResponses hands each connection of the response listener to its
+// own goroutine.
+func (t *Tracker) acceptResponses(ul *UnixListener) {
+	defer t.bg.Done()
+	for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
+		t.bg.Add(1)
+		go func(conn net.Conn) {
+			defer t.bg.Done()
+			defer ul.DoneConn(conn)
+			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame)
+		}(conn)
+	}
+}
+
+// receiveFrame decodes a response frame; an accepted response is handled
+// after its acknowledgement is written.
+func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
+	resp := &Response{}
+	if err := json.Unmarshal(body, resp); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
+	}
+	if err := resp.validate(); err != nil {
+		return "", err, nil
+	}
+	return resp.ID, nil, func() {
+		// Handlers run off the connection's goroutine so a slow handler
+		// does not hold up the next frame.
+		t.bg.Add(1)
+		go func() {
+			defer t.bg.Done()
+			t.HandleResponse(resp)
+		}()
+	}
+}
+
+// NumRequests returns the number of tracked requests
+func (t *Tracker) NumRequests() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.requests)
+}
+
+// TrackRequest tracks a request. This does not need to be called after
+// using ProxyUnix. A timeout of zero or less means the tracker's default.
+// It fails with ErrNotStarted when the tracker is not running and with
+// ErrDuplicateID when a request with the same ID is tracked.
+func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
+	if req == nil {
+		return fmt.Errorf("%w: nil request", ErrInvalidArgument)
+	}
+	if req.ID == "" {
+		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	}
+	return t.track(req, timeout, nil)
+}
+
+// track registers req; forwardTo is set for proxied requests.
+func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
+	if timeout <= 0 {
+		timeout = t.defaultTimeout
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != stateRunning {
+		return fmt.Errorf("%w: cannot track request %s", ErrNotStarted, req.ID)
+	}
+	if _, ok := t.requests[req.ID]; ok {
+		return fmt.Errorf("%w: %s", ErrDuplicateID, req.ID)
+	}
+	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo}
+	t.requests[req.ID] = tr
+	t.pending.Add(1)
+	tr.timer = time.AfterFunc(timeout, func() { t.expire(tr) })
+	return nil
+}
+
+// take removes and returns the tracked request with id, if tr is nil or is
+// the one tracked. The caller that gets it owns its single handling.
+func (t *Tracker) take(id string, tr *trackedRequest) *trackedRequest {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur, ok := t.requests[id]
+	if !ok || tr != nil && cur != tr {
+		return nil
+	}
+	delete(t.requests, id)
+	return cur
+}
+
+// expire handles a request whose timeout fired.
+func (t *Tracker) expire(tr *trackedRequest) {
+	if t.take(tr.req.ID, tr) == nil {
+		return // answered or removed first
+	}
+	defer t.pending.Done()
+	resp := &Response{
+		ID:    tr.req.ID,
+		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
+	}
+	t.deliver(tr, resp)
+}
+
+// HandleResponse associates a response with a request and either forwards
+// the response or calls the request's handler. A response for a request
+// that is not tracked (unknown, already answered, timed out or removed) is
+// dropped and logged at Debug level.
+func (t *Tracker) HandleResponse(resp *Response) {
+	if resp == nil {
+		return
+	}
+	tr := t.take(resp.ID, nil)
+	if tr == nil {
+		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
+		return
+	}
+	defer t.pending.Done()
+	tr.timer.Stop()
+	t.deliver(tr, resp)
+}
+
+// deliver runs the request's handler, or forwards a proxied request's
+// response to its original hook. A panicking handler is logged, not
+// propagated, so one bad handler cannot take the tracker down.
+func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.log().WithFields(logrus.Fields{"id": tr.req.ID, "task": tr.req.Task, "panic": p, "stack": string(debug.Stack())}).
+				Error("response handler panicked")
+		}
+	}()
+	if tr.forwardTo == nil {
+		tr.req.HandleResponse(resp)
+		return
+	}
+	fwd := *resp
+	fwd.LegacyURLs = tr.req.LegacyURLs || t.cfg.legacyURLs
+	if fwd.StreamURL != nil && fwd.StreamURL.Scheme == "unix" {
+		// A local socket means nothing to a remote caller: offer it
+		// through the HTTP stream proxy, or not at all.
+		su, err := t.ProxyStreamHTTPURL(fwd.StreamURL)
+		if err != nil {
+			t.log().WithError(err).WithField("id", resp.ID).Warn("cannot proxy stream url; dropping it")
+			su = nil
+		}
+		fwd.StreamURL = su
+	}
+	if err := sendHTTPOrUnix(tr.forwardTo, &fwd, &t.cfg); err != nil {
+		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
+			Warn("forwarding response failed")
+	}
+}
+
+// sendHTTPOrUnix sends payload to addr using the tracker's settings.
+func sendHTTPOrUnix(addr *url.URL, payload any, cfg *config) error {
+	if err := checkURL(addr); err != nil {
+		return err
+	}
+	if addr.Scheme == "unix" {
+		return sendUnix(unixPath(addr), payload, cfg.maxFrameSize, cfg.ioTimeout)
+	}
+	return sendHTTP(httpClient, addr, payload)
+}
+
+// RemoveRequest should be used to remove a tracked request. Use in cases
+// such as sending failures, where there is no hope of a response being
+// received. It reports whether the request was tracked; once it returns
+// true, the request's handlers will not run.
+func (t *Tracker) RemoveRequest(req *Request) bool {
+	if req == nil {
+		return false
+	}
+	tr := t.take(req.ID, nil)
+	if tr == nil {
+		return false
+	}
+	tr.timer.Stop()
+	t.pending.Done()
+	return true
+}
+
+// ProxyUnix proxies requests that have response hooks of non-unix sockets
+// through one that does. If the response hook is already a unix socket, it
+// returns the original request. If not, it tracks the original request and
+// returns a new request with a unix socket response hook. The purpose of
+// this is so that there can be a single entry and exit point for external
+// communication, while local services can reply directly to each other.
+func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if req.ResponseHook.Scheme == "unix" {
+		return req, nil
+	}
+	if err := t.track(req, timeout, req.ResponseHook); err != nil {
+		return nil, err
+	}
+	return &Request{
+		ID:           req.ID,
+		Task:         req.Task,
+		ResponseHook: t.URL(),
+		Args:         req.Args,
+		LegacyURLs:   t.cfg.legacyURLs,
+	}, nil
+}
+
+// Stop deactivates the tracker. It blocks until all active connections or
+// tracked requests to finish: every tracked request is answered or times
+// out first, then the response listener and every stream listener are
+// closed and their socket files removed. Stop returns at once when idle.
+// Stopping a tracker that is not running does nothing.
+func (t *Tracker) Stop() {
+	_ = t.Shutdown(context.Background())
+}
+
+// Shutdown is Stop with a bound: when ctx ends before every tracked request
+// is handled, the handlers of those still outstanding run at once with an
+// error response matching ErrTrackerStopped, the tracker finishes stopping,
+// and Shutdown returns ctx.Err().
+func (t *Tracker) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	switch t.state {
+	case stateNew:
+		t.mu.Unlock()
+		if t.tmpDir != "" {
+			_ = os.RemoveAll(t.tmpDir)
+		}
+		return nil
+	case stateStopping:
+		done := t.stopDone
+		t.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t.state = stateStopping
+	t.stopDone = make(chan struct{})
+	ul := t.responseListener
+	t.mu.Unlock()
+
+	idle := make(chan struct{})
+	go func() {
+		t.pending.Wait()
+		close(idle)
+	}()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		err = ctx.Err()
+		t.failOutstanding()
+		<-idle
+	}
+
+	ul.Stop(0)
+	t.mu.Lock()
+	streams := make([]*unixStream, 0, len(t.streams))
+	for _, s := range t.streams {
+		streams = append(streams, s)
+	}
+	t.mu.Unlock()
+	for _, s := range streams {
+		s.close()
+	}
+	t.bg.Wait()
+	unannounceAll(t)
+	if t.tmpDir != "" {
+		_ = os.RemoveAll(t.tmpDir)
+	}
+
+	t.mu.Lock()
+	t.state = stateNew
+	close(t.stopDone)
+	t.mu.Unlock()
+	return err
+}
+
+// failOutstanding hands every tracked request an ErrTrackerStopped
+// response.
+func (t *Tracker) failOutstanding() {
+	t.mu.Lock()
+	outstanding := make([]*trackedRequest, 0, len(t.requests))
+	for id, tr := range t.requests {
+		outstanding = append(outstanding, tr)
+		delete(t.requests, id)
+	}
+	t.mu.Unlock()
+	for _, tr := range outstanding {
+		tr.timer.Stop()
+		t.deliver(tr, &Response{ID: tr.req.ID, Error: fmt.Errorf("%w: request %s abandoned", ErrTrackerStopped, tr.req.ID)})
+		t.pending.Done()
+	}
+}

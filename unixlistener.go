@@ -1,0 +1,314 @@
+package acomm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// UnixListener is a wrapper for a unix socket. It handles creation and
+// listening for new connections, as well as graceful shutdown.
+//
+// The socket's directory is created without world access, the socket is
+// not world-writable (see WithSocketMode), a stale socket file left by a
+// dead process is replaced, and the socket file is removed by Stop.
+type UnixListener struct {
+	socketPath  string
+	acceptLimit int
+	cfg         config
+
+	mu       sync.Mutex // protects the fields below
+	running  bool
+	listener *net.UnixListener
+	conns    map[net.Conn]struct{} // connections handed out, not yet done
+	connCh   chan net.Conn         // accepted connections; closed when accepting ends
+	done     chan struct{}         // closed by Stop
+	loopDone chan struct{}         // closed when the accept loop returns
+	connWG   sync.WaitGroup        // one count per entry of conns
+}
+
+// NewUnixListener creates and initializes a new UnixListener. AcceptLimit
+// controls how many connections it will listen for before stopping; 0 and
+// below is unlimited.
+func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
+	if socketPath != "" {
+		if abs, err := filepath.Abs(socketPath); err == nil {
+			socketPath = abs
+		}
+	}
+	return &UnixListener{
+		socketPath:  socketPath,
+		acceptLimit: acceptLimit,
+		cfg:         defaultConfig(),
+	}
+}
+
+// Configure applies options (WithSocketMode, WithLogger) before Start. It
+// fails with ErrAlreadyStarted on a running listener.
+func (ul *UnixListener) Configure(opts ...Option) error {
+	ul.mu.Lock()
+	defer ul.mu.Unlock()
+	if ul.running {
+		return ErrAlreadyStarted
+	}
+	cfg := ul.cfg
+	if err := cfg.apply(opts); err != nil {
+		return err
+	}
+	ul.cfg = cfg
+	return nil
+}
+
+// Addr returns the string representation of the unix address.
+func (ul *UnixListener) Addr() string {
+	return ul.socketPath
+}
+
+// URL returns the URL representation of the unix address.
+func (ul *UnixListener) URL() *url.URL {
+	return &url.URL{Scheme: "unix", Path: ul.socketPath}
+}
+
+// Start prepares the listener and starts listening for new connections.
+// Starting a running listener does nothing.
+func (ul *UnixListener) Start() error {
+	ul.mu.Lock()
+	defer ul.mu.Unlock()
+	if ul.running {
+		return nil
+	}
+	l, err := listenUnix(ul.socketPath, ul.cfg.socketMode)
+	if err != nil {
+		return err
+	}
+	ul.listener = l
+	ul.conns = make(map[net.Conn]struct{})
+	ul.connCh = make(chan net.Conn)
+	ul.done = make(chan struct{})
+	ul.loopDone = make(chan struct{})
+	ul.running = true
+	go ul.acceptLoop(l, ul.connCh, ul.done, ul.loopDone)
+	return nil
+}
+
+// listenUnix creates the socket's directory if needed, clears a stale
+// socket file, listens, and sets the socket's mode.
+func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: empty socket path", ErrInvalidArgument)
+	}
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("%w: %d bytes (max %d): %s", ErrSocketPathTooLong, len(path), maxSocketPath, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("acomm: create socket directory: %w", err)
+	}
+	if err := clearStaleSocket(path); err != nil {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, errAddrInUse) {
+			return nil, fmt.Errorf("%w: %s", ErrAddrInUse, path)
+		}
+		return nil, fmt.Errorf("acomm: listen on %s: %w", path, err)
+	}
+	// The file is removed by the owner after its last use, not by Close,
+	// so that a listener closed early (accept limit) can still be cleaned
+	// up in one place.
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, mode); err != nil {
+		_ = l.Close()
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("acomm: chmod socket: %w", err)
+	}
+	return l, nil
+}
+
+// clearStaleSocket removes a socket file at path that no process listens
+// on. A live socket yields ErrAddrInUse, and a file that is not a socket
+// is left alone and reported.
+func clearStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("acomm: stat socket path: %w", err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%w: %s exists and is not a socket", ErrAddrInUse, path)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		_ = conn.Close()
+		return fmt.Errorf("%w: %s", ErrAddrInUse, path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("acomm: remove stale socket: %w", err)
+	}
+	return nil
+}
+
+// acceptLoop accepts connections and hands them to NextConn until the
+// listener is stopped or the accept limit is reached.
+func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, done, loopDone chan struct{}) {
+	defer close(loopDone)
+	defer close(connCh)
+	log := ul.cfg.logger.WithField("socket", ul.socketPath)
+	accepted := 0
+	var backoff time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporaryAcceptErr(err) {
+				backoff = nextBackoff(backoff)
+				log.WithError(err).WithField("retry_in", backoff).Warn("accept failed; retrying")
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-done:
+					return
+				}
+			}
+			log.WithError(err).Error("accept failed; listener stopped accepting")
+			return
+		}
+		backoff = 0
+
+		ul.mu.Lock()
+		ul.conns[conn] = struct{}{}
+		ul.connWG.Add(1)
+		ul.mu.Unlock()
+
+		select {
+		case connCh <- conn:
+		case <-done:
+			ul.DoneConn(conn)
+			return
+		}
+		accepted++
+		if ul.acceptLimit > 0 && accepted >= ul.acceptLimit {
+			// Nobody else can connect: close the socket now.
+			_ = l.Close()
+			_ = os.Remove(ul.socketPath)
+			return
+		}
+	}
+}
+
+// nextBackoff doubles d between 5ms and 1s.
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	if d *= 2; d > time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// NextConn blocks and returns the next connection. It will return nil when
+// the listener is stopped (or has reached its accept limit, or was never
+// started). Connections should be handled in a go routine to take
+// advantage of concurrency. When done, the connection MUST be finished with
+// a call to DoneConn.
+func (ul *UnixListener) NextConn() net.Conn {
+	ul.mu.Lock()
+	ch := ul.connCh
+	ul.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	return <-ch
+}
+
+// DoneConn completes the handling of a connection: it closes the
+// connection and lets Stop know it is finished. Calling it more than once
+// for a connection is harmless.
+func (ul *UnixListener) DoneConn(conn net.Conn) {
+	if conn == nil {
+		return
+	}
+	ul.mu.Lock()
+	_, ok := ul.conns[conn]
+	delete(ul.conns, conn)
+	ul.mu.Unlock()
+	if !ok {
+		return
+	}
+	_ = conn.Close()
+	ul.connWG.Done()
+}
+
+// Stop stops listening for new connections and removes the socket file.
+// It then waits up to timeout for the connections handed out by NextConn
+// to be finished with DoneConn, and closes those still open. Stopping a
+// listener that is not running does nothing.
+func (ul *UnixListener) Stop(timeout time.Duration) {
+	ul.mu.Lock()
+	if !ul.running {
+		ul.mu.Unlock()
+		return
+	}
+	ul.running = false
+	close(ul.done)
+	l, loopDone := ul.listener, ul.loopDone
+	ul.mu.Unlock()
+
+	_ = l.Close()
+	<-loopDone
+	_ = os.Remove(ul.socketPath)
+
+	idle := make(chan struct{})
+	go func() {
+		ul.connWG.Wait()
+		close(idle)
+	}()
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		select {
+		case <-idle:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	// Out of time: close what is left and count it done, so Stop never
+	// depends on a handler that forgets DoneConn.
+	ul.mu.Lock()
+	for c := range ul.conns {
+		_ = c.Close()
+		delete(ul.conns, c)
+		ul.connWG.Done()
+	}
+	ul.mu.Unlock()
+	<-idle
+}
+
+// errAddrInUse is the errno of listening on a bound address.
+var errAddrInUse = syscall.EADDRINUSE
+
+// isTemporaryAcceptErr reports accept errors worth retrying: the process or
+// system is out of descriptors or memory, or the peer aborted.
+func isTemporaryAcceptErr(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR)
+}
