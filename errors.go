@@ -66,7 +66,6 @@ var (
 	ErrStreamNotAnnounced = errors.New("acomm: stream not announced")
 )
 
-
 // timeoutError is the type of ErrTimeout.
 type timeoutError struct{}
 

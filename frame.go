@@ -84,13 +84,45 @@ func writeFrame(w io.Writer, body []byte, max int) error {
 	return err
 }
 
-// encodeFrame marshals payload to JSON and writes it as one frame.
+// encodeFrame marshals payload to JSON and writes it as one frame. Requests
+// and responses are encoded straight into a pooled buffer after room for
+// the header, and written with one Write.
 func encodeFrame(w io.Writer, payload any, max int) error {
-	data, err := json.Marshal(payload)
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	var (
+		bp  = framePool.Get().(*[]byte)
+		buf = append((*bp)[:0], 0, 0, 0, 0)
+		err error
+	)
+	switch p := payload.(type) {
+	case *Request:
+		buf, err = appendRequest(buf, p, p.LegacyURLs)
+	case *Response:
+		buf, err = appendResponse(buf, p, p.LegacyURLs)
+	default:
+		var data []byte
+		if data, err = json.Marshal(payload); err == nil {
+			buf = append(buf, data...)
+		}
+	}
 	if err != nil {
+		framePool.Put(bp)
 		return fmt.Errorf("%w: marshal payload: %w", ErrInvalidArgument, err)
 	}
-	return writeFrame(w, data, max)
+	n := len(buf) - frameHeaderSize
+	if n > max {
+		framePool.Put(bp)
+		return &FrameSizeError{Size: uint64(n), Max: max}
+	}
+	binary.BigEndian.PutUint32(buf, uint32(n))
+	_, err = w.Write(buf)
+	if cap(buf) <= 1<<20 { // do not keep huge buffers alive
+		*bp = buf[:0]
+		framePool.Put(bp)
+	}
+	return err
 }
 
 // decodeFrame reads one frame and unmarshals it into dest. A body that is

@@ -15,8 +15,8 @@ type MultiRequest struct {
 	tracker *Tracker
 	timeout time.Duration
 
-	mu        sync.Mutex // protects the fields below
-	cond      *sync.Cond // signalled when pending reaches zero
+	mu        sync.Mutex           // protects the fields below
+	cond      *sync.Cond           // signalled when pending reaches zero
 	names     map[string]string    // request ID -> name, for requests not yet answered
 	added     map[string]bool      // names added
 	responses map[string]*Response // by name

@@ -134,11 +134,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 // MarshalJSON marshals a Request into its wire form, with the response
 // hook as a string (or as the legacy object when LegacyURLs is set).
 func (req *Request) MarshalJSON() ([]byte, error) {
-	hook, err := encodeURL(req.ResponseHook, req.LegacyURLs)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(requestJSON{ID: req.ID, Task: req.Task, ResponseHook: hook, Args: req.Args})
+	return appendRequest(make([]byte, 0, 128), req, req.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals a Request from its wire form. The response hook

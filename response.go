@@ -60,15 +60,7 @@ func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error
 // message ("" for none) and the stream URL as a string, or as the legacy
 // object when LegacyURLs is set.
 func (r *Response) MarshalJSON() ([]byte, error) {
-	su, err := encodeURL(r.StreamURL, r.LegacyURLs)
-	if err != nil {
-		return nil, err
-	}
-	rj := responseJSON{ID: r.ID, Result: r.Result, StreamURL: su}
-	if r.Error != nil {
-		rj.Error = r.Error.Error()
-	}
-	return json.Marshal(rj)
+	return appendResponse(make([]byte, 0, 128), r, r.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals JSON data into a Response. A non-empty error

@@ -30,9 +30,11 @@ type UnixListener struct {
 	mu       sync.Mutex // protects the fields below
 	running  bool
 	listener *net.UnixListener
+	removed  bool                  // the accept loop removed the socket file (accept limit)
 	conns    map[net.Conn]struct{} // connections handed out, not yet done
 	connCh   chan net.Conn         // accepted connections; closed when accepting ends
-	done     chan struct{}         // closed by Stop
+	done     chan struct{}         // closed when Stop begins
+	stopped  chan struct{}         // closed when Stop has finished
 	loopDone chan struct{}         // closed when the accept loop returns
 	connWG   sync.WaitGroup        // one count per entry of conns
 }
@@ -92,9 +94,11 @@ func (ul *UnixListener) Start() error {
 		return err
 	}
 	ul.listener = l
+	ul.removed = false
 	ul.conns = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
 	ul.done = make(chan struct{})
+	ul.stopped = make(chan struct{})
 	ul.loopDone = make(chan struct{})
 	ul.running = true
 	go ul.acceptLoop(l, ul.connCh, ul.done, ul.loopDone)
@@ -205,9 +209,14 @@ func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, do
 		}
 		accepted++
 		if ul.acceptLimit > 0 && accepted >= ul.acceptLimit {
-			// Nobody else can connect: close the socket now.
+			// Nobody else can connect: close the socket now. Stop must
+			// not remove the path again: by then it may be another
+			// listener's socket.
 			_ = l.Close()
 			_ = os.Remove(ul.socketPath)
+			ul.mu.Lock()
+			ul.removed = true
+			ul.mu.Unlock()
 			return
 		}
 	}
@@ -260,21 +269,32 @@ func (ul *UnixListener) DoneConn(conn net.Conn) {
 // Stop stops listening for new connections and removes the socket file.
 // It then waits up to timeout for the connections handed out by NextConn
 // to be finished with DoneConn, and closes those still open. Stopping a
-// listener that is not running does nothing.
+// listener that is not running does nothing; a Stop called while another
+// is under way returns when that one has finished.
 func (ul *UnixListener) Stop(timeout time.Duration) {
 	ul.mu.Lock()
 	if !ul.running {
+		stopped := ul.stopped
 		ul.mu.Unlock()
+		if stopped != nil {
+			<-stopped
+		}
 		return
 	}
 	ul.running = false
 	close(ul.done)
-	l, loopDone := ul.listener, ul.loopDone
+	l, loopDone, stopped := ul.listener, ul.loopDone, ul.stopped
 	ul.mu.Unlock()
+	defer close(stopped)
 
 	_ = l.Close()
 	<-loopDone
-	_ = os.Remove(ul.socketPath)
+	ul.mu.Lock()
+	removed := ul.removed
+	ul.mu.Unlock()
+	if !removed {
+		_ = os.Remove(ul.socketPath)
+	}
 
 	idle := make(chan struct{})
 	go func() {

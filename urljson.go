@@ -74,11 +74,5 @@ func decodeURL(raw json.RawMessage) (u *url.URL, legacy bool, err error) {
 // encodeURL encodes u as a JSON string, or as the legacy object when legacy
 // is set. A nil URL encodes as null.
 func encodeURL(u *url.URL, legacy bool) (json.RawMessage, error) {
-	if u == nil {
-		return json.RawMessage("null"), nil
-	}
-	if legacy {
-		return json.Marshal(u)
-	}
-	return json.Marshal(u.String())
+	return appendURL(nil, u, legacy)
 }
