@@ -101,12 +101,15 @@ type RemoteError struct {
 func (e *RemoteError) Error() string { return e.Message }
 
 // Is reports whether target is a wire sentinel whose text begins the
-// remote message.
+// remote message, as the whole message or followed by ":" (the form
+// fmt.Errorf("%w: ...") gives).
 func (e *RemoteError) Is(target error) bool {
 	for _, s := range wireSentinels {
-		if target == s && strings.HasPrefix(e.Message, s.Error()) {
-			return true
+		if target != s {
+			continue
 		}
+		rest, ok := strings.CutPrefix(e.Message, s.Error())
+		return ok && (rest == "" || rest[0] == ':')
 	}
 	return false
 }

@@ -98,8 +98,16 @@ func encodeFrame(w io.Writer, payload any, max int) error {
 	)
 	switch p := payload.(type) {
 	case *Request:
+		if p == nil { // as json.Marshal does
+			buf = append(buf, "null"...)
+			break
+		}
 		buf, err = appendRequest(buf, p, p.LegacyURLs)
 	case *Response:
+		if p == nil {
+			buf = append(buf, "null"...)
+			break
+		}
 		buf, err = appendResponse(buf, p, p.LegacyURLs)
 	default:
 		var data []byte

@@ -40,6 +40,8 @@ var longString = strings.Repeat("x", 300)
 var goldenFrames = []goldenFrame{
 	{name: "empty object", payload: map[string]any{}, wire: "\x00\x00\x00\x02{}"},
 	{name: "null", payload: nil, wire: "\x00\x00\x00\x04null"},
+	{name: "nil request", payload: (*Request)(nil), wire: "\x00\x00\x00\x04null"},
+	{name: "nil response", payload: (*Response)(nil), wire: "\x00\x00\x00\x04null"},
 	{name: "string over 255 bytes", payload: longString, wire: "\x00\x00\x01\x2e\"" + longString + "\""},
 	{
 		name: "request",
@@ -62,6 +64,18 @@ var goldenFrames = []goldenFrame{
 	},
 }
 
+// golden returns the golden frame named name.
+func golden(t testing.TB, name string) goldenFrame {
+	t.Helper()
+	for _, g := range goldenFrames {
+		if g.name == name {
+			return g
+		}
+	}
+	t.Fatalf("no golden frame %q", name)
+	return goldenFrame{}
+}
+
 // rawJSON returns s as a *json.RawMessage.
 func rawJSON(s string) *json.RawMessage {
 	r := json.RawMessage(s)
@@ -81,6 +95,11 @@ func TestEncodeFrameGolden(t *testing.T) {
 			var buf bytes.Buffer
 			require.NoError(t, encodeFrame(&buf, tc.payload, 0))
 			assert.Equal(t, []byte(tc.wire), buf.Bytes())
+
+			// The body is what encoding/json makes of the payload.
+			want, err := json.Marshal(tc.payload)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), tc.wire[frameHeaderSize:])
 		})
 	}
 }
@@ -101,7 +120,7 @@ func TestReadFrameGolden(t *testing.T) {
 func TestDecodeFrameGolden(t *testing.T) {
 	t.Run("request", func(t *testing.T) {
 		var req Request
-		require.NoError(t, decodeFrame(strings.NewReader(goldenFrames[3].wire), &req, 0))
+		require.NoError(t, decodeFrame(strings.NewReader(golden(t, "request").wire), &req, 0))
 		assert.Equal(t, "1", req.ID)
 		assert.Equal(t, "t", req.Task)
 		assert.Equal(t, "unix:///run/x.sock", req.ResponseHook.String())
@@ -111,7 +130,7 @@ func TestDecodeFrameGolden(t *testing.T) {
 	})
 	t.Run("refusing ack", func(t *testing.T) {
 		var resp Response
-		require.NoError(t, decodeFrame(strings.NewReader(goldenFrames[5].wire), &resp, 0))
+		require.NoError(t, decodeFrame(strings.NewReader(golden(t, "refusing ack").wire), &resp, 0))
 		assert.Equal(t, "", resp.ID)
 		assert.ErrorIs(t, resp.Error, ErrInvalidRequest)
 		assert.EqualError(t, resp.Error, "acomm: invalid request: missing task")
@@ -121,7 +140,7 @@ func TestDecodeFrameGolden(t *testing.T) {
 // TestReadFrameSplit reads frames delivered in pieces: however the peer
 // split its writes, one frame decodes.
 func TestReadFrameSplit(t *testing.T) {
-	wire := []byte(goldenFrames[3].wire)
+	wire := []byte(golden(t, "request").wire)
 	want := wire[frameHeaderSize:]
 
 	readers := []struct {
@@ -476,7 +495,7 @@ func TestConnData(t *testing.T) {
 
 	t.Run("response split into one-byte writes", func(t *testing.T) {
 		client, server := pipe(t)
-		writeSlowly(t, client, []byte(goldenFrames[5].wire), false)
+		writeSlowly(t, client, []byte(golden(t, "refusing ack").wire), false)
 		var got Response
 		require.NoError(t, UnmarshalConnData(server, &got))
 		assert.ErrorIs(t, got.Error, ErrInvalidRequest)
@@ -496,6 +515,18 @@ func TestConnData(t *testing.T) {
 		writeSlowly(t, client, frameBytes(0xFFFFFFFF, nil), true)
 		var got Response
 		assert.ErrorIs(t, UnmarshalConnData(server, &got), ErrFrameTooLarge)
+	})
+
+	t.Run("nil payloads", func(t *testing.T) {
+		for _, payload := range []any{nil, (*Request)(nil), (*Response)(nil)} {
+			client, server := pipe(t)
+			errc := make(chan error, 1)
+			go func() { errc <- SendConnData(client, payload) }()
+			var got *Response
+			require.NoError(t, UnmarshalConnData(server, &got), "%T", payload)
+			require.NoError(t, <-errc)
+			assert.Nil(t, got)
+		}
 	})
 
 	t.Run("nil conn", func(t *testing.T) {
@@ -525,7 +556,7 @@ func shortConfig(idle, ioTimeout time.Duration) *config {
 
 func TestReadFrameConn(t *testing.T) {
 	const short = 50 * time.Millisecond
-	wire := []byte(goldenFrames[3].wire)
+	wire := []byte(golden(t, "request").wire)
 
 	tests := []struct {
 		name      string
@@ -635,7 +666,7 @@ func TestServeFrames(t *testing.T) {
 	}
 
 	// Accepted.
-	require.NoError(t, encodeFrame(client, goldenFrames[3].payload, 0))
+	require.NoError(t, encodeFrame(client, golden(t, "request").payload, 0))
 	resp := ack()
 	assert.Equal(t, "1", resp.ID)
 	assert.NoError(t, resp.Error)
@@ -657,12 +688,12 @@ func TestServeFrames(t *testing.T) {
 	resp = ack()
 	assert.ErrorIs(t, resp.Error, ErrFrameTooLarge)
 	// The rest of the connection cannot be trusted: the loop ends.
-	waitClosed(t, served)
+	frameTestWait(t, served)
 	afterRuns.Wait()
 }
 
-// waitClosed fails t if ch is not closed within a few seconds.
-func waitClosed(t *testing.T, ch <-chan struct{}) {
+// frameTestWait fails t if ch is not closed within a few seconds.
+func frameTestWait(t *testing.T, ch <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-ch:

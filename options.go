@@ -23,6 +23,8 @@ type config struct {
 	socketMode        os.FileMode
 	streamIdleTimeout time.Duration
 	legacyURLs        bool
+	gracePeriod       time.Duration // Server: see WithGracePeriod
+	maxHandlers       int           // Server: see WithMaxHandlers
 }
 
 // Defaults for the settings options change.
@@ -47,6 +49,8 @@ func defaultConfig() config {
 		idleTimeout:       DefaultIdleTimeout,
 		socketMode:        DefaultSocketMode,
 		streamIdleTimeout: DefaultStreamIdleTimeout,
+		gracePeriod:       DefaultGracePeriod,
+		maxHandlers:       DefaultMaxHandlers,
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 //
 // It serves GET and HEAD requests whose "addr" query parameter is the unix
 // URL of a stream that a tracker in this process announced (made with
-// NewStreamUnix or passed through ProxyStreamHTTPURL), each once. Any other
+// NewStreamUnix or passed through ProxyStreamHTTPURL), each once: a GET
+// uses the stream up, a HEAD only reports whether it is there. Any other
 // address is refused without connecting anywhere: 400 when addr is missing
 // or malformed, 403 when it is not a unix URL, 404 when it was not
 // announced, was already served, or expired. The body is flushed as it
@@ -42,6 +43,16 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path := filepath.Clean(unixPath(addr))
+	if r.Method == http.MethodHead {
+		// HEAD is safe: it must not use up the stream's one read.
+		if !isAnnounced(path) {
+			httpError(w, http.StatusNotFound, "stream not found")
+			return
+		}
+		setStreamHeaders(w)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if !claimAnnounced(path) {
 		httpError(w, http.StatusNotFound, "stream not found")
 		return
@@ -57,12 +68,8 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(r.Context(), func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	setStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
 	if _, err := copyStream(&flushWriter{w: w, rc: http.NewResponseController(w)}, conn); err != nil {
 		if !errors.Is(err, net.ErrClosed) {
 			// Headers are gone: abort so the client sees a broken
@@ -70,6 +77,12 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// setStreamHeaders sets the headers of a stream body.
+func setStreamHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
 // flushWriter flushes after every write, so streamed data reaches the

@@ -20,8 +20,8 @@ type frameHandler func(body []byte) (id string, refusal error, after func())
 // serveFrames reads frame after frame from conn until the peer closes it,
 // it idles past cfg.idleTimeout, or a frame cannot be read. Each frame is
 // acknowledged with a Response frame whose error is "" when accepted or
-// the reason it was refused. A frame that is too large is refused and the
-// connection closed, since its body is not read.
+// the reason it was refused. The body of a frame that is too large is
+// refused unread and then skipped.
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler) {
 	for {
 		body, err := readFrameConn(conn, cfg)
@@ -29,8 +29,14 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			var fse *FrameSizeError
 			switch {
 			case errors.As(err, &fse):
+				// Refuse it, then read past its body, so the
+				// sender gets the reason (closing with its data
+				// unread would reset the connection first) and
+				// the connection stays in step for the next frame.
 				log.WithError(err).Warn("refused oversized frame")
-				_ = writeAck(conn, cfg, "", err)
+				if writeAck(conn, cfg, "", err) == nil && discard(conn, cfg, fse.Size) == nil {
+					continue
+				}
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 				// The peer is done, or we are stopping.
 			case errors.Is(err, os.ErrDeadlineExceeded):
@@ -57,6 +63,15 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			after()
 		}
 	}
+}
+
+// discard reads and drops n bytes from conn within cfg.ioTimeout.
+func discard(conn net.Conn, cfg *config, n uint64) error {
+	if err := conn.SetReadDeadline(time.Now().Add(cfg.ioTimeout)); err != nil {
+		return err
+	}
+	_, err := io.CopyN(io.Discard, conn, int64(n))
+	return err
 }
 
 // readFrameConn reads one frame from conn, allowing cfg.idleTimeout for it

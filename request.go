@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 
@@ -117,11 +118,19 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 	if v == nil {
 		return nil, nil
 	}
+	// Raw JSON is checked as json.Marshal would, so that bad args or
+	// results are refused here rather than when the frame is encoded.
 	if r, ok := v.(*json.RawMessage); ok {
+		if r == nil || len(*r) == 0 {
+			return nil, nil
+		}
+		if !json.Valid(*r) {
+			return nil, errors.New("raw message is not valid JSON")
+		}
 		return r, nil
 	}
 	if r, ok := v.(json.RawMessage); ok {
-		return &r, nil
+		return marshalRaw(&r)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -50,27 +50,29 @@ func Send(addr *url.URL, payload interface{}) error {
 }
 
 // sendUnix sends payload as a frame to the socket at path and reads the
-// acknowledgement.
+// acknowledgement, over a pooled connection when one is idle.
 func sendUnix(path string, payload any, maxFrame int, ioTimeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", path, ioTimeout)
-	if err != nil {
-		return fmt.Errorf("acomm: dial %s: %w", path, err)
-	}
-	defer conn.Close()
-	return exchange(conn, payload, maxFrame, ioTimeout)
+	return unixPool.send(path, payload, maxFrame, ioTimeout)
 }
 
 // exchange writes payload as a frame on conn and reads the acknowledgement,
-// each bounded by ioTimeout.
+// each bounded by ioTimeout. Failures that prove the peer did not read the
+// frame also match errNotDelivered.
 func exchange(conn net.Conn, payload any, maxFrame int, ioTimeout time.Duration) error {
 	if err := conn.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
 		return fmt.Errorf("acomm: set deadline: %w", err)
 	}
 	if err := encodeFrame(conn, payload, maxFrame); err != nil {
+		if notDelivered(err) {
+			return fmt.Errorf("acomm: send frame: %w: %w", errNotDelivered, err)
+		}
 		return fmt.Errorf("acomm: send frame: %w", err)
 	}
 	var ack Response
 	if err := decodeFrame(conn, &ack, maxFrame); err != nil {
+		if notDelivered(err) {
+			return fmt.Errorf("acomm: read acknowledgement: %w: %w", errNotDelivered, err)
+		}
 		return fmt.Errorf("acomm: read acknowledgement: %w", err)
 	}
 	if ack.Error != nil {

@@ -249,6 +249,15 @@ func unannounceAll(t *Tracker) {
 	}
 }
 
+// isAnnounced reports whether path is announced and not yet expired,
+// leaving it announced.
+func isAnnounced(path string) bool {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	a, ok := announced[path]
+	return ok && time.Now().Before(a.expires)
+}
+
 // claimAnnounced removes path from the registry and reports whether it was
 // announced and not yet expired.
 func claimAnnounced(path string) bool {
@@ -260,4 +269,25 @@ func claimAnnounced(path string) bool {
 	}
 	delete(announced, path)
 	return time.Now().Before(a.expires)
+}
+
+// claimAnnouncedBy is claimAnnounced limited to the streams t announced: a
+// path announced by another tracker is neither claimed nor withdrawn.
+func claimAnnouncedBy(path string, t *Tracker) bool {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	a, ok := announced[path]
+	if !ok || a.tracker != t {
+		return false
+	}
+	delete(announced, path)
+	return time.Now().Before(a.expires)
+}
+
+// isAnnouncedBy is isAnnounced limited to the streams t announced.
+func isAnnouncedBy(path string, t *Tracker) bool {
+	announcedMu.Lock()
+	defer announcedMu.Unlock()
+	a, ok := announced[path]
+	return ok && a.tracker == t && time.Now().Before(a.expires)
 }

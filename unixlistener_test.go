@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,6 +295,42 @@ func TestUnixListenerStopWaitsForDoneConn(t *testing.T) {
 	ul.DoneConn(conn) // twice: harmless
 	ul.DoneConn(nil)
 	ul.Stop(0) // twice: harmless
+}
+
+// A Stop called while another Stop waits for a connection returns only
+// when the first one has finished.
+func TestUnixListenerConcurrentStop(t *testing.T) {
+	ul := newListener(t, 0)
+	_ = dialUnix(t, ul.Addr())
+	conn := ul.NextConn()
+	require.NotNil(t, conn)
+	acceptDone := drainConns(ul)
+
+	firstDone := make(chan struct{})
+	go func() {
+		defer close(firstDone)
+		ul.Stop(10 * time.Second)
+	}()
+	waitFor(t, acceptDone, 2*time.Second, "accept loop to end")
+
+	var connDone atomic.Bool
+	secondDone := make(chan bool)
+	go func() {
+		ul.Stop(0)
+		secondDone <- connDone.Load()
+	}()
+	select {
+	case <-secondDone:
+		t.Fatal("second Stop returned while the first waits for a connection")
+	case <-firstDone:
+		t.Fatal("first Stop returned while a connection was in use")
+	default:
+	}
+	connDone.Store(true)
+	ul.DoneConn(conn)
+	assert.True(t, waitFor(t, secondDone, 2*time.Second, "second Stop"), "second Stop returned before the connection was done")
+	waitFor(t, firstDone, 2*time.Second, "first Stop")
+	assert.NoFileExists(t, ul.Addr())
 }
 
 func TestUnixListenerStopTimeout(t *testing.T) {

@@ -48,6 +48,11 @@ func decodeURL(raw json.RawMessage) (u *url.URL, legacy bool, err error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 		}
+		if u.String() == "" {
+			// "#" and the like: no URL, like "" (it would be re-encoded
+			// as "", which decodes to nil).
+			return nil, false, nil
+		}
 		return u, false, nil
 	case '{':
 		var l legacyURL

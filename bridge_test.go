@@ -1,0 +1,769 @@
+package acomm_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// bridgeClient is the external caller's HTTP client.
+var bridgeClient = &http.Client{Timeout: 10 * time.Second}
+
+// bridgeService starts a unix service written with the seed API
+// (UnixListener, UnmarshalConnData, SendConnData, Respond): it acknowledges
+// each request and answers it with fn's response (nil: no answer). It
+// returns the service's URL and is stopped at cleanup.
+func bridgeService(t testing.TB, fn func(*acomm.Request) *acomm.Response) *url.URL {
+	t.Helper()
+	ul := acomm.NewUnixListener(sockPath(t, "svc.sock"), 0)
+	require.NoError(t, ul.Start())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
+			wg.Add(1)
+			go func(conn net.Conn) {
+				defer wg.Done()
+				defer ul.DoneConn(conn)
+				for {
+					req := &acomm.Request{}
+					if acomm.UnmarshalConnData(conn, req) != nil {
+						return
+					}
+					if acomm.SendConnData(conn, &acomm.Response{ID: req.ID}) != nil {
+						return
+					}
+					if resp := fn(req); resp != nil {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							_ = req.Respond(resp)
+						}()
+					}
+				}
+			}(conn)
+		}
+	}()
+	t.Cleanup(func() {
+		ul.Stop(0)
+		wg.Wait()
+	})
+	return ul.URL()
+}
+
+// bridgeEcho answers with the request's args.
+func bridgeEcho(req *acomm.Request) *acomm.Response {
+	var v json.RawMessage
+	if req.Args != nil {
+		v = *req.Args
+	}
+	resp, _ := acomm.NewResponse(req, v, nil, nil)
+	return resp
+}
+
+// bridgeEnv is a bridge served over HTTP in front of its tracker.
+type bridgeEnv struct {
+	tr   *acomm.Tracker
+	b    *acomm.Bridge
+	base string // the bridge's base URL
+}
+
+// newBridgeEnv starts a tracker whose HTTP stream URL is the bridge's
+// /stream and a bridge for it, configured by configure, on an httptest
+// server; the server is closed, then the tracker stopped, at cleanup.
+func newBridgeEnv(t testing.TB, configure func(*acomm.Bridge), routes ...acomm.Route) *bridgeEnv {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	streamURL, err := url.Parse(base + "/stream")
+	require.NoError(t, err)
+	tr := newTracker(t, streamURL, 5*time.Second)
+	b, err := acomm.NewBridge(tr, routes...)
+	require.NoError(t, err)
+	if configure != nil {
+		configure(b)
+	}
+	srv.Config = acomm.NewHTTPServer("", b.Handler())
+	srv.Start()
+	t.Cleanup(srv.Close) // runs before the tracker's Stop
+	return &bridgeEnv{tr: tr, b: b, base: base}
+}
+
+// bridgeHook is an external caller's response hook.
+type bridgeHook struct {
+	url string
+	got chan *acomm.Response
+}
+
+// newBridgeHook serves a response hook that passes each response it
+// receives to got and acknowledges it.
+func newBridgeHook(t testing.TB) *bridgeHook {
+	t.Helper()
+	h := &bridgeHook{got: make(chan *acomm.Response, 16)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := &acomm.Response{}
+		if err := json.NewDecoder(r.Body).Decode(resp); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.got <- resp
+		_ = json.NewEncoder(w).Encode(&acomm.Response{ID: resp.ID})
+	}))
+	t.Cleanup(srv.Close)
+	h.url = srv.URL + "/hook"
+	return h
+}
+
+// bridgeReply is an HTTP answer, read in full.
+type bridgeReply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// bridgeDo makes an HTTP request with token as a bearer token (none when
+// empty).
+func bridgeDo(t testing.TB, method, u, token string, body io.Reader) bridgeReply {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := bridgeClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return bridgeReply{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// bridgePost POSTs body as JSON.
+func bridgePost(t testing.TB, u, token, body string) bridgeReply {
+	t.Helper()
+	return bridgeDo(t, http.MethodPost, u, token, strings.NewReader(body))
+}
+
+// requireBridgeError checks that r is a JSON error with status code and
+// returns its message.
+func requireBridgeError(t testing.TB, r bridgeReply, code int) string {
+	t.Helper()
+	require.Equal(t, code, r.status, "body: %s", r.body)
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	var e struct {
+		Error string `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(r.body, &e), "body: %s", r.body)
+	assert.NotEmpty(t, e.Error)
+	return e.Error
+}
+
+// requireBridgeAck checks that r acknowledges request id the way a unix
+// socket does.
+func requireBridgeAck(t testing.TB, r bridgeReply, id string) {
+	t.Helper()
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	var raw map[string]any
+	require.NoError(t, json.Unmarshal(r.body, &raw), "body: %s", r.body)
+	assert.Equal(t, id, raw["id"])
+	assert.Equal(t, "", raw["error"])
+	ack := &acomm.Response{}
+	require.NoError(t, json.Unmarshal(r.body, ack))
+	assert.NoError(t, ack.Error)
+}
+
+// bridgeRequestJSON returns the wire JSON of a new request.
+func bridgeRequestJSON(t testing.TB, task, hook string, args any) (string, *acomm.Request) {
+	t.Helper()
+	req, err := acomm.NewRequest(task, hook, args, nil, nil)
+	require.NoError(t, err)
+	b, err := json.Marshal(req)
+	require.NoError(t, err)
+	return string(b), req
+}
+
+// withUser returns u with basic authentication credentials, which carry a
+// bridge token through APIs that take only a URL.
+func withUser(t testing.TB, u, password string) *url.URL {
+	t.Helper()
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	p.User = url.UserPassword("acomm", password)
+	return p
+}
+
+func TestBridgeRequest(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, bridgeEcho)
+	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "s3cret" }, acomm.Route{Pattern: "echo", Addr: svc})
+
+	body, req := bridgeRequestJSON(t, "echo", hook.url, map[string]int{"n": 7})
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "s3cret", body), req.ID)
+
+	got := waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	require.NoError(t, got.Error)
+	assert.Equal(t, req.ID, got.ID)
+	assert.Nil(t, got.StreamURL)
+	var out map[string]int
+	require.NoError(t, got.UnmarshalResult(&out))
+	assert.Equal(t, 7, out["n"])
+	assert.Equal(t, 0, env.tr.NumRequests())
+
+	t.Run("acomm.Send over http", func(t *testing.T) {
+		req, err := acomm.NewRequest("echo", hook.url, "hi", nil, nil)
+		require.NoError(t, err)
+		require.NoError(t, acomm.Send(withUser(t, env.base+"/requests", "s3cret"), req))
+		got := waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+		assert.Equal(t, req.ID, got.ID)
+		var s string
+		require.NoError(t, got.UnmarshalResult(&s))
+		assert.Equal(t, "hi", s)
+	})
+	t.Run("acomm.Send sees refusals", func(t *testing.T) {
+		req, err := acomm.NewRequest("nope", hook.url, nil, nil, nil)
+		require.NoError(t, err)
+		err = acomm.Send(withUser(t, env.base+"/requests", "s3cret"), req)
+		assert.ErrorIs(t, err, acomm.ErrHTTPStatus)
+		assert.ErrorContains(t, err, "404")
+	})
+}
+
+func TestBridgeTaskError(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, func(req *acomm.Request) *acomm.Response {
+		resp, _ := acomm.NewResponse(req, nil, nil, errors.New("disk full"))
+		return resp
+	})
+	env := newBridgeEnv(t, nil, acomm.Route{Pattern: "disk.*", Addr: svc})
+
+	body, req := bridgeRequestJSON(t, "disk.create", hook.url, nil)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	got := waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	assert.Equal(t, req.ID, got.ID)
+	require.Error(t, got.Error)
+	assert.Equal(t, "disk full", got.Error.Error())
+	assert.Nil(t, got.Result)
+}
+
+func TestBridgeTimeout(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Timeout = 20 * time.Millisecond }, acomm.Route{Pattern: "*", Addr: svc})
+
+	body, req := bridgeRequestJSON(t, "slow", hook.url, nil)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	got := waitFor(t, hook.got, 5*time.Second, "timeout at the hook")
+	assert.Equal(t, req.ID, got.ID)
+	assert.ErrorIs(t, got.Error, acomm.ErrTimeout)
+}
+
+func TestBridgeStream(t *testing.T) {
+	hook := newBridgeHook(t)
+	// The service has its own tracker, as if in its own process: its
+	// stream reaches the bridge only through the response.
+	svcTracker := newTracker(t, nil, 5*time.Second)
+	svc := bridgeService(t, func(req *acomm.Request) *acomm.Response {
+		su, err := svcTracker.NewStreamUnix("", io.NopCloser(strings.NewReader("streamed bytes")))
+		if err != nil {
+			resp, _ := acomm.NewResponse(req, nil, nil, err)
+			return resp
+		}
+		resp, _ := acomm.NewResponse(req, "see stream", su, nil)
+		return resp
+	})
+	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "s3cret" }, acomm.Route{Pattern: "dump", Addr: svc})
+
+	body, req := bridgeRequestJSON(t, "dump", hook.url, nil)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "s3cret", body), req.ID)
+	got := waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	require.NoError(t, got.Error)
+	require.NotNil(t, got.StreamURL)
+	streamURL := got.StreamURL.String()
+	assert.True(t, strings.HasPrefix(streamURL, env.base+"/stream?addr=unix"), streamURL)
+
+	r := bridgeDo(t, http.MethodGet, streamURL, "", nil)
+	requireBridgeError(t, r, http.StatusUnauthorized)
+	r = bridgeDo(t, http.MethodHead, streamURL, "s3cret", nil)
+	require.Equal(t, http.StatusOK, r.status, "HEAD does not use the stream up")
+
+	r = bridgeDo(t, http.MethodGet, streamURL, "s3cret", nil)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, "streamed bytes", string(r.body))
+	assert.Equal(t, "application/octet-stream", r.header.Get("Content-Type"))
+
+	requireBridgeError(t, bridgeDo(t, http.MethodGet, streamURL, "s3cret", nil), http.StatusNotFound)
+	assert.Equal(t, http.StatusNotFound, bridgeDo(t, http.MethodHead, streamURL, "s3cret", nil).status)
+	// acomm.Stream reaches it with the token in the URL, and sees the 404.
+	err := acomm.Stream(io.Discard, withUser(t, streamURL, "s3cret"))
+	assert.ErrorIs(t, err, acomm.ErrHTTPStatus)
+	assert.ErrorContains(t, err, "404")
+}
+
+// TestBridgeStreamScope checks that a bridge serves only the streams its
+// own tracker announced, and leaves the others alone.
+func TestBridgeStreamScope(t *testing.T) {
+	env := newBridgeEnv(t, nil)
+	other := newTracker(t, nil, 5*time.Second)
+	su, err := other.NewStreamUnix("", io.NopCloser(strings.NewReader("not yours")))
+	require.NoError(t, err)
+	viaBridge := env.base + "/stream?addr=" + url.QueryEscape(su.String())
+
+	assert.Equal(t, http.StatusNotFound, bridgeDo(t, http.MethodHead, viaBridge, "", nil).status)
+	requireBridgeError(t, bridgeDo(t, http.MethodGet, viaBridge, "", nil), http.StatusNotFound)
+
+	// Still announced: the process-wide handler serves it.
+	ps := httptest.NewServer(http.HandlerFunc(acomm.ProxyStreamHandler))
+	t.Cleanup(ps.Close)
+	r := bridgeDo(t, http.MethodGet, ps.URL+"/stream?addr="+url.QueryEscape(su.String()), "", nil)
+	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	assert.Equal(t, "not yours", string(r.body))
+
+	t.Run("refusals", func(t *testing.T) {
+		for _, tt := range []struct {
+			name, method, query string
+			want                int
+		}{
+			{"missing addr", http.MethodGet, "", http.StatusBadRequest},
+			{"malformed addr", http.MethodGet, "?addr=%25zz", http.StatusBadRequest},
+			{"not unix", http.MethodGet, "?addr=" + url.QueryEscape("http://example.com/x"), http.StatusForbidden},
+			{"never announced", http.MethodGet, "?addr=" + url.QueryEscape("unix:///tmp/nothing.sock"), http.StatusNotFound},
+			{"wrong method", http.MethodPost, "?addr=" + url.QueryEscape(su.String()), http.StatusMethodNotAllowed},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				requireBridgeError(t, bridgeDo(t, tt.method, env.base+"/stream"+tt.query, "", nil), tt.want)
+			})
+		}
+	})
+}
+
+// TestBridgeStreamOutlivesServerTimeouts serves a stream for longer than
+// the server's read and write timeouts. It has to let real time pass: the
+// source withholds its second half until well after both have elapsed.
+// (Without per-write deadlines, the server's WriteTimeout cuts it off.)
+func TestBridgeStreamOutlivesServerTimeouts(t *testing.T) {
+	const serverTimeout = 30 * time.Millisecond
+	srv := httptest.NewUnstartedServer(nil)
+	base := "http://" + srv.Listener.Addr().String()
+	streamBase, err := url.Parse(base + "/stream")
+	require.NoError(t, err)
+	tr := newTracker(t, streamBase, 5*time.Second)
+	b, err := acomm.NewBridge(tr)
+	require.NoError(t, err)
+	srv.Config = acomm.NewHTTPServer("", b.Handler())
+	srv.Config.ReadTimeout = serverTimeout
+	srv.Config.WriteTimeout = serverTimeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { _ = pw.Close() })
+	su, err := tr.NewStreamUnix("", pr)
+	require.NoError(t, err)
+	hu, err := tr.ProxyStreamHTTPURL(su)
+	require.NoError(t, err)
+
+	resp, err := bridgeClient.Get(hu.String())
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	go func() {
+		_, _ = io.WriteString(pw, "first ")
+		<-time.After(5 * serverTimeout)
+		_, _ = io.WriteString(pw, "second")
+		_ = pw.Close()
+	}()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err, "stream cut off after %q", body)
+	assert.Equal(t, "first second", string(body))
+}
+
+func TestBridgeRefusals(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, bridgeEcho)
+	silent := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	dead := &url.URL{Scheme: "unix", Path: sockPath(t, "dead.sock")}
+	const token = "s3cret"
+	env := newBridgeEnv(t, func(b *acomm.Bridge) {
+		b.Token = token
+		b.MaxBodyBytes = 512
+		b.CheckHook = func(u *url.URL) error {
+			if u.Hostname() == "forbidden.example" {
+				return errors.New("not that host")
+			}
+			return nil
+		}
+	},
+		acomm.Route{Pattern: "echo", Addr: svc},
+		acomm.Route{Pattern: "silent", Addr: silent},
+		acomm.Route{Pattern: "dead", Addr: dead},
+	)
+	valid, _ := bridgeRequestJSON(t, "echo", hook.url, nil)
+	big := fmt.Sprintf(`{"id":"big","task":"echo","responsehook":%q,"args":%q}`, hook.url, strings.Repeat("x", 1024))
+	validResp := `{"id":"unknown","result":null,"stream_url":null,"error":""}`
+
+	t.Run("unauthorized", func(t *testing.T) {
+		for _, path := range []string{"/requests", "/responses", "/stream?addr=unix:///x.sock", "/elsewhere"} {
+			for _, tok := range []string{"", "wrong", token + "x", token[:3]} {
+				t.Run(path+"/"+tok, func(t *testing.T) {
+					method := http.MethodPost
+					if strings.HasPrefix(path, "/stream") {
+						method = http.MethodGet
+					}
+					r := bridgeDo(t, method, env.base+path, tok, strings.NewReader(valid))
+					requireBridgeError(t, r, http.StatusUnauthorized)
+					challenge := r.header.Get("WWW-Authenticate")
+					assert.True(t, strings.HasPrefix(challenge, "Bearer "), challenge)
+					assert.Equal(t, tok != "", strings.Contains(challenge, `error="invalid_token"`), challenge)
+				})
+			}
+		}
+		t.Run("other scheme", func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, env.base+"/responses", strings.NewReader(validResp))
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Token "+token)
+			resp, err := bridgeClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		})
+	})
+	t.Run("accepted credentials", func(t *testing.T) {
+		for name, set := range map[string]func(*http.Request){
+			"bearer":            func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) },
+			"bearer lowercase":  func(r *http.Request) { r.Header.Set("Authorization", "bearer "+token) },
+			"basic password":    func(r *http.Request) { r.SetBasicAuth("anyone", token) },
+			"basic in url user": func(r *http.Request) { r.URL.User = url.UserPassword("acomm", token) },
+		} {
+			t.Run(name, func(t *testing.T) {
+				req, err := http.NewRequest(http.MethodPost, env.base+"/responses", strings.NewReader(validResp))
+				require.NoError(t, err)
+				set(req)
+				resp, err := bridgeClient.Do(req)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				requireBridgeAck(t, bridgeReply{resp.StatusCode, resp.Header, b}, "unknown")
+			})
+		}
+	})
+
+	chunked := func(s string) io.Reader { return io.MultiReader(strings.NewReader(s)) } // no Content-Length
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		body   io.Reader
+		want   int
+		allow  string
+	}{
+		{"requests: GET", http.MethodGet, "/requests", nil, http.StatusMethodNotAllowed, "POST"},
+		{"requests: PUT", http.MethodPut, "/requests", strings.NewReader(valid), http.StatusMethodNotAllowed, "POST"},
+		{"responses: GET", http.MethodGet, "/responses", nil, http.StatusMethodNotAllowed, "POST"},
+		{"stream: POST", http.MethodPost, "/stream", nil, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{"unknown path", http.MethodGet, "/nothing", nil, http.StatusNotFound, ""},
+
+		{"requests: too large", http.MethodPost, "/requests", strings.NewReader(big), http.StatusRequestEntityTooLarge, ""},
+		{"requests: too large, chunked", http.MethodPost, "/requests", chunked(big), http.StatusRequestEntityTooLarge, ""},
+		{"responses: too large", http.MethodPost, "/responses", chunked(`{"id":"x","result":"` + strings.Repeat("y", 1024) + `"}`), http.StatusRequestEntityTooLarge, ""},
+
+		{"requests: invalid json", http.MethodPost, "/requests", strings.NewReader(`{"id":`), http.StatusBadRequest, ""},
+		{"requests: not an object", http.MethodPost, "/requests", strings.NewReader(`[1,2]`), http.StatusBadRequest, ""},
+		{"requests: empty body", http.MethodPost, "/requests", nil, http.StatusBadRequest, ""},
+		{"requests: missing hook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo"}`), http.StatusBadRequest, ""},
+		{"requests: null hook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":null}`), http.StatusBadRequest, ""},
+		{"requests: unix hook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"unix:///run/x.sock"}`), http.StatusBadRequest, ""},
+		{"requests: legacy unix hook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":{"Scheme":"unix","Path":"/run/x.sock"}}`), http.StatusBadRequest, ""},
+		{"requests: ftp hook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"ftp://h/x"}`), http.StatusBadRequest, ""},
+		{"requests: hook without host", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"http:///x"}`), http.StatusBadRequest, ""},
+		{"requests: missing id", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"task":"echo","responsehook":%q}`, hook.url)), http.StatusBadRequest, ""},
+		{"requests: missing task", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"id":"a","responsehook":%q}`, hook.url)), http.StatusBadRequest, ""},
+		{"requests: hook refused by CheckHook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"http://forbidden.example/x"}`), http.StatusForbidden, ""},
+		{"requests: no route", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"id":"a","task":"echo.more","responsehook":%q}`, hook.url)), http.StatusNotFound, ""},
+
+		{"responses: invalid json", http.MethodPost, "/responses", strings.NewReader(`nope`), http.StatusBadRequest, ""},
+		{"responses: missing id", http.MethodPost, "/responses", strings.NewReader(`{"result":1}`), http.StatusBadRequest, ""},
+		{"responses: unix stream url", http.MethodPost, "/responses", strings.NewReader(`{"id":"x","stream_url":"unix:///etc/passwd"}`), http.StatusBadRequest, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bridgeDo(t, tt.method, env.base+tt.path, token, tt.body)
+			requireBridgeError(t, r, tt.want)
+			if tt.allow != "" {
+				assert.Equal(t, tt.allow, r.header.Get("Allow"))
+			}
+			assert.Equal(t, 0, env.tr.NumRequests(), "a refused request is not tracked")
+		})
+	}
+
+	t.Run("no route error names the task", func(t *testing.T) {
+		body, _ := bridgeRequestJSON(t, "disk.create", hook.url, nil)
+		msg := requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusNotFound)
+		assert.Contains(t, msg, `"disk.create"`)
+		assert.Contains(t, msg, acomm.ErrUnknownTask.Error())
+	})
+	t.Run("service unreachable", func(t *testing.T) {
+		body, _ := bridgeRequestJSON(t, "dead", hook.url, nil)
+		requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusBadGateway)
+		assert.Equal(t, 0, env.tr.NumRequests(), "untracked after the failed send")
+	})
+	t.Run("duplicate id", func(t *testing.T) {
+		body, req := bridgeRequestJSON(t, "silent", hook.url, nil)
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", token, body), req.ID)
+		requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusConflict)
+		assert.True(t, env.tr.RemoveRequest(req), "the first is still tracked")
+	})
+	select {
+	case r := <-hook.got:
+		t.Fatalf("a refused request reached the hook: %+v", r)
+	default:
+	}
+}
+
+func TestBridgeNotStarted(t *testing.T) {
+	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+	require.NoError(t, err)
+	b, err := acomm.NewBridge(tr, acomm.Route{Pattern: "*", Addr: &url.URL{Scheme: "unix", Path: "/nowhere.sock"}})
+	require.NoError(t, err)
+	body, _ := bridgeRequestJSON(t, "x", "http://caller.example/hook", nil)
+	rec := httptest.NewRecorder()
+	b.RequestsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/requests", strings.NewReader(body)))
+	requireBridgeError(t, bridgeReply{rec.Code, rec.Header(), rec.Body.Bytes()}, http.StatusServiceUnavailable)
+}
+
+// TestBridgeTwoMachines runs two trackers as if on two machines: A sends a
+// request to B's bridge with a hook pointing at A's own /responses, B's
+// service answers, and A's handler runs exactly once, as for a unix
+// response. Both sides use tokens, carried in URLs.
+func TestBridgeTwoMachines(t *testing.T) {
+	// Machine A: a tracker and a bridge serving only its responses.
+	trA := newTracker(t, nil, 5*time.Second)
+	bridgeA := &acomm.Bridge{Tracker: trA, Token: "a-requests", ResponsesToken: "a-responses"}
+	srvA := httptest.NewServer(bridgeA.Handler())
+	t.Cleanup(srvA.Close)
+
+	// Machine B: a service behind a bridge.
+	svc := bridgeService(t, func(req *acomm.Request) *acomm.Response {
+		var name string
+		_ = req.UnmarshalArgs(&name)
+		resp, _ := acomm.NewResponse(req, "hello, "+name, nil, nil)
+		return resp
+	})
+	envB := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "b-token" }, acomm.Route{Pattern: "greet", Addr: svc})
+
+	var calls atomic.Int32
+	done := make(chan *acomm.Response, 4)
+	h := func(_ *acomm.Request, resp *acomm.Response) {
+		calls.Add(1)
+		done <- resp
+	}
+	hookA := withUser(t, srvA.URL+"/responses", "a-responses").String()
+	req, err := acomm.NewRequest("greet", hookA, "A", h, h)
+	require.NoError(t, err)
+	require.NoError(t, trA.TrackRequest(req, 0))
+	require.NoError(t, acomm.Send(withUser(t, envB.base+"/requests", "b-token"), req))
+
+	got := waitFor(t, done, 5*time.Second, "A's handler")
+	require.NoError(t, got.Error)
+	var s string
+	require.NoError(t, got.UnmarshalResult(&s))
+	assert.Equal(t, "hello, A", s)
+
+	// Quiesce both machines; the handler must not run again.
+	trA.Stop()
+	envB.tr.Stop()
+	srvA.Close()
+	assert.EqualValues(t, 1, calls.Load())
+	assert.Equal(t, 0, trA.NumRequests())
+
+	t.Run("hook without the responses token", func(t *testing.T) {
+		trC := newTracker(t, nil, 5*time.Second)
+		bridgeC := &acomm.Bridge{Tracker: trC, ResponsesToken: "c-responses"}
+		srvC := httptest.NewServer(bridgeC.ResponsesHandler())
+		t.Cleanup(srvC.Close)
+		envD := newBridgeEnv(t, nil, acomm.Route{Pattern: "greet", Addr: svc})
+
+		done := make(chan *acomm.Response, 4)
+		h := func(_ *acomm.Request, resp *acomm.Response) { done <- resp }
+		req, err := acomm.NewRequest("greet", srvC.URL+"/responses", "C", h, h)
+		require.NoError(t, err)
+		require.NoError(t, trC.TrackRequest(req, 50*time.Millisecond))
+		require.NoError(t, acomm.Send(&url.URL{Scheme: "http", Host: strings.TrimPrefix(envD.base, "http://"), Path: "/requests"}, req))
+		got := waitFor(t, done, 5*time.Second, "C's handler")
+		assert.ErrorIs(t, got.Error, acomm.ErrTimeout, "the answer was refused, so the request timed out")
+	})
+}
+
+func TestBridgeRoute(t *testing.T) {
+	addr := func(name string) *url.URL { return &url.URL{Scheme: "unix", Path: "/run/" + name + ".sock"} }
+	routes := []acomm.Route{
+		{Pattern: "disk.*", Addr: addr("disk")},
+		{Pattern: "disk.snap.*", Addr: addr("snap")},
+		{Pattern: "disk.create", Addr: addr("create")},
+		{Pattern: "net.up", Addr: addr("up")},
+	}
+	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+	require.NoError(t, err)
+	b, err := acomm.NewBridge(tr, routes...)
+	require.NoError(t, err)
+	withAll, err := acomm.NewBridge(tr, append(routes, acomm.Route{Pattern: "*", Addr: addr("all")})...)
+	require.NoError(t, err)
+
+	tests := []struct {
+		task    string
+		want    string // socket name; "" for no match
+		wantAll string // with a "*" route added
+	}{
+		{"disk.create", "create", "create"}, // exact beats the prefix listed before it
+		{"disk.delete", "disk", "disk"},     // prefix
+		{"disk.snap.list", "snap", "snap"},  // longest prefix
+		{"disk.snap.", "snap", "snap"},      // the prefix itself, dot included
+		{"disk.snap", "disk", "disk"},       // not under disk.snap.*
+		{"disk", "", "all"},                 // the stem is not under disk.*
+		{"net.up", "up", "up"},              // exact
+		{"net.upper", "", "all"},            // exact patterns are not prefixes
+		{"net.down", "", "all"},             // no match
+		{"DISK.create", "", "all"},          // case matters
+		{"", "", "all"},                     // "*" matches everything
+		{"xdisk.create", "", "all"},         // prefixes anchor at the start
+		{"disk.*", "disk", "disk"},          // a literal star is just a character
+	}
+	for _, tt := range tests {
+		t.Run(tt.task, func(t *testing.T) {
+			for _, c := range []struct {
+				b    *acomm.Bridge
+				want string
+			}{{b, tt.want}, {withAll, tt.wantAll}} {
+				r, ok := c.b.Route(tt.task)
+				if c.want == "" {
+					assert.False(t, ok, "matched %v", r)
+					continue
+				}
+				require.True(t, ok)
+				assert.Equal(t, addr(c.want).String(), r.Addr.String())
+			}
+		})
+	}
+}
+
+func TestParseRoute(t *testing.T) {
+	t.Run("valid", func(t *testing.T) {
+		for in, want := range map[string]acomm.Route{
+			"disk.*=unix:///run/disk.sock":  {Pattern: "disk.*", Addr: &url.URL{Scheme: "unix", Path: "/run/disk.sock"}},
+			" echo = unix:///run/echo.sock": {Pattern: "echo", Addr: &url.URL{Scheme: "unix", Path: "/run/echo.sock"}},
+			"*=unix:/run/all.sock":          {Pattern: "*", Addr: &url.URL{Scheme: "unix", Path: "/run/all.sock"}},
+			"a=b=unix:///run/ab.sock":       {},
+		} {
+			t.Run(in, func(t *testing.T) {
+				r, err := acomm.ParseRoute(in)
+				if want.Pattern == "" {
+					assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "a '=' in the address is not a unix url")
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, want.Pattern, r.Pattern)
+				assert.Equal(t, want.Addr.Path, r.Addr.Path)
+				back, err := acomm.ParseRoute(r.String())
+				require.NoError(t, err)
+				assert.Equal(t, r.String(), back.String())
+			})
+		}
+	})
+	for _, tt := range []struct {
+		in   string
+		also error
+	}{
+		{"", nil},
+		{"disk.*", nil},
+		{"=unix:///run/x.sock", nil},
+		{"  =unix:///run/x.sock", nil},
+		{"di*sk=unix:///run/x.sock", nil},
+		{"*disk=unix:///run/x.sock", nil},
+		{"disk.**=unix:///run/x.sock", nil},
+		{"disk=", acomm.ErrUnsupportedScheme},
+		{"disk=unix://", acomm.ErrInvalidURL},
+		{"disk=/run/x.sock", acomm.ErrUnsupportedScheme},
+		{"disk=http://host/x", acomm.ErrUnsupportedScheme},
+		{"disk=https://host/x", acomm.ErrUnsupportedScheme},
+		{"disk=%zz", acomm.ErrInvalidURL},
+	} {
+		t.Run("invalid "+tt.in, func(t *testing.T) {
+			_, err := acomm.ParseRoute(tt.in)
+			require.ErrorIs(t, err, acomm.ErrInvalidArgument)
+			if tt.also != nil {
+				assert.ErrorIs(t, err, tt.also)
+			}
+		})
+	}
+}
+
+func TestNewBridgeErrors(t *testing.T) {
+	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+	require.NoError(t, err)
+	ok := acomm.Route{Pattern: "a", Addr: &url.URL{Scheme: "unix", Path: "/run/a.sock"}}
+
+	_, err = acomm.NewBridge(nil, ok)
+	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "nil tracker")
+	_, err = acomm.NewBridge(tr, ok, ok)
+	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "pattern twice")
+	_, err = acomm.NewBridge(tr, acomm.Route{Pattern: "a"})
+	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "no address")
+	_, err = acomm.NewBridge(tr, acomm.Route{Addr: ok.Addr})
+	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "no pattern")
+
+	routes := []acomm.Route{ok}
+	b, err := acomm.NewBridge(tr, routes...)
+	require.NoError(t, err)
+	routes[0].Pattern = "changed"
+	_, found := b.Route("a")
+	assert.True(t, found, "NewBridge copies the routes")
+}
+
+func TestNewHTTPServer(t *testing.T) {
+	h := http.NotFoundHandler()
+	s := acomm.NewHTTPServer("127.0.0.1:0", h)
+	assert.Equal(t, "127.0.0.1:0", s.Addr)
+	assert.NotNil(t, s.Handler)
+	assert.Positive(t, s.ReadHeaderTimeout)
+	assert.Positive(t, s.ReadTimeout)
+	assert.Positive(t, s.WriteTimeout)
+	assert.Positive(t, s.IdleTimeout)
+	assert.Positive(t, s.MaxHeaderBytes)
+}
+
+// TestBridgeSlowClient checks that a client that sends its headers and
+// then stalls is cut off by the server's timeouts.
+func TestBridgeSlowClient(t *testing.T) {
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = acomm.NewHTTPServer("", http.NotFoundHandler())
+	srv.Config.ReadHeaderTimeout = 20 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "POST /requests HTTP/1.1\r\nHost: x\r\n") // headers never end
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = io.Copy(io.Discard, conn)
+	assert.NoError(t, err, "the server hung up before the client's deadline")
+}

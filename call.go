@@ -1,0 +1,105 @@
+package acomm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/pborman/uuid"
+)
+
+// Call sends a request for task, with args marshalled to JSON, to the
+// service at dest (a unix, http or https URL), with the tracker's own
+// socket as the response hook, and waits for the response.
+//
+// It returns the response and, when the response carries an error, that
+// error too: a *RemoteError for an error sent by the service (matching,
+// with errors.Is, the package's sentinels such as ErrBusy or
+// ErrUnknownTask), an error matching ErrTimeout when no response arrived
+// within the tracker's default timeout, or one matching ErrTrackerStopped
+// when the tracker was shut down first.
+//
+// When ctx ends first, Call stops tracking the request (a late response is
+// dropped) and returns ctx.Err(). A deadline of ctx earlier than the
+// tracker's default timeout becomes the request's timeout. A request that
+// cannot be sent is not tracked either, and the send error is returned.
+// The tracker must be running.
+func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkURL(dest); err != nil {
+		return nil, err
+	}
+	raw, err := marshalRaw(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
+	}
+	ch := make(chan *Response, 1) // the tracker hands over exactly one response
+	h := func(_ *Request, resp *Response) { ch <- resp }
+	req := &Request{
+		ID:             uuid.New(),
+		Task:           task,
+		ResponseHook:   t.URL(),
+		Args:           raw,
+		SuccessHandler: h,
+		ErrorHandler:   h,
+		LegacyURLs:     t.cfg.legacyURLs,
+	}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+
+	timeout, fromCtx := t.defaultTimeout, false
+	if dl, ok := ctx.Deadline(); ok {
+		d := time.Until(dl)
+		if d <= 0 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		if d < timeout {
+			timeout, fromCtx = d, true
+		}
+	}
+	if err := t.track(req, timeout, nil); err != nil {
+		return nil, err
+	}
+	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {
+		if t.RemoveRequest(req) {
+			return nil, err
+		}
+		// Answered (or timed out) while the send was failing: the
+		// response is on its way to ch.
+	}
+
+	var resp *Response
+	select {
+	case resp = <-ch:
+	case <-ctx.Done():
+		if t.RemoveRequest(req) {
+			return nil, ctx.Err()
+		}
+		resp = <-ch // it was handed over as ctx ended
+	}
+	if resp.Error == nil {
+		return resp, nil
+	}
+	if fromCtx && isLocalTimeout(resp.Error) {
+		// The tracker's timer is ctx's deadline: report it as ctx does.
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return resp, resp.Error
+}
+
+// isLocalTimeout reports whether err is the tracker's own timeout, not a
+// timeout reported by the remote service.
+func isLocalTimeout(err error) bool {
+	var re *RemoteError
+	return errors.Is(err, ErrTimeout) && !errors.As(err, &re)
+}

@@ -1,0 +1,504 @@
+package acomm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// TaskHandler runs one task for a Server. It returns the result to send
+// back (marshalled to JSON; nil travels as null), optionally a stream of
+// further data, or an error. The error's message travels to the caller,
+// where it becomes a *RemoteError; wrap one of the package's sentinels
+// (with %w, at the start of the message) for callers to match it.
+//
+// ctx is cancelled when the server stops and the grace period has run out;
+// a handler that may run long should watch it. A returned stream is served
+// once through the server's tracker (see NewServer) and closed after it
+// has been read; it is closed unread when the response carries an error.
+type TaskHandler func(ctx context.Context, req *Request) (result interface{}, stream io.ReadCloser, err error)
+
+// Defaults of the Server's settings.
+const (
+	// DefaultMaxHandlers is how many handlers a Server runs at once
+	// unless set with WithMaxHandlers. It is a fixed number rather than
+	// a multiple of GOMAXPROCS because handlers usually wait (on disks,
+	// other services) rather than compute; each running handler costs a
+	// goroutine and whatever it holds.
+	DefaultMaxHandlers = 1024
+	// DefaultGracePeriod is how long Stop lets running handlers finish
+	// before it cancels their context, unless set with WithGracePeriod.
+	DefaultGracePeriod = 10 * time.Second
+)
+
+// minCancelWait is the least time Stop waits, after cancelling the
+// handlers' context, for them to return before it abandons them.
+const minCancelWait = 100 * time.Millisecond
+
+// WithGracePeriod sets how long a Server's Stop lets running handlers
+// finish before it cancels their context (default DefaultGracePeriod).
+// Zero cancels them at once.
+func WithGracePeriod(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
+		}
+		c.gracePeriod = d
+		return nil
+	}
+}
+
+// WithMaxHandlers sets how many handlers a Server runs at once (default
+// DefaultMaxHandlers). A request arriving when that many are running is
+// answered at once with an error matching ErrBusy.
+func WithMaxHandlers(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max handlers %d", ErrInvalidArgument, n)
+		}
+		c.maxHandlers = n
+		return nil
+	}
+}
+
+// Server states.
+const (
+	serverNew = iota
+	serverRunning
+	serverStopping
+	serverStopped
+)
+
+// Server receives requests on a unix socket and runs the handler
+// registered for each request's task, sending the handler's result to the
+// request's response hook.
+//
+// Every request frame is acknowledged: a frame that cannot be decoded, or
+// a request that fails validation (no ID, task or usable response hook),
+// is refused in the acknowledgement, so the sender's Send returns the
+// reason. An accepted request gets exactly one response on its hook: the
+// handler's result, or an error matching ErrUnknownTask (no handler for
+// the task), ErrBusy (the maximum number of handlers is running),
+// ErrHandlerPanic (the handler panicked; the panic and its stack are
+// logged) or ErrServerStopped (the server is stopping).
+//
+// A Server is safe for use by several goroutines. It cannot be restarted
+// once stopped.
+type Server struct {
+	socketPath string
+	tracker    *Tracker
+
+	handlersMu sync.Mutex                             // serializes Handle
+	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
+
+	mu       sync.Mutex // protects the fields below
+	cfg      config     // not changed once started
+	state    int
+	ul       *UnixListener
+	ctx      context.Context // handlers' context; cancelled by Stop
+	cancel   context.CancelFunc
+	jobs     map[*job]struct{} // handlers running, answer not yet sent
+	idle     chan struct{}     // made by Stop; closed when jobs is empty
+	stopDone chan struct{}     // closed when Stop finishes
+
+	bg sync.WaitGroup // accept loop, connections, answers sent by Stop
+}
+
+// job is one running handler.
+type job struct {
+	req   *Request
+	state atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+}
+
+// Job states: whoever moves a job out of jobRunning sends its response.
+const (
+	jobRunning int32 = iota
+	jobAnswering
+	jobAbandoned
+)
+
+// NewServer returns a Server that will listen on socketPath. tracker
+// serves the streams that handlers return (see Tracker.NewStreamUnix); it
+// must be running while the server is, and may be nil for a server whose
+// handlers never return a stream, in which case a returned stream is
+// closed and the caller gets an error matching ErrInvalidResponse.
+func NewServer(socketPath string, tracker *Tracker) *Server {
+	if socketPath != "" {
+		if abs, err := filepath.Abs(socketPath); err == nil {
+			socketPath = abs
+		}
+	}
+	s := &Server{
+		socketPath: socketPath,
+		tracker:    tracker,
+		cfg:        defaultConfig(),
+	}
+	s.handlers.Store(&map[string]TaskHandler{})
+	return s
+}
+
+// Configure applies options before Start: WithLogger, WithMaxFrameSize,
+// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod and
+// WithMaxHandlers. It fails with ErrAlreadyStarted once the server has
+// been started.
+func (s *Server) Configure(opts ...Option) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != serverNew {
+		return ErrAlreadyStarted
+	}
+	cfg := s.cfg
+	if err := cfg.apply(opts); err != nil {
+		return err
+	}
+	s.cfg = cfg
+	return nil
+}
+
+// Handle registers h as the handler of task, replacing any handler
+// registered for it before. It may be called while the server runs; the
+// handler applies to requests that arrive afterwards. Like
+// http.ServeMux.Handle, it panics on an empty task or a nil handler.
+func (s *Server) Handle(task string, h TaskHandler) {
+	if task == "" {
+		panic("acomm: Server.Handle: empty task")
+	}
+	if h == nil {
+		panic("acomm: Server.Handle: nil handler for task " + task)
+	}
+	s.handlersMu.Lock()
+	defer s.handlersMu.Unlock()
+	old := *s.handlers.Load()
+	m := make(map[string]TaskHandler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[task] = h
+	s.handlers.Store(&m)
+}
+
+// handler returns the handler of task, or nil.
+func (s *Server) handler(task string) TaskHandler {
+	return (*s.handlers.Load())[task]
+}
+
+// Addr returns the path of the server's socket.
+func (s *Server) Addr() string {
+	return s.socketPath
+}
+
+// URL returns the unix URL of the server's socket, to send requests to.
+func (s *Server) URL() *url.URL {
+	return &url.URL{Scheme: "unix", Path: s.socketPath}
+}
+
+// log returns the server's logger.
+func (s *Server) log() logrus.FieldLogger { return s.cfg.logger }
+
+// Start listens on the server's socket and starts serving requests.
+// Starting a running server does nothing; starting a stopped one fails
+// with an error matching ErrServerStopped.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case serverRunning:
+		return nil
+	case serverStopping, serverStopped:
+		return fmt.Errorf("%w: a stopped server cannot be restarted", ErrServerStopped)
+	}
+	ul := NewUnixListener(s.socketPath, 0)
+	ul.cfg = s.cfg
+	if err := ul.Start(); err != nil {
+		return err
+	}
+	s.ul = ul
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.jobs = make(map[*job]struct{})
+	s.state = serverRunning
+	s.bg.Add(1)
+	go s.accept(ul)
+	return nil
+}
+
+// accept serves each connection in its own goroutine until the listener
+// stops.
+func (s *Server) accept(ul *UnixListener) {
+	defer s.bg.Done()
+	for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
+		s.bg.Add(1)
+		go func(conn net.Conn) {
+			defer s.bg.Done()
+			defer ul.DoneConn(conn)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame)
+		}(conn)
+	}
+}
+
+// receiveFrame decodes and validates a request frame. An accepted request
+// is dispatched after its acknowledgement is written.
+func (s *Server) receiveFrame(body []byte) (string, error, func()) {
+	req := &Request{}
+	if err := json.Unmarshal(body, req); err != nil {
+		if !errors.Is(err, ErrInvalidRequest) {
+			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
+		}
+		return "", err, nil
+	}
+	if err := req.Validate(); err != nil {
+		return req.ID, err, nil
+	}
+	return req.ID, nil, func() { s.dispatch(req) }
+}
+
+// dispatch starts the handler of req, or answers it at once when there is
+// none, the server is busy or it is stopping. Those answers are sent from
+// the connection's goroutine, which holds up only that connection's next
+// frame.
+func (s *Server) dispatch(req *Request) {
+	h := s.handler(req.Task)
+	if h == nil {
+		s.respond(req, errorResponse(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task)))
+		return
+	}
+	j, ctx, err := s.acquire(req)
+	if err != nil {
+		s.respond(req, errorResponse(req, err))
+		return
+	}
+	go s.run(ctx, j, h)
+}
+
+// acquire registers a job for req if the server runs and has room for
+// another handler.
+func (s *Server) acquire(req *Request) (*job, context.Context, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != serverRunning {
+		return nil, nil, fmt.Errorf("%w: task %q not started", ErrServerStopped, req.Task)
+	}
+	if len(s.jobs) >= s.cfg.maxHandlers {
+		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
+	}
+	j := &job{req: req}
+	s.jobs[j] = struct{}{}
+	return j, s.ctx, nil
+}
+
+// release forgets j, and tells Stop when no job is left.
+func (s *Server) release(j *job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, j)
+	if len(s.jobs) == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+}
+
+// run runs a handler and sends its response, unless Stop gave up on it
+// and answered for it.
+func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
+	defer s.release(j)
+	result, stream, err := s.invoke(ctx, h, j.req)
+	if !j.state.CompareAndSwap(jobRunning, jobAnswering) {
+		if stream != nil {
+			_ = stream.Close()
+		}
+		s.log().WithFields(logrus.Fields{"id": j.req.ID, "task": j.req.Task}).
+			Debug("dropped result of a handler that returned after Stop answered for it")
+		return
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrServerStopped) {
+		err = fmt.Errorf("%w: task %q: %w", ErrServerStopped, j.req.Task, err)
+	}
+	s.respond(j.req, s.response(j.req, result, stream, err))
+}
+
+// invoke calls h, turning a panic into an error matching ErrHandlerPanic.
+func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (result interface{}, stream io.ReadCloser, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log().WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "panic": p, "stack": string(debug.Stack())}).
+				Error("task handler panicked")
+			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
+		}
+	}()
+	return h(ctx, req)
+}
+
+// response builds the response to req from what its handler returned. It
+// closes the stream whenever the response does not offer it.
+func (s *Server) response(req *Request, result interface{}, stream io.ReadCloser, err error) *Response {
+	fail := func(err error) *Response {
+		if stream != nil {
+			_ = stream.Close()
+		}
+		return errorResponse(req, err)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	raw, err := marshalRaw(result)
+	if err == nil && isRaw(result) && raw != nil && len(*raw) > 0 && !json.Valid(*raw) {
+		err = errors.New("not valid JSON")
+	}
+	if err != nil {
+		return fail(fmt.Errorf("%w: task %q: result: %w", ErrInvalidResponse, req.Task, err))
+	}
+	resp := &Response{ID: req.ID, Result: raw, LegacyURLs: req.LegacyURLs}
+	if stream != nil {
+		if s.tracker == nil {
+			return fail(fmt.Errorf("%w: task %q returned a stream, but the server has no tracker to serve it", ErrInvalidResponse, req.Task))
+		}
+		u, err := s.tracker.NewStreamUnix("", stream)
+		if err != nil {
+			return fail(fmt.Errorf("%w: task %q: serve stream: %w", ErrInvalidResponse, req.Task, err))
+		}
+		resp.StreamURL = u
+	}
+	return resp
+}
+
+// isRaw reports whether v is JSON that marshalRaw passes through unchecked.
+func isRaw(v interface{}) bool {
+	switch v.(type) {
+	case json.RawMessage, *json.RawMessage:
+		return true
+	}
+	return false
+}
+
+// errorResponse returns the response to req carrying err.
+func errorResponse(req *Request, err error) *Response {
+	return &Response{ID: req.ID, Error: err, LegacyURLs: req.LegacyURLs}
+}
+
+// respond sends resp to req's response hook. A result too large to send
+// is replaced by an error, so the caller is not left waiting.
+func (s *Server) respond(req *Request, resp *Response) {
+	err := sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+	if err != nil && resp.Error == nil && errors.Is(err, ErrFrameTooLarge) {
+		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task}).
+			Warn("response too large; sending an error instead")
+		resp = errorResponse(req, fmt.Errorf("%w: the response to task %q is too large to send", ErrFrameTooLarge, req.Task))
+		err = sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+	}
+	if err != nil {
+		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "hook": req.ResponseHook.Redacted()}).
+			Warn("sending response failed")
+	}
+}
+
+// Stop stops the server. It stops accepting connections, closes those
+// open (a request whose acknowledgement was written is still answered)
+// and removes the socket. It then lets running handlers finish for the
+// grace period (WithGracePeriod), cancels the context of those still
+// running, and waits for them to return and their responses to be sent;
+// a handler cancelled this way is answered with an error matching
+// ErrServerStopped unless it returns a result. A handler that ignores its
+// context for a further grace period (at least 100ms) is abandoned: Stop
+// answers its caller with ErrServerStopped and returns, and its result,
+// when it finally returns, is dropped.
+//
+// Requests that arrive while the server stops are answered with
+// ErrServerStopped. Stopping a server that was not started does nothing;
+// Stop may be called more than once and from several goroutines, each
+// call returning when the server has stopped.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	switch s.state {
+	case serverNew:
+		s.mu.Unlock()
+		return
+	case serverStopping, serverStopped:
+		done := s.stopDone
+		s.mu.Unlock()
+		<-done
+		return
+	}
+	s.state = serverStopping
+	s.stopDone = make(chan struct{})
+	idle := make(chan struct{})
+	if len(s.jobs) == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	s.mu.Unlock()
+
+	s.ul.Stop(0)
+	grace := s.cfg.gracePeriod
+	if !waitClosed(idle, grace) {
+		s.cancel()
+		if !waitClosed(idle, max(grace, minCancelWait)) {
+			s.abandon()
+			<-idle // the responses being sent when the handlers returned
+		}
+	}
+	s.cancel()
+	s.bg.Wait()
+
+	s.mu.Lock()
+	s.state = serverStopped
+	close(s.stopDone)
+	s.mu.Unlock()
+}
+
+// abandon answers, with ErrServerStopped, every handler that has not
+// returned, and forgets it.
+func (s *Server) abandon() {
+	s.mu.Lock()
+	var abandoned []*job
+	for j := range s.jobs {
+		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
+			abandoned = append(abandoned, j)
+			delete(s.jobs, j)
+		}
+	}
+	if len(s.jobs) == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+	for _, j := range abandoned {
+		s.log().WithFields(logrus.Fields{"id": j.req.ID, "task": j.req.Task}).
+			Warn("task handler ignored cancellation; answered for it and abandoned it")
+		s.bg.Add(1)
+		go func(req *Request) {
+			defer s.bg.Done()
+			s.respond(req, errorResponse(req, fmt.Errorf("%w: task %q did not finish", ErrServerStopped, req.Task)))
+		}(j.req)
+	}
+}
+
+// waitClosed reports whether ch is closed within d.
+func waitClosed(ch <-chan struct{}, d time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+	}
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
