@@ -25,6 +25,8 @@ type config struct {
 	legacyURLs        bool
 	gracePeriod       time.Duration // Server: see WithGracePeriod
 	maxHandlers       int           // Server: see WithMaxHandlers
+	peerCheck         PeerCheck     // see WithPeerCheck
+	maxConns          int           // see WithMaxConns
 }
 
 // Defaults for the settings options change.
@@ -156,6 +158,19 @@ func WithStreamIdleTimeout(d time.Duration) Option {
 func WithLegacyURLs() Option {
 	return func(c *config) error {
 		c.legacyURLs = true
+		return nil
+	}
+}
+
+// WithMaxConns bounds the connections a listener keeps open at once
+// (0, the default, means no bound). A connection above the bound is
+// closed as soon as it is accepted, and logged.
+func WithMaxConns(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max conns %d", ErrInvalidArgument, n)
+		}
+		c.maxConns = n
 		return nil
 	}
 }

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path is
@@ -37,6 +40,7 @@ type UnixListener struct {
 	stopped  chan struct{}         // closed when Stop has finished
 	loopDone chan struct{}         // closed when the accept loop returns
 	connWG   sync.WaitGroup        // one count per entry of conns
+	refused  atomic.Int64          // connections refused by admit
 }
 
 // NewUnixListener creates and initializes a new UnixListener. AcceptLimit
@@ -195,11 +199,9 @@ func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, do
 			return
 		}
 		backoff = 0
-
-		ul.mu.Lock()
-		ul.conns[conn] = struct{}{}
-		ul.connWG.Add(1)
-		ul.mu.Unlock()
+		if !ul.admit(conn, log) {
+			continue
+		}
 
 		select {
 		case connCh <- conn:
@@ -220,6 +222,39 @@ func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, do
 			return
 		}
 	}
+}
+
+// admit applies the peer check and the connection bound to a new
+// connection, and registers it when it passes.
+func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
+	if ul.cfg.peerCheck != nil {
+		cred, err := checkPeer(conn, ul.cfg.peerCheck)
+		if err != nil {
+			log.WithError(err).WithFields(logrus.Fields{"pid": cred.PID, "uid": cred.UID, "gid": cred.GID}).
+				Warn("refused connection from peer")
+			_ = conn.Close()
+			ul.refused.Add(1)
+			return false
+		}
+	}
+	ul.mu.Lock()
+	if ul.cfg.maxConns > 0 && len(ul.conns) >= ul.cfg.maxConns {
+		ul.mu.Unlock()
+		log.WithField("max_conns", ul.cfg.maxConns).Warn("refused connection: too many open")
+		_ = conn.Close()
+		ul.refused.Add(1)
+		return false
+	}
+	ul.conns[conn] = struct{}{}
+	ul.connWG.Add(1)
+	ul.mu.Unlock()
+	return true
+}
+
+// Refused returns how many connections were closed unread because the
+// peer check refused them or the connection bound was reached.
+func (ul *UnixListener) Refused() int64 {
+	return ul.refused.Load()
 }
 
 // nextBackoff doubles d between 5ms and 1s.
