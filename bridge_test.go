@@ -66,6 +66,30 @@ func bridgeService(t testing.TB, fn func(*acomm.Request) *acomm.Response) *url.U
 	return ul.URL()
 }
 
+// bridgeRefusingService starts a unix service that acknowledges every
+// request with reason, refusing it.
+func bridgeRefusingService(t testing.TB, reason error) *url.URL {
+	t.Helper()
+	ul := acomm.NewUnixListener(sockPath(t, "busy.sock"), 0)
+	require.NoError(t, ul.Start())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
+			req := &acomm.Request{}
+			if acomm.UnmarshalConnData(conn, req) == nil {
+				_ = acomm.SendConnData(conn, &acomm.Response{ID: req.ID, Error: reason})
+			}
+			ul.DoneConn(conn)
+		}
+	}()
+	t.Cleanup(func() {
+		ul.Stop(0)
+		<-done
+	})
+	return ul.URL()
+}
+
 // bridgeEcho answers with the request's args.
 func bridgeEcho(req *acomm.Request) *acomm.Response {
 	var v json.RawMessage
@@ -400,6 +424,7 @@ func TestBridgeRefusals(t *testing.T) {
 	hook := newBridgeHook(t)
 	svc := bridgeService(t, bridgeEcho)
 	silent := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	busy := bridgeRefusingService(t, acomm.ErrBusy)
 	dead := &url.URL{Scheme: "unix", Path: sockPath(t, "dead.sock")}
 	const token = "s3cret"
 	env := newBridgeEnv(t, func(b *acomm.Bridge) {
@@ -415,6 +440,7 @@ func TestBridgeRefusals(t *testing.T) {
 		acomm.Route{Pattern: "echo", Addr: svc},
 		acomm.Route{Pattern: "silent", Addr: silent},
 		acomm.Route{Pattern: "dead", Addr: dead},
+		acomm.Route{Pattern: "busy", Addr: busy},
 	)
 	valid, _ := bridgeRequestJSON(t, "echo", hook.url, nil)
 	big := fmt.Sprintf(`{"id":"big","task":"echo","responsehook":%q,"args":%q}`, hook.url, strings.Repeat("x", 1024))
@@ -522,8 +548,16 @@ func TestBridgeRefusals(t *testing.T) {
 	})
 	t.Run("service unreachable", func(t *testing.T) {
 		body, _ := bridgeRequestJSON(t, "dead", hook.url, nil)
-		requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusBadGateway)
+		msg := requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusBadGateway)
+		assert.NotContains(t, msg, dead.Path, "the service's socket is not disclosed")
 		assert.Equal(t, 0, env.tr.NumRequests(), "untracked after the failed send")
+	})
+	t.Run("service refuses", func(t *testing.T) {
+		body, _ := bridgeRequestJSON(t, "busy", hook.url, nil)
+		msg := requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusBadGateway)
+		assert.Contains(t, msg, acomm.ErrBusy.Error(), "the service's reason is passed on")
+		assert.NotContains(t, msg, busy.Path)
+		assert.Equal(t, 0, env.tr.NumRequests(), "untracked after the refusal")
 	})
 	t.Run("duplicate id", func(t *testing.T) {
 		body, req := bridgeRequestJSON(t, "silent", hook.url, nil)
