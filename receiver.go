@@ -114,5 +114,7 @@ func writeAck(conn net.Conn, cfg *config, id string, refusal error) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(cfg.ioTimeout)); err != nil {
 		return err
 	}
-	return encodeFrame(conn, &Response{ID: id, Error: refusal}, cfg.maxFrameSize)
+	// Acks are small; the frame limit (which may be set very low) bounds
+	// what we accept, not the reasons we give.
+	return encodeFrame(conn, &Response{ID: id, Error: refusal}, DefaultMaxFrameSize)
 }

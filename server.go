@@ -19,7 +19,10 @@ import (
 
 // TaskHandler runs one task for a Server. It returns the result to send
 // back (marshalled to JSON; nil travels as null), optionally a stream of
-// further data, or an error. The error's message travels to the caller,
+// further data, or an error, which takes precedence over a result. A
+// handler runs in a goroutine of its own; a panic in it is recovered,
+// logged with its stack and answered with an error matching
+// ErrHandlerPanic. The error's message travels to the caller,
 // where it becomes a *RemoteError; wrap one of the package's sentinels
 // (with %w, at the start of the message) for callers to match it.
 //
@@ -109,10 +112,11 @@ type Server struct {
 	ctx      context.Context // handlers' context; cancelled by Stop
 	cancel   context.CancelFunc
 	jobs     map[*job]struct{} // handlers running, answer not yet sent
+	answers  chan struct{}     // slots for immediate answers; see answerNow
 	idle     chan struct{}     // made by Stop; closed when jobs is empty
 	stopDone chan struct{}     // closed when Stop finishes
 
-	bg sync.WaitGroup // accept loop, connections, answers sent by Stop
+	bg sync.WaitGroup // accept loop, connections, immediate answers
 }
 
 // job is one running handler.
@@ -149,9 +153,9 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 }
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod and
-// WithMaxHandlers. It fails with ErrAlreadyStarted once the server has
-// been started.
+// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod,
+// WithMaxHandlers, and the listener's WithPeerCheck and WithMaxConns. It
+// fails with ErrAlreadyStarted once the server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,6 +230,7 @@ func (s *Server) Start() error {
 	s.ul = ul
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(map[*job]struct{})
+	s.answers = make(chan struct{}, s.cfg.maxHandlers)
 	s.state = serverRunning
 	s.bg.Add(1)
 	go s.accept(ul)
@@ -263,21 +268,40 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 }
 
 // dispatch starts the handler of req, or answers it at once when there is
-// none, the server is busy or it is stopping. Those answers are sent from
-// the connection's goroutine, which holds up only that connection's next
-// frame.
+// none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
 	h := s.handler(req.Task)
 	if h == nil {
-		s.respond(req, errorResponse(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task)))
+		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))
 		return
 	}
 	j, ctx, err := s.acquire(req)
 	if err != nil {
-		s.respond(req, errorResponse(req, err))
+		s.answerNow(req, err)
 		return
 	}
 	go s.run(ctx, j, h)
+}
+
+// answerNow sends req an error response without running a handler. It
+// sends from a goroutine of its own while fewer than the handler limit
+// are sending such answers, so that a slow response hook does not hold up
+// the frames queued behind on the connection; beyond that it sends from
+// the connection's goroutine, which slows down only that connection's
+// sender instead of piling up goroutines.
+func (s *Server) answerNow(req *Request, err error) {
+	resp := errorResponse(req, err)
+	select {
+	case s.answers <- struct{}{}:
+		s.bg.Add(1) // the calling connection holds a count: never from zero
+		go func() {
+			defer s.bg.Done()
+			defer func() { <-s.answers }()
+			s.respond(req, resp)
+		}()
+	default:
+		s.respond(req, resp)
+	}
 }
 
 // acquire registers a job for req if the server runs and has room for
@@ -472,15 +496,17 @@ func (s *Server) abandon() {
 		s.idle = nil
 	}
 	s.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, j := range abandoned {
 		s.log().WithFields(logrus.Fields{"id": j.req.ID, "task": j.req.Task}).
 			Warn("task handler ignored cancellation; answered for it and abandoned it")
-		s.bg.Add(1)
+		wg.Add(1)
 		go func(req *Request) {
-			defer s.bg.Done()
+			defer wg.Done()
 			s.respond(req, errorResponse(req, fmt.Errorf("%w: task %q did not finish", ErrServerStopped, req.Task)))
 		}(j.req)
 	}
+	wg.Wait()
 }
 
 // waitClosed reports whether ch is closed within d.
