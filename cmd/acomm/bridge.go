@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+)
+
+// bridgeFlags are the flags of acomm bridge.
+type bridgeFlags struct {
+	listen    string
+	routes    []string
+	tokenFile string
+	advertise string
+	tlsCert   string
+	tlsKey    string
+	timeout   time.Duration
+	drain     time.Duration
+}
+
+func newBridgeCmd() *cobra.Command {
+	var f bridgeFlags
+	cmd := &cobra.Command{
+		Use:   "bridge --listen ADDR --route PATTERN=unix:///path.sock [--route ...] [flags]",
+		Short: "Serve an HTTP bridge in front of local unix services",
+		Long: `Serve an HTTP bridge that lets callers on other machines use local acomm
+services.
+
+  POST /requests   an acomm Request whose responsehook is an http(s) URL;
+                   routed by task to a unix service (--route), answered
+                   later on the hook
+  GET  /stream     a stream announced in a forwarded response, once
+  POST /responses  an acomm Response for a request this bridge sent
+
+Routes match a task exactly or by a trailing-* prefix (disk.*). With
+--token-file every endpoint requires "Authorization: Bearer TOKEN".
+SIGINT or SIGTERM stops the bridge gracefully.`,
+		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBridge(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required)")
+	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks (repeatable)")
+	fl.StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on every endpoint")
+	fl.StringVar(&f.advertise, "advertise", "", "base `URL` written into forwarded stream_urls (default derived from --listen)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `FILE`")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "serve HTTPS with this key `FILE`")
+	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long a request waits for its answer")
+	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long shutdown waits for in-flight requests")
+	_ = cmd.MarkFlagRequired("listen")
+	return cmd
+}
+
+// advertiseURL derives the bridge's public base URL.
+func advertiseURL(f bridgeFlags, addr net.Addr) (*url.URL, error) {
+	if f.advertise != "" {
+		u, err := url.Parse(f.advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, usageErr("invalid --advertise %q: want http(s)://host[:port]", f.advertise)
+		}
+		return u, nil
+	}
+	scheme := "http"
+	if f.tlsCert != "" {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		} else {
+			host = "localhost"
+		}
+	}
+	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
+}
+
+func runBridge(ctx context.Context, f bridgeFlags) error {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return usageErr("--tls-cert and --tls-key go together")
+	}
+	if len(f.routes) == 0 {
+		return usageErr("at least one --route is required")
+	}
+	routes := make([]acomm.Route, 0, len(f.routes))
+	for _, s := range f.routes {
+		r, err := acomm.ParseRoute(s)
+		if err != nil {
+			return usageErr("--route %q: %w", s, err)
+		}
+		routes = append(routes, r)
+	}
+	token, err := readToken(f.tokenFile)
+	if err != nil {
+		return err
+	}
+	if f.tokenFile != "" && token == "" {
+		return usageErr("token file %s is empty", f.tokenFile)
+	}
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return usageErr("listen on %s: %w", f.listen, err)
+	}
+	base, err := advertiseURL(f, ln.Addr())
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	streamURL := base.JoinPath("stream")
+	tracker, err := acomm.NewTracker("", streamURL, f.timeout)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := tracker.Configure(acomm.WithLogger(log)); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := tracker.Start(); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	bridge, err := acomm.NewBridge(tracker, routes...)
+	if err != nil {
+		_ = ln.Close()
+		tracker.Stop()
+		return usageErr("%w", err)
+	}
+	bridge.Token = token
+	bridge.Timeout = f.timeout
+	bridge.Logger = log
+
+	srv := acomm.NewHTTPServer(ln.Addr().String(), logRequests(log, bridge.Handler()))
+	serveErr := make(chan error, 1)
+	go func() {
+		if f.tlsCert != "" {
+			serveErr <- srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != ""}).
+		Info("bridge listening")
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		tracker.Stop()
+		return noAnswerErr(fmt.Errorf("serve: %w", err))
+	}
+	// Stop taking requests, let in-flight ones finish, then forward the
+	// answers still owed, within the drain period.
+	dctx, cancel := context.WithTimeout(context.Background(), f.drain)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.WithError(err).Warn("http shutdown incomplete")
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.WithError(err).Warn("serve ended with an error")
+	}
+	if err := tracker.Shutdown(dctx); err != nil {
+		log.WithError(err).Warn("abandoned requests still waiting for answers")
+	}
+	log.Info("bridge stopped")
+	return nil
+}
+
+// statusWriter records the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs each HTTP request with logrus fields.
+func logRequests(log logrus.FieldLogger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			log.WithFields(logrus.Fields{
+				"method":   r.Method,
+				"path":     r.URL.Path,
+				"status":   sw.status,
+				"remote":   r.RemoteAddr,
+				"duration": time.Since(start).Round(time.Microsecond).String(),
+			}).Info("request")
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
