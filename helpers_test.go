@@ -63,3 +63,8 @@ func waitFor[T any](t testing.TB, ch <-chan T, d time.Duration, what string) T {
 		return zero
 	}
 }
+
+// unixURL returns the unix URL of a socket path.
+func unixURL(path string) *url.URL {
+	return &url.URL{Scheme: "unix", Path: path}
+}
