@@ -69,4 +69,3 @@ func FuzzBridgeRequests(f *testing.F) {
 		}
 	})
 }
-
