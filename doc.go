@@ -19,6 +19,20 @@
 // its unix socket (ProxyUnix), serves ad-hoc stream sockets
 // (NewStreamUnix), and makes them readable over HTTP (ProxyStreamHandler).
 //
+// A Server is the service side in one value: it listens on a unix socket,
+// acknowledges and validates each request, dispatches it by task to a
+// TaskHandler with a bounded number running at once (ErrBusy above it),
+// contains panics, turns returned streams into stream URLs, and stops
+// gracefully. Tracker.Call is the synchronous call on top of the
+// asynchronous core: send, wait for the answer or the context.
+//
+// A Bridge puts HTTP in front of local services for callers on other
+// machines: it routes POSTed requests by task to unix services, forwards
+// their answers to the callers' HTTP hooks, serves announced streams once,
+// and receives responses over HTTP for a tracker. The acomm command
+// (cmd/acomm) wraps it as a daemon, with call, stream and demo
+// subcommands.
+//
 // UnixListener wraps a unix socket with connection tracking for graceful
 // shutdown. On a unix socket every message is a frame, a 4-byte big-endian
 // length followed by that much JSON, and every frame is acknowledged by a
