@@ -628,16 +628,10 @@ func TestReadFrameConn(t *testing.T) {
 	}
 }
 
-// TestServeFrames checks the receiver loop: each frame is acknowledged, a
-// refusal carries its reason, and an oversized frame is refused and the
-// connection closed.
-func TestServeFrames(t *testing.T) {
-	cfg := shortConfig(time.Minute, 5*time.Second)
-	cfg.maxFrameSize = 1 << 10
-
-	client, server := pipe(t)
-	var afterRuns sync.WaitGroup
-	handle := func(body []byte) (string, error, func()) {
+// serveFramesHandler accepts valid requests, refuses the rest, and counts
+// the after funcs run.
+func serveFramesHandler(afterRuns *sync.WaitGroup) frameHandler {
+	return func(body []byte) (string, error, func()) {
 		var req Request
 		if err := json.Unmarshal(body, &req); err != nil {
 			return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
@@ -648,48 +642,103 @@ func TestServeFrames(t *testing.T) {
 		afterRuns.Add(1)
 		return req.ID, nil, afterRuns.Done
 	}
+}
+
+// startServeFrames runs serveFrames on one end of a socket pair and
+// returns the other end and a channel closed when the loop returns. The
+// loop's end of the pair is closed when the loop returns, as its owners
+// do.
+func startServeFrames(t *testing.T, cfg *config, handle frameHandler) (net.Conn, <-chan struct{}) {
+	t.Helper()
+	client, server := socketPair(t)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
+		defer server.Close()
 		serveFrames(server, cfg, discardLogger(), handle)
 	}()
 	t.Cleanup(func() {
 		_ = client.Close()
 		<-served
 	})
+	return client, served
+}
 
-	ack := func() *Response {
-		t.Helper()
-		var resp Response
-		require.NoError(t, decodeFrame(client, &resp, 0))
-		return &resp
-	}
+// readAck reads one acknowledgement from conn.
+func readAck(t *testing.T, conn net.Conn) *Response {
+	t.Helper()
+	var resp Response
+	require.NoError(t, decodeFrame(conn, &resp, 0))
+	return &resp
+}
 
-	// Accepted.
-	require.NoError(t, encodeFrame(client, golden(t, "request").payload, 0))
-	resp := ack()
-	assert.Equal(t, "1", resp.ID)
-	assert.NoError(t, resp.Error)
+// TestServeFrames checks the receiver loop: each frame is acknowledged, a
+// refusal carries its reason, and an oversized frame is refused and its
+// body skipped.
+func TestServeFrames(t *testing.T) {
+	t.Run("accepted and refused frames on one connection", func(t *testing.T) {
+		var afterRuns sync.WaitGroup
+		client, served := startServeFrames(t, shortConfig(time.Minute, 5*time.Second), serveFramesHandler(&afterRuns))
 
-	// Refused by the handler: invalid request.
-	require.NoError(t, writeFrame(client, []byte(`{"id":"2","task":"","responsehook":"unix:///x"}`), 0))
-	resp = ack()
-	assert.Equal(t, "2", resp.ID)
-	assert.ErrorIs(t, resp.Error, ErrInvalidRequest)
+		require.NoError(t, encodeFrame(client, golden(t, "request").payload, 0))
+		resp := readAck(t, client)
+		assert.Equal(t, "1", resp.ID)
+		assert.NoError(t, resp.Error)
 
-	// Refused by the handler: not JSON.
-	require.NoError(t, writeFrame(client, []byte(`nope`), 0))
-	resp = ack()
-	assert.ErrorIs(t, resp.Error, ErrMalformedFrame)
+		require.NoError(t, writeFrame(client, []byte(`{"id":"2","task":"","responsehook":"unix:///x"}`), 0))
+		resp = readAck(t, client)
+		assert.Equal(t, "2", resp.ID)
+		assert.ErrorIs(t, resp.Error, ErrInvalidRequest)
 
-	// Too large: refused without reading the body, then closed.
-	_, err := client.Write(frameBytes(1<<20, nil))
-	require.NoError(t, err)
-	resp = ack()
-	assert.ErrorIs(t, resp.Error, ErrFrameTooLarge)
-	// The rest of the connection cannot be trusted: the loop ends.
-	frameTestWait(t, served)
-	afterRuns.Wait()
+		require.NoError(t, writeFrame(client, []byte(`nope`), 0))
+		resp = readAck(t, client)
+		assert.ErrorIs(t, resp.Error, ErrMalformedFrame)
+
+		require.NoError(t, client.Close())
+		frameTestWait(t, served)
+		afterRuns.Wait()
+	})
+
+	t.Run("oversized frame is refused and skipped", func(t *testing.T) {
+		cfg := shortConfig(time.Minute, 5*time.Second)
+		cfg.maxFrameSize = 1 << 10
+		var afterRuns sync.WaitGroup
+		client, served := startServeFrames(t, cfg, serveFramesHandler(&afterRuns))
+
+		_, err := client.Write(frameBytes(4<<10, bytes.Repeat([]byte("x"), 4<<10)))
+		require.NoError(t, err)
+		resp := readAck(t, client)
+		var fse *FrameSizeError
+		require.ErrorAs(t, resp.Error, new(*RemoteError))
+		assert.ErrorIs(t, resp.Error, ErrFrameTooLarge)
+		assert.False(t, errors.As(resp.Error, &fse), "a remote refusal is a RemoteError, not a FrameSizeError")
+
+		// The connection is still in step.
+		require.NoError(t, encodeFrame(client, golden(t, "request").payload, 0))
+		resp = readAck(t, client)
+		assert.Equal(t, "1", resp.ID)
+		assert.NoError(t, resp.Error)
+
+		require.NoError(t, client.Close())
+		frameTestWait(t, served)
+		afterRuns.Wait()
+	})
+
+	t.Run("oversized frame whose body never comes", func(t *testing.T) {
+		cfg := shortConfig(time.Minute, 50*time.Millisecond)
+		cfg.maxFrameSize = 1 << 10
+		var afterRuns sync.WaitGroup
+		client, served := startServeFrames(t, cfg, serveFramesHandler(&afterRuns))
+
+		// A little of the body, then nothing: the refusal still
+		// arrives, and the loop gives up after the io timeout.
+		_, err := client.Write(frameBytes(0xFFFFFFFF, make([]byte, 2<<10)))
+		require.NoError(t, err)
+		frameTestWait(t, served)
+		resp := readAck(t, client)
+		assert.ErrorIs(t, resp.Error, ErrFrameTooLarge)
+		afterRuns.Wait()
+	})
 }
 
 // frameTestWait fails t if ch is not closed within a few seconds.

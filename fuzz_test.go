@@ -101,6 +101,100 @@ func urlString(u *url.URL) string {
 	return u.String()
 }
 
+// refDecodeURL is the reference decoding of a URL member, with nothing but
+// encoding/json and url.Parse: null, "" or a URL whose text is empty give
+// nil; a string is parsed; an object is the legacy form.
+func refDecodeURL(raw json.RawMessage) (*url.URL, bool, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, false, nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, false, err
+		}
+		if s == "" {
+			return nil, false, nil
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, false, err
+		}
+		if u.String() == "" {
+			return nil, false, nil
+		}
+		return u, false, nil
+	case '{':
+		var l struct {
+			Scheme, Opaque                  string
+			User                            json.RawMessage
+			Host, Path, RawPath             string
+			OmitHost, ForceQuery            bool
+			RawQuery, Fragment, RawFragment string
+		}
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return nil, true, err
+		}
+		return &url.URL{
+			Scheme: l.Scheme, Opaque: l.Opaque, Host: l.Host, Path: l.Path, RawPath: l.RawPath,
+			OmitHost: l.OmitHost, ForceQuery: l.ForceQuery, RawQuery: l.RawQuery,
+			Fragment: l.Fragment, RawFragment: l.RawFragment,
+		}, true, nil
+	}
+	return nil, false, errors.New("not a string or an object")
+}
+
+// refDecodeRequest is the reference decoding of a request: encoding/json
+// into the wire struct, and refDecodeURL.
+func refDecodeRequest(data []byte) (*Request, error) {
+	var w struct {
+		ID           string           `json:"id"`
+		Task         string           `json:"task"`
+		ResponseHook json.RawMessage  `json:"responsehook"`
+		Args         *json.RawMessage `json:"args"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, err
+	}
+	u, legacy, err := refDecodeURL(w.ResponseHook)
+	if err != nil {
+		return nil, err
+	}
+	return &Request{ID: w.ID, Task: w.Task, ResponseHook: u, Args: w.Args, LegacyURLs: legacy}, nil
+}
+
+// refDecodeResponse is the reference decoding of a response.
+func refDecodeResponse(data []byte) (*Response, error) {
+	var w struct {
+		ID        string           `json:"id"`
+		Result    *json.RawMessage `json:"result"`
+		StreamURL json.RawMessage  `json:"stream_url"`
+		Error     string           `json:"error"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, err
+	}
+	u, legacy, err := refDecodeURL(w.StreamURL)
+	if err != nil {
+		return nil, err
+	}
+	r := &Response{ID: w.ID, Result: w.Result, StreamURL: u, LegacyURLs: legacy}
+	if w.Error != "" {
+		r.Error = &RemoteError{Message: w.Error}
+	}
+	return r, nil
+}
+
+// rawString returns the bytes of raw, or "<nil>".
+func rawString(raw *json.RawMessage) string {
+	if raw == nil {
+		return "<nil>"
+	}
+	return string(*raw)
+}
+
 func FuzzRequestJSON(f *testing.F) {
 	f.Add([]byte(seedRequest))
 	f.Add([]byte(seedLegacyRequest))
@@ -113,13 +207,43 @@ func FuzzRequestJSON(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte("\x00\xff{"))
+	// Shapes that a hand-written decoder could get wrong.
+	f.Add([]byte(`{"id":"1","id":null,"args":1,"args":null}`))
+	f.Add([]byte(`{"ID":"1","Task":"t","ResponseHook":"unix:///x"}`))
+	f.Add([]byte(`{"i\u0064":"1"}`))
+	f.Add([]byte(" {\"id\" : \"1\" ,\t\"responsehook\" : \"unix:////x\" }\n"))
+	f.Add([]byte(`{"id":"a\u0000b\ud83d\ude00\ud800","task":"\"","responsehook":"unix:///x~y.z-_/A9","args":[{"a":[1.5e3,-0,true,false,null,"\/"]}]}`))
+	f.Add([]byte(`{"id":"1","responsehook":"unix:///x%20y"}`))
+	f.Add([]byte(`{"id":"1","args":[[[[[[[[[[]]]]]]]]]]}`))
+	f.Add([]byte(`{"id":"1","args":01}`))
+	f.Add([]byte(`{"id":"1","args":{"a":1,}}`))
+	f.Add([]byte(`{"id":"1"} x`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		assert.Equal(t, json.Valid(data), validJSON(data), "validJSON differs from json.Valid")
+
+		// Decoding agrees with the reference, however it is done.
+		ref, refErr := refDecodeRequest(data)
 		var r1 Request
-		if err := r1.UnmarshalJSON(data); err != nil {
+		err := r1.UnmarshalJSON(data)
+		var viaFrame Request
+		frameErr := decodeFrame(bytes.NewReader(frameBytes(uint32(len(data)), data)), &viaFrame, 0)
+		if refErr != nil {
+			require.Error(t, err, "the reference refuses %q: %v", data, refErr)
 			require.ErrorIs(t, err, ErrInvalidRequest)
+			require.ErrorIs(t, frameErr, ErrMalformedFrame)
 			return
 		}
+		require.NoError(t, err)
+		require.NoError(t, frameErr)
+		for _, got := range []*Request{&r1, &viaFrame} {
+			assert.Equal(t, ref.ID, got.ID)
+			assert.Equal(t, ref.Task, got.Task)
+			assert.Equal(t, ref.ResponseHook, got.ResponseHook)
+			assert.Equal(t, rawString(ref.Args), rawString(got.Args))
+			assert.Equal(t, ref.LegacyURLs, got.LegacyURLs)
+		}
+
 		b, err := json.Marshal(&r1)
 		require.NoError(t, err)
 		var r2 Request
@@ -169,13 +293,33 @@ func FuzzResponseJSON(f *testing.F) {
 	f.Add([]byte(`{"stream_url":"%zz"}`))
 	f.Add([]byte(`"x"`))
 	f.Add([]byte("\xff"))
+	f.Add([]byte(`{"id":"1","error":"a","error":null,"result":2,"result":null}`))
+	f.Add([]byte(`{"Id":"1","Error":"x","Stream_URL":"unix:///s"}`))
+	f.Add([]byte(`{"id":"1","stream_url":"unix:///s.sock","error":"\u00e9\n"}`))
+	f.Add([]byte(`{"id":"1","result":"\u002","error":""}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		ref, refErr := refDecodeResponse(data)
 		var r1 Response
-		if err := r1.UnmarshalJSON(data); err != nil {
+		err := r1.UnmarshalJSON(data)
+		var viaFrame Response
+		frameErr := decodeFrame(bytes.NewReader(frameBytes(uint32(len(data)), data)), &viaFrame, 0)
+		if refErr != nil {
+			require.Error(t, err, "the reference refuses %q: %v", data, refErr)
 			require.ErrorIs(t, err, ErrInvalidResponse)
+			require.ErrorIs(t, frameErr, ErrMalformedFrame)
 			return
 		}
+		require.NoError(t, err)
+		require.NoError(t, frameErr)
+		for _, got := range []*Response{&r1, &viaFrame} {
+			assert.Equal(t, ref.ID, got.ID)
+			assert.Equal(t, rawString(ref.Result), rawString(got.Result))
+			assert.Equal(t, ref.StreamURL, got.StreamURL)
+			assert.Equal(t, ref.LegacyURLs, got.LegacyURLs)
+			assert.Equal(t, errString(ref.Error), errString(got.Error))
+		}
+
 		b, err := json.Marshal(&r1)
 		require.NoError(t, err)
 		var r2 Response
@@ -254,6 +398,14 @@ func FuzzURLJSON(f *testing.F) {
 	// decode to the same URL.
 	check := func(t *testing.T, raw []byte) {
 		u, legacy, err := decodeURL(raw)
+		refU, refLegacy, refErr := refDecodeURL(raw)
+		if refErr != nil {
+			require.Error(t, err, "the reference refuses %q: %v", raw, refErr)
+		} else {
+			require.NoError(t, err)
+			assert.Equal(t, refU, u)
+			assert.Equal(t, refLegacy, legacy)
+		}
 		if err != nil {
 			require.ErrorIs(t, err, ErrInvalidURL)
 			require.Nil(t, u)

@@ -3,6 +3,7 @@ package acomm
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"time"
 
@@ -95,8 +96,8 @@ func WithLogger(l logrus.FieldLogger) Option {
 // (default DefaultMaxFrameSize).
 func WithMaxFrameSize(n int) Option {
 	return func(c *config) error {
-		if n <= 0 {
-			return fmt.Errorf("%w: max frame size %d", ErrInvalidArgument, n)
+		if n <= 0 || uint64(n) > math.MaxUint32 {
+			return fmt.Errorf("%w: max frame size %d (want 1 to %d)", ErrInvalidArgument, n, uint64(math.MaxUint32))
 		}
 		c.maxFrameSize = n
 		return nil

@@ -232,8 +232,8 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 		if err != nil {
 			log.WithError(err).WithFields(logrus.Fields{"pid": cred.PID, "uid": cred.UID, "gid": cred.GID}).
 				Warn("refused connection from peer")
-			_ = conn.Close()
 			ul.refused.Add(1)
+			_ = conn.Close()
 			return false
 		}
 	}
@@ -241,8 +241,8 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 	if ul.cfg.maxConns > 0 && len(ul.conns) >= ul.cfg.maxConns {
 		ul.mu.Unlock()
 		log.WithField("max_conns", ul.cfg.maxConns).Warn("refused connection: too many open")
-		_ = conn.Close()
 		ul.refused.Add(1)
+		_ = conn.Close()
 		return false
 	}
 	ul.conns[conn] = struct{}{}
