@@ -100,6 +100,10 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return e.Message }
 
+// Timeout reports whether the remote error is a timeout (it matches
+// ErrTimeout), like net.Error, so a timeout keeps its kind across the wire.
+func (e *RemoteError) Timeout() bool { return e.Is(ErrTimeout) }
+
 // Is reports whether target is a wire sentinel whose text begins the
 // remote message, as the whole message or followed by ":" (the form
 // fmt.Errorf("%w: ...") gives).
