@@ -70,7 +70,7 @@ func TestMultiRequestTimeoutsAndRemoval(t *testing.T) {
 		}
 		return echo(req)
 	})
-	multi := acomm.NewMultiRequest(tr, 50*time.Millisecond)
+	multi := acomm.NewMultiRequest(tr, 500*time.Millisecond) // room for "answered" under -race load
 
 	add := func(name, task string) *acomm.Request {
 		req, err := acomm.NewRequest(task, tr.URL().String(), name, nil, nil)
