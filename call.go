@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"time"
-
-	"github.com/pborman/uuid"
 )
 
 // Call sends a request for task, with args marshalled to JSON, to the
@@ -43,9 +41,9 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 	ch := make(chan *Response, 1) // the tracker hands over exactly one response
 	h := func(_ *Request, resp *Response) { ch <- resp }
 	req := &Request{
-		ID:             uuid.New(),
+		ID:             newID(),
 		Task:           task,
-		ResponseHook:   t.URL(),
+		ResponseHook:   t.hook, // only encoded: it may be shared
 		Args:           raw,
 		SuccessHandler: h,
 		ErrorHandler:   h,
@@ -66,7 +64,7 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.track(req, timeout, nil); err != nil {
+	if err := t.trackInline(req, timeout); err != nil {
 		return nil, err
 	}
 	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {

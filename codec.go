@@ -56,7 +56,7 @@ func appendRaw(b []byte, raw *json.RawMessage) ([]byte, error) {
 	if raw == nil || len(*raw) == 0 {
 		return append(b, "null"...), nil
 	}
-	if !json.Valid(*raw) {
+	if !validJSON(*raw) {
 		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidArgument)
 	}
 	return append(b, *raw...), nil
@@ -75,7 +75,7 @@ func appendURL(b []byte, u *url.URL, legacy bool) ([]byte, error) {
 		}
 		return append(b, j...), nil
 	}
-	return appendString(b, u.String()), nil
+	return appendURLString(b, u), nil
 }
 
 // appendString appends s as a JSON string. Plain ASCII is copied directly;

@@ -66,7 +66,7 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 
 	req.SuccessHandler = m.handle
 	req.ErrorHandler = m.handle
-	if err := m.tracker.TrackRequest(req, m.timeout); err != nil {
+	if err := m.trackRequest(req); err != nil {
 		m.mu.Lock()
 		delete(m.added, name)
 		delete(m.names, req.ID)
@@ -75,6 +75,15 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 		return err
 	}
 	return nil
+}
+
+// trackRequest tracks req, as TrackRequest does; m.handle never blocks, so
+// the tracker may run it on the goroutine that reads the response.
+func (m *MultiRequest) trackRequest(req *Request) error {
+	if req.ID == "" {
+		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	}
+	return m.tracker.trackInline(req, m.timeout)
 }
 
 // handle records a response; it is both handlers of every added request.

@@ -27,17 +27,43 @@ const (
 // connPool holds idle connections by socket path.
 type connPool struct {
 	mu   sync.Mutex // protects idle
-	idle map[string][]pooledConn
+	idle map[string][]*poolConn
 }
 
-// pooledConn is an idle connection and when it was last used.
-type pooledConn struct {
-	conn net.Conn
-	used time.Time
+// poolConn is a unix connection of the pool. It is used by one goroutine
+// at a time.
+type poolConn struct {
+	conn     net.Conn
+	raw      syscall.RawConn // conn's, when it has one; see exchange
+	deadline time.Time       // the deadline set on conn; zero for none
+	used     time.Time       // when it was last put back
+
+	// The state of rawStep, kept here (with rawStepFn, made once) so
+	// that an exchange allocates nothing.
+	ack       [512]byte // the acknowledgement, normally whole
+	frame     []byte    // the frame to write
+	wrote     bool      // the write was tried
+	written   int       // bytes of frame written
+	n         int       // bytes of ack read
+	werr      error
+	rerr      error
+	rawStepFn func(fd uintptr) bool
+}
+
+// newPoolConn wraps a freshly dialed connection.
+func newPoolConn(conn net.Conn) *poolConn {
+	pc := &poolConn{conn: conn}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			pc.raw = raw
+			pc.rawStepFn = pc.rawStep
+		}
+	}
+	return pc
 }
 
 // unixPool is the process-wide pool used by Send and the tracker.
-var unixPool = &connPool{idle: make(map[string][]pooledConn)}
+var unixPool = &connPool{idle: make(map[string][]*poolConn)}
 
 // CloseIdleConnections closes the unix connections that Send keeps open
 // for reuse. Later sends open new ones as needed.
@@ -46,43 +72,35 @@ func CloseIdleConnections() {
 }
 
 // get returns an idle connection to path, or nil.
-func (p *connPool) get(path string) net.Conn {
-	now := time.Now()
+func (p *connPool) get(path string, now time.Time) *poolConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[path]
 	for len(list) > 0 {
 		pc := list[len(list)-1]
+		list[len(list)-1] = nil
 		list = list[:len(list)-1]
 		if now.Sub(pc.used) < poolIdleTimeout {
-			p.setList(path, list)
-			return pc.conn
+			p.idle[path] = list // an empty list stays, for put to reuse
+			return pc
 		}
 		_ = pc.conn.Close()
 	}
-	p.setList(path, list)
+	delete(p.idle, path)
 	return nil
 }
 
-// setList stores list for path; p.mu must be held.
-func (p *connPool) setList(path string, list []pooledConn) {
-	if len(list) == 0 {
-		delete(p.idle, path)
-		return
-	}
-	p.idle[path] = list
-}
-
-// put returns a healthy connection for reuse.
-func (p *connPool) put(path string, conn net.Conn) {
+// put returns a healthy connection for reuse; now is about the time.
+func (p *connPool) put(path string, pc *poolConn, now time.Time) {
+	pc.used = now
 	p.mu.Lock()
 	list := p.idle[path]
 	if len(list) >= poolMaxIdlePerDest {
 		p.mu.Unlock()
-		_ = conn.Close()
+		_ = pc.conn.Close()
 		return
 	}
-	p.idle[path] = append(list, pooledConn{conn: conn, used: time.Now()})
+	p.idle[path] = append(list, pc)
 	p.mu.Unlock()
 }
 
@@ -90,7 +108,7 @@ func (p *connPool) put(path string, conn net.Conn) {
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
-	p.idle = make(map[string][]pooledConn)
+	p.idle = make(map[string][]*poolConn)
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, pc := range list {
@@ -99,27 +117,28 @@ func (p *connPool) closeIdle() {
 	}
 }
 
-// send delivers payload as one frame to the socket at path and reads the
-// acknowledgement, reusing an idle connection when there is one. A frame
+// send delivers frame (made by marshalFrame) to the socket at path and
+// reads the acknowledgement, reusing an idle connection when there is one. A frame
 // is resent on a fresh connection only if the reused one failed before the
 // peer could have read it: the write failed, or the peer closed the
 // connection with our frame unread (ECONNRESET). It is never sent twice
 // otherwise.
-func (p *connPool) send(path string, payload any, maxFrame int, ioTimeout time.Duration) error {
-	if conn := p.get(path); conn != nil {
-		err := exchange(conn, payload, maxFrame, ioTimeout)
+func (p *connPool) send(path string, frame []byte, maxFrame int, ioTimeout time.Duration) error {
+	now := monoNow()
+	if pc := p.get(path, now); pc != nil {
+		err := pc.exchange(frame, maxFrame, ioTimeout, now)
 		switch {
 		case err == nil:
-			p.put(path, conn)
+			p.put(path, pc, now)
 			return nil
 		case errors.Is(err, ErrRefused):
 			// The peer answered: the connection is fine.
-			p.put(path, conn)
+			p.put(path, pc, now)
 			return err
 		case errors.Is(err, errNotDelivered):
-			_ = conn.Close() // fall through to a fresh connection
+			_ = pc.conn.Close() // fall through to a fresh connection
 		default:
-			_ = conn.Close()
+			_ = pc.conn.Close()
 			return err
 		}
 	}
@@ -127,9 +146,11 @@ func (p *connPool) send(path string, payload any, maxFrame int, ioTimeout time.D
 	if err != nil {
 		return fmt.Errorf("acomm: dial %s: %w", path, err)
 	}
-	err = exchange(conn, payload, maxFrame, ioTimeout)
+	pc := newPoolConn(conn)
+	now = monoNow()
+	err = pc.exchange(frame, maxFrame, ioTimeout, now)
 	if err == nil || errors.Is(err, ErrRefused) {
-		p.put(path, conn)
+		p.put(path, pc, now)
 		return err
 	}
 	_ = conn.Close()

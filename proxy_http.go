@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,8 +54,13 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if !claimAnnounced(path) {
+	t, ok := claimAnnouncement(path)
+	if !ok {
 		httpError(w, http.StatusNotFound, "stream not found")
+		return
+	}
+	if s := t.takeLocalStream(path); s != nil {
+		serveLocalStream(w, r, s)
 		return
 	}
 	var d net.Dialer
@@ -79,6 +85,31 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// serveLocalStream serves a stream that a tracker of this process made
+// with NewStreamUnix from its source, rather than through its socket:
+// that saves a copy into the socket and one out of it, which is most of
+// the cost. It ends as a stream served through the socket would: the
+// source is closed afterwards (by the tracker's serveStream, once
+// s.proxyDone is closed), a client that goes away ends it, and so does the
+// tracker's Stop.
+func serveLocalStream(w http.ResponseWriter, r *http.Request, s *unixStream) {
+	defer close(s.proxyDone)
+	rc := http.NewResponseController(w)
+	s.setAbort(func() { _ = rc.SetWriteDeadline(time.Unix(1, 0)) })
+	// Once this returns, the connection may carry the client's next
+	// request: the stream must no longer touch it.
+	defer s.setAbort(nil)
+	stop := context.AfterFunc(r.Context(), s.close) // the stream is lost with its client
+	defer stop()
+
+	setStreamHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	fw := &flushWriter{w: w, rc: rc, stop: &s.closed}
+	if _, err := copyStream(fw, s.src); err != nil || s.closed.Load() {
+		panic(http.ErrAbortHandler) // a broken stream, not a short one
+	}
+}
+
 // setStreamHeaders sets the headers of a stream body.
 func setStreamHeaders(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -88,11 +119,15 @@ func setStreamHeaders(w http.ResponseWriter) {
 // flushWriter flushes after every write, so streamed data reaches the
 // client as it arrives; writes are buffer-sized, so flushing is cheap.
 type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w    io.Writer
+	rc   *http.ResponseController
+	stop *atomic.Bool // when set, writes fail; may be nil
 }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
+	if f.stop != nil && f.stop.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := f.w.Write(p)
 	if err == nil {
 		_ = f.rc.Flush()

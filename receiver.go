@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -14,7 +15,8 @@ import (
 
 // frameHandler handles one received frame body. It returns the ID to put in
 // the acknowledgement, the refusal reason (nil to accept), and a func to run
-// after the acknowledgement is written (nil for none).
+// after the acknowledgement is written (nil for none). body is only valid
+// until the handler returns: it may be the connection's read buffer.
 type frameHandler func(body []byte) (id string, refusal error, after func())
 
 // serveFrames reads frame after frame from conn until the peer closes it,
@@ -23,8 +25,10 @@ type frameHandler func(body []byte) (id string, refusal error, after func())
 // the reason it was refused. The body of a frame that is too large is
 // refused unread and then skipped.
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler) {
+	cr := newConnReader(conn, cfg)
+	defer cr.release()
 	for {
-		body, err := readFrameConn(conn, cfg)
+		body, err := cr.next()
 		if err != nil {
 			var fse *FrameSizeError
 			switch {
@@ -34,7 +38,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 				// unread would reset the connection first) and
 				// the connection stays in step for the next frame.
 				log.WithError(err).Warn("refused oversized frame")
-				if writeAck(conn, cfg, "", err) == nil && discard(conn, cfg, fse.Size) == nil {
+				if cr.writeAck("", err) == nil && cr.discard(fse.Size) == nil {
 					continue
 				}
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -50,7 +54,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		if err := writeAck(conn, cfg, id, refusal); err != nil {
+		if err := cr.writeAck(id, refusal); err != nil {
 			log.WithError(err).Debug("write acknowledgement failed")
 			// The frame was accepted: it is handled even if the peer
 			// could not read the acknowledgement.
@@ -63,6 +67,162 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			after()
 		}
 	}
+}
+
+// connReadBufSize is the read buffer of a served connection: frames that
+// fit in it arrive with one read and are decoded in place.
+const connReadBufSize = 4 << 10
+
+// connBufPool holds the read buffers of served connections.
+var connBufPool = sync.Pool{New: func() any { b := make([]byte, connReadBufSize); return &b }}
+
+// connReader reads frames from a served connection through a buffer, so
+// that a small frame costs one read rather than one for its header and one
+// for its body. It applies the same timeouts as readFrameConn:
+// cfg.idleTimeout for a frame to begin, cfg.ioTimeout for the rest of it.
+type connReader struct {
+	conn net.Conn
+	cfg  *config
+	bp   *[]byte
+	buf  []byte // buffered bytes are buf[r:w]
+	r, w int
+	rdl  time.Time // the read deadline set on conn
+	wdl  time.Time // the write deadline set on conn
+}
+
+// Setting a deadline is not free, and a connection sets one for every
+// frame it reads and every acknowledgement it writes. So a deadline is
+// moved only when it has come 1/16 of its timeout closer than wanted:
+// instead of exactly the timeout, an idle connection or a stalled read or
+// write is then cut off after between 15/16 of it and all of it.
+
+// setReadDeadline makes the read deadline about d from now.
+func (cr *connReader) setReadDeadline(d time.Duration) error {
+	now := monoNow()
+	if left := cr.rdl.Sub(now); left <= d && left >= d-d/16 {
+		return nil
+	}
+	cr.rdl = now.Add(d)
+	return cr.conn.SetReadDeadline(cr.rdl)
+}
+
+// writeAck writes the acknowledgement of a frame, within about
+// cfg.ioTimeout.
+func (cr *connReader) writeAck(id string, refusal error) error {
+	d := cr.cfg.ioTimeout
+	now := monoNow()
+	if left := cr.wdl.Sub(now); left > d || left < d-d/16 {
+		cr.wdl = now.Add(d)
+		if err := cr.conn.SetWriteDeadline(cr.wdl); err != nil {
+			return err
+		}
+	}
+	// Acks are small; the frame limit (which may be set very low) bounds
+	// what we accept, not the reasons we give.
+	return encodeResponseFrame(cr.conn, &Response{ID: id, Error: refusal}, DefaultMaxFrameSize)
+}
+
+func newConnReader(conn net.Conn, cfg *config) *connReader {
+	bp := connBufPool.Get().(*[]byte)
+	return &connReader{conn: conn, cfg: cfg, bp: bp, buf: *bp}
+}
+
+// release gives the buffer back; cr must not be used afterwards.
+func (cr *connReader) release() {
+	connBufPool.Put(cr.bp)
+	cr.bp, cr.buf = nil, nil
+}
+
+// next reads the next frame and returns its body, which is valid until
+// the next call. Errors are those of readFrameConn.
+func (cr *connReader) next() ([]byte, error) {
+	if cr.r == cr.w {
+		cr.r, cr.w = 0, 0
+		if err := cr.setReadDeadline(cr.cfg.idleTimeout); err != nil {
+			return nil, err
+		}
+		for cr.w == 0 {
+			n, err := cr.conn.Read(cr.buf)
+			cr.w = n
+			if n == 0 && err != nil {
+				return nil, err
+			}
+		}
+	}
+	ioSet := false
+	if err := cr.fill(frameHeaderSize, &ioSet); err != nil {
+		return nil, truncated(err, "in header")
+	}
+	n := binary.BigEndian.Uint32(cr.buf[cr.r:])
+	cr.r += frameHeaderSize
+	if uint64(n) > uint64(cr.cfg.maxFrameSize) {
+		return nil, &FrameSizeError{Size: uint64(n), Max: cr.cfg.maxFrameSize}
+	}
+	if int(n) <= len(cr.buf)-frameHeaderSize {
+		if err := cr.fill(int(n), &ioSet); err != nil {
+			return nil, truncated(err, fmt.Sprintf("want %d body bytes", n))
+		}
+		body := cr.buf[cr.r : cr.r+int(n) : cr.r+int(n)]
+		cr.r += int(n)
+		return body, nil
+	}
+	// Larger than the buffer: a body of its own.
+	body := make([]byte, n)
+	k := copy(body, cr.buf[cr.r:cr.w])
+	cr.r, cr.w = 0, 0
+	if !ioSet {
+		if err := cr.setReadDeadline(cr.cfg.ioTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := io.ReadFull(cr.conn, body[k:]); err != nil {
+		return nil, truncated(err, fmt.Sprintf("want %d body bytes", n))
+	}
+	return body, nil
+}
+
+// fill reads until n bytes are buffered (n <= len(cr.buf)), setting the
+// I/O deadline before the first read it makes.
+func (cr *connReader) fill(n int, ioSet *bool) error {
+	if cr.w-cr.r >= n {
+		return nil
+	}
+	if len(cr.buf)-cr.r < n {
+		cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
+		cr.r = 0
+	}
+	if !*ioSet {
+		*ioSet = true
+		if err := cr.setReadDeadline(cr.cfg.ioTimeout); err != nil {
+			return err
+		}
+	}
+	for cr.w-cr.r < n {
+		k, err := cr.conn.Read(cr.buf[cr.w:])
+		cr.w += k
+		if err != nil {
+			if cr.w-cr.r >= n {
+				return nil
+			}
+			if errors.Is(err, io.EOF) && cr.w > cr.r {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// discard drops the n-byte body of a refused frame: what is buffered, then
+// the rest from the connection within cfg.ioTimeout.
+func (cr *connReader) discard(n uint64) error {
+	k := min(n, uint64(cr.w-cr.r))
+	cr.r += int(k)
+	if n -= k; n == 0 {
+		return nil
+	}
+	cr.rdl = time.Time{} // discard sets its own
+	return discard(cr.conn, cr.cfg, n)
 }
 
 // discard reads and drops n bytes from conn within cfg.ioTimeout.
@@ -107,14 +267,4 @@ func truncated(err error, where string) error {
 		return fmt.Errorf("%w: %s", ErrTruncatedFrame, where)
 	}
 	return err
-}
-
-// writeAck writes the acknowledgement of a frame.
-func writeAck(conn net.Conn, cfg *config, id string, refusal error) error {
-	if err := conn.SetWriteDeadline(time.Now().Add(cfg.ioTimeout)); err != nil {
-		return err
-	}
-	// Acks are small; the frame limit (which may be set very low) bounds
-	// what we accept, not the reasons we give.
-	return encodeFrame(conn, &Response{ID: id, Error: refusal}, DefaultMaxFrameSize)
 }

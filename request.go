@@ -1,12 +1,12 @@
 package acomm
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-
-	"github.com/pborman/uuid"
+	"sync"
 )
 
 // ResponseHandler is a function to run when a request receives a response.
@@ -56,7 +56,7 @@ func NewRequest(task, responseHook string, args interface{}, sh ResponseHandler,
 		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
 	}
 	req := &Request{
-		ID:             uuid.New(),
+		ID:             newID(),
 		Task:           task,
 		ResponseHook:   hook,
 		Args:           raw,
@@ -69,12 +69,55 @@ func NewRequest(task, responseHook string, args interface{}, sh ResponseHandler,
 	return req, nil
 }
 
+// idRand is a buffer of random bytes for newID, refilled from crypto/rand
+// a page at a time rather than 16 bytes a time.
+var idRand struct {
+	sync.Mutex
+	buf [4096]byte
+	off int // next unused byte; len(buf) when empty
+}
+
+func init() { idRand.off = len(idRand.buf) }
+
+// newID returns a random (version 4) UUID in its canonical string form,
+// as uuid.New does.
+func newID() string {
+	var u [16]byte
+	idRand.Lock()
+	if idRand.off+len(u) > len(idRand.buf) {
+		if _, err := rand.Read(idRand.buf[:]); err != nil {
+			idRand.Unlock()
+			panic("acomm: crypto/rand: " + err.Error()) // as uuid.New does
+		}
+		idRand.off = 0
+	}
+	copy(u[:], idRand.buf[idRand.off:])
+	clear(idRand.buf[idRand.off : idRand.off+len(u)])
+	idRand.off += len(u)
+	idRand.Unlock()
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // variant RFC 4122
+
+	const hexDigits = "0123456789abcdef"
+	var s [36]byte
+	j := 0
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			s[j] = '-'
+			j++
+		}
+		s[j], s[j+1] = hexDigits[b>>4], hexDigits[b&0x0f]
+		j += 2
+	}
+	return string(s[:])
+}
+
 // parseHook parses and checks a response hook URL.
 func parseHook(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
 	}
-	u, err := url.Parse(s)
+	u, err := parseURL(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
@@ -124,7 +167,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		if r == nil || len(*r) == 0 {
 			return nil, nil
 		}
-		if !json.Valid(*r) {
+		if !validJSON(*r) {
 			return nil, errors.New("raw message is not valid JSON")
 		}
 		return r, nil
@@ -150,6 +193,9 @@ func (req *Request) MarshalJSON() ([]byte, error) {
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
+	if decodeRequestFast(data, req) {
+		return nil
+	}
 	var rj requestJSON
 	if err := json.Unmarshal(data, &rj); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)

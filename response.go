@@ -67,6 +67,9 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 // message becomes a *RemoteError; the stream URL may be a string or the
 // original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
+	if decodeResponseFast(data, r) {
+		return nil
+	}
 	var rj responseJSON
 	if err := json.Unmarshal(data, &rj); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidResponse, err)

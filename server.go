@@ -2,7 +2,6 @@ package acomm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -252,10 +251,13 @@ func (s *Server) accept(ul *UnixListener) {
 }
 
 // receiveFrame decodes and validates a request frame. An accepted request
-// is dispatched after its acknowledgement is written.
+// whose handler can run is started at once, before its acknowledgement is
+// written, so that the handler runs on another core while this one writes;
+// one that is answered at once (unknown task, busy, stopping) is answered
+// after the acknowledgement, since that answer may have to wait.
 func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 	req := &Request{}
-	if err := json.Unmarshal(body, req); err != nil {
+	if err := decodeRequest(body, req); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}
@@ -263,6 +265,12 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 	}
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
+	}
+	if h := s.handler(req.Task); h != nil {
+		if j, ctx, err := s.acquire(req); err == nil {
+			go s.run(ctx, j, h)
+			return req.ID, nil, nil
+		}
 	}
 	return req.ID, nil, func() { s.dispatch(req) }
 }
@@ -374,10 +382,7 @@ func (s *Server) response(req *Request, result interface{}, stream io.ReadCloser
 	if err != nil {
 		return fail(err)
 	}
-	raw, err := marshalRaw(result)
-	if err == nil && isRaw(result) && raw != nil && len(*raw) > 0 && !json.Valid(*raw) {
-		err = errors.New("not valid JSON")
-	}
+	raw, err := marshalRaw(result) // checks raw JSON too
 	if err != nil {
 		return fail(fmt.Errorf("%w: task %q: result: %w", ErrInvalidResponse, req.Task, err))
 	}
@@ -393,15 +398,6 @@ func (s *Server) response(req *Request, result interface{}, stream io.ReadCloser
 		resp.StreamURL = u
 	}
 	return resp
-}
-
-// isRaw reports whether v is JSON that marshalRaw passes through unchecked.
-func isRaw(v interface{}) bool {
-	switch v.(type) {
-	case json.RawMessage, *json.RawMessage:
-		return true
-	}
-	return false
 }
 
 // errorResponse returns the response to req carrying err.

@@ -1,6 +1,7 @@
 package acomm
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,8 +21,15 @@ import (
 // data at close to the speed of the socket.
 const streamBufferSize = 256 << 10
 
-// streamBufPool holds stream copy buffers.
-var streamBufPool = sync.Pool{New: func() any { b := make([]byte, streamBufferSize); return &b }}
+// httpStreamBufferSize is the copy buffer of streams read over HTTP: TCP
+// moves data faster in larger reads.
+const httpStreamBufferSize = 1 << 20
+
+// streamBufPool and httpStreamBufPool hold stream copy buffers.
+var (
+	streamBufPool     = sync.Pool{New: func() any { b := make([]byte, streamBufferSize); return &b }}
+	httpStreamBufPool = sync.Pool{New: func() any { b := make([]byte, httpStreamBufferSize); return &b }}
+)
 
 // streamClient is the HTTP client for Stream: no overall timeout, since a
 // stream may be long, but bounded connection set-up and response headers.
@@ -33,21 +43,55 @@ var streamClient = &http.Client{
 	},
 }
 
-// unixStream is one ad-hoc stream made by NewStreamUnix.
+// unixStream is one ad-hoc stream made by NewStreamUnix. It is served
+// once: to the first connection to its socket, or, when ProxyStreamHandler
+// in this process gets to it first, straight from its source to the HTTP
+// client, with no socket in between (see takeLocalStream).
 type unixStream struct {
 	path      string
 	ul        *UnixListener
 	src       io.ReadCloser
 	closeOnce sync.Once
+	taken     atomic.Int32  // streamOpen, then who took it
+	closed    atomic.Bool   // close has begun
+	proxyDone chan struct{} // closed when the proxy that took it is done
+
+	abortMu sync.Mutex
+	abort   func() // cuts the proxy's writes off; set by the proxy
 }
 
-// close stops the stream's listener (closing a connection being served)
-// and closes its source.
+// Who took a stream.
+const (
+	streamOpen    int32 = iota
+	streamByConn        // a connection to its socket
+	streamByProxy       // ProxyStreamHandler, directly
+	streamDropped       // nobody: it expired or the tracker stopped
+)
+
+// close stops the stream's listener (closing a connection being served),
+// cuts off a proxy serving it, and closes its source.
 func (s *unixStream) close() {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		s.ul.Stop(0)
+		s.abortMu.Lock()
+		if s.abort != nil {
+			s.abort()
+		}
+		s.abortMu.Unlock()
 		_ = s.src.Close()
 	})
+}
+
+// setAbort registers how to cut the proxy's writes off (nil for no
+// longer), and does it at once if the stream is already closing.
+func (s *unixStream) setAbort(abort func()) {
+	s.abortMu.Lock()
+	s.abort = abort
+	s.abortMu.Unlock()
+	if abort != nil && s.closed.Load() {
+		abort()
+	}
 }
 
 // NewStreamUnix sets up an ad-hoc unix listner to stream data. The socket
@@ -78,7 +122,7 @@ func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error)
 	if err := ul.Start(); err != nil {
 		return nil, err
 	}
-	s := &unixStream{path: ul.Addr(), ul: ul, src: src}
+	s := &unixStream{path: ul.Addr(), ul: ul, src: src, proxyDone: make(chan struct{})}
 	t.streams[s.path] = s
 	announce(s.path, t, t.cfg.streamIdleTimeout)
 	t.bg.Add(1)
@@ -102,7 +146,15 @@ func (t *Tracker) serveStream(s *unixStream) {
 	expiry := time.AfterFunc(t.cfg.streamIdleTimeout, func() { s.ul.Stop(0) })
 	conn := s.ul.NextConn()
 	expiry.Stop()
+	if conn != nil && !s.taken.CompareAndSwap(streamOpen, streamByConn) {
+		s.ul.DoneConn(conn) // the proxy got to it first
+		conn = nil
+	}
 	if conn == nil {
+		if !s.taken.CompareAndSwap(streamOpen, streamDropped) && s.taken.Load() == streamByProxy {
+			<-s.proxyDone // ProxyStreamHandler serves it
+			return
+		}
 		log.Debug("stream closed before anyone read it")
 		return
 	}
@@ -113,25 +165,85 @@ func (t *Tracker) serveStream(s *unixStream) {
 	}
 }
 
-// deadlineWriter gives every write to conn its own deadline, so a reader
-// that stops reading cannot hold the stream forever.
+// deadlineWriter bounds every write to conn by timeout, so a reader that
+// stops reading cannot hold the stream forever. Setting a deadline is not
+// free, so it is moved only when it has come 1/16 of timeout closer: each
+// write then has between 15/16 of timeout and timeout to finish.
 type deadlineWriter struct {
 	conn    net.Conn
 	timeout time.Duration
+	set     time.Time // when the deadline was last set; zero for never
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
-	if err := w.conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return 0, err
+	if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
+		if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+			return 0, err
+		}
+		w.set = now
 	}
 	return w.conn.Write(p)
 }
 
-// copyStream copies src to dst with a large pooled buffer.
+// copyStream copies src to dst, taking the fastest path there is:
+//
+//   - from a socket into a file or a TCP connection, the kernel moves the
+//     data (splice), without a copy through user space;
+//   - a source with a WriteTo method writes itself (a bytes.Reader in one
+//     write, a generator from its own buffer), except the types whose
+//     WriteTo falls back to small buffers;
+//   - anything else goes through a large pooled buffer, with dst's
+//     ReadFrom hidden for the same reason (io.Discard's, for one, reads
+//     8 KiB at a time).
 func copyStream(dst io.Writer, src io.Reader) (int64, error) {
-	bp := streamBufPool.Get().(*[]byte)
-	defer streamBufPool.Put(bp)
+	if isStreamSocket(src) {
+		switch d := dst.(type) {
+		case *os.File:
+			return d.ReadFrom(src)
+		case *net.TCPConn:
+			return d.ReadFrom(src)
+		}
+	}
+	if wt, ok := src.(io.WriterTo); ok && usefulWriterTo(src) {
+		return wt.WriteTo(dst)
+	}
+	return copyBuffered(dst, src, &streamBufPool)
+}
+
+// copyBuffered copies src to dst through a buffer from pool, hiding any
+// ReadFrom of dst and WriteTo of src.
+func copyBuffered(dst io.Writer, src io.Reader, pool *sync.Pool) (int64, error) {
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
+}
+
+// isStreamSocket reports whether r is a unix or TCP stream connection, a
+// source that splice can read.
+func isStreamSocket(r io.Reader) bool {
+	switch c := r.(type) {
+	case *net.TCPConn:
+		return true
+	case *net.UnixConn:
+		for _, a := range []net.Addr{c.LocalAddr(), c.RemoteAddr()} {
+			if ua, ok := a.(*net.UnixAddr); ok && ua != nil {
+				return ua.Net == "unix"
+			}
+		}
+	}
+	return false
+}
+
+// usefulWriterTo reports whether src's WriteTo does better than a copy
+// through a large buffer. Files and TCP connections have one, but outside
+// their kernel paths it copies through 32 KiB; a bufio.Reader's copies
+// through its own (usually 4 KiB) buffer.
+func usefulWriterTo(src io.Reader) bool {
+	switch src.(type) {
+	case *os.File, *net.TCPConn, *bufio.Reader:
+		return false
+	}
+	return true
 }
 
 // Stream streams data from a URL to a destination writer. Unix URLs are
@@ -174,7 +286,7 @@ func streamHTTP(dest io.Writer, addr *url.URL) error {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), msg)
 	}
-	if _, err := copyStream(dest, resp.Body); err != nil {
+	if _, err := copyBuffered(dest, resp.Body, &httpStreamBufPool); err != nil {
 		return fmt.Errorf("acomm: read stream %s: %w", addr.Redacted(), err)
 	}
 	return nil
@@ -200,6 +312,21 @@ func (t *Tracker) ProxyStreamHTTPURL(addr *url.URL) (*url.URL, error) {
 	q.Set("addr", addr.String())
 	u.RawQuery = q.Encode()
 	return &u, nil
+}
+
+// takeLocalStream takes the stream at path for ProxyStreamHandler, if t
+// made it with NewStreamUnix and nobody has read it yet. The stream's
+// socket is closed: the proxy serves the source itself, then closes
+// s.proxyDone.
+func (t *Tracker) takeLocalStream(path string) *unixStream {
+	t.mu.Lock()
+	s := t.streams[path]
+	t.mu.Unlock()
+	if s == nil || !s.taken.CompareAndSwap(streamOpen, streamByProxy) {
+		return nil
+	}
+	s.ul.Stop(0)
+	return s
 }
 
 // The registry of announced streams: socket paths that ProxyStreamHandler
@@ -261,14 +388,21 @@ func isAnnounced(path string) bool {
 // claimAnnounced removes path from the registry and reports whether it was
 // announced and not yet expired.
 func claimAnnounced(path string) bool {
+	_, ok := claimAnnouncement(path)
+	return ok
+}
+
+// claimAnnouncement is claimAnnounced that also returns the tracker that
+// announced path.
+func claimAnnouncement(path string) (*Tracker, bool) {
 	announcedMu.Lock()
 	defer announcedMu.Unlock()
 	a, ok := announced[path]
 	if !ok {
-		return false
+		return nil, false
 	}
 	delete(announced, path)
-	return time.Now().Before(a.expires)
+	return a.tracker, time.Now().Before(a.expires)
 }
 
 // claimAnnouncedBy is claimAnnounced limited to the streams t announced: a

@@ -2,9 +2,9 @@ package acomm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -44,24 +44,124 @@ type Tracker struct {
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
+	epoch time.Time // origin of the tracker's clock; see now
+	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
+
 	mu               sync.Mutex // protects the fields below
 	state            int
 	requests         map[string]*trackedRequest
+	requestsPeak     int // most entries requests has held; see untrackLocked
+	timeouts         timeoutHeap
+	timer            *time.Timer // runs onTimer; nil until first armed
+	timerAt          int64       // when timer is due (see now); noTimer when idle
+	timerOff         bool        // Stop has disarmed the timer for good
 	responseListener *UnixListener
 	streams          map[string]*unixStream // by socket path
 	stopDone         chan struct{}          // closed when a Stop finishes
 
 	pending sync.WaitGroup // one count per tracked request until handled
 	bg      sync.WaitGroup // background goroutines
+	timerWG sync.WaitGroup // one count per scheduled or running onTimer
 }
+
+// Timeouts: every tracked request sits in a min-heap ordered by deadline,
+// and one runtime timer (an AfterFunc, so no goroutine waits on it) is
+// armed for the earliest deadline. A request's three fates (response,
+// timeout, RemoveRequest) each take it out of t.requests under t.mu;
+// whoever removes it owns its single handling. The timer is moved earlier
+// only when a new request is due before it; a request answered first
+// leaves it as it is, and it then fires once in vain and re-arms for the
+// new earliest deadline. So the common case of answered requests costs a
+// heap insert and removal, with no timer operation.
+
+// noTimer is timerAt when no onTimer run is due.
+const noTimer = int64(math.MaxInt64)
 
 // trackedRequest is the tracker's state for one request.
 type trackedRequest struct {
 	req       *Request
-	timer     *time.Timer
-	timeout   time.Duration
 	forwardTo *url.URL // for proxied requests: the original response hook
+	timeout   time.Duration
+	index     int  // in the timeouts heap
+	inline    bool // the handlers never block: run them on any goroutine
 }
+
+// timeoutEntry is an entry of the timeouts heap: the deadline is kept
+// beside the pointer so that sifting does not chase pointers.
+type timeoutEntry struct {
+	at int64 // deadline, on the clock of Tracker.now
+	tr *trackedRequest
+}
+
+// timeoutHeap is a binary min-heap of deadlines. Each entry's request
+// records its index, for removal from the middle.
+type timeoutHeap []timeoutEntry
+
+func (h *timeoutHeap) push(e timeoutEntry) {
+	*h = append(*h, e)
+	h.up(len(*h) - 1)
+}
+
+// remove removes the entry at i.
+func (h *timeoutHeap) remove(i int) {
+	s := *h
+	n := len(s) - 1
+	if i != n {
+		s[i] = s[n]
+		s[i].tr.index = i
+	}
+	s[n] = timeoutEntry{}
+	s = s[:n]
+	if c := cap(s); c > 1024 && n < c/8 {
+		// Let a burst's backing array go.
+		s = append(make(timeoutHeap, 0, 2*n), s...)
+	}
+	*h = s
+	if i < n && !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h timeoutHeap) up(i int) {
+	e := h[i]
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].at <= e.at {
+			break
+		}
+		h[i] = h[p]
+		h[i].tr.index = i
+		i = p
+	}
+	h[i] = e
+	e.tr.index = i
+}
+
+// down sifts the entry at i down and reports whether it moved.
+func (h timeoutHeap) down(i int) bool {
+	e, start, n := h[i], i, len(h)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && h[r].at < h[c].at {
+			c = r
+		}
+		if e.at <= h[c].at {
+			break
+		}
+		h[i] = h[c]
+		h[i].tr.index = i
+		i = c
+	}
+	h[i] = e
+	e.tr.index = i
+	return i != start
+}
+
+// now returns the tracker's monotonic clock, in nanoseconds.
+func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
 // NewTracker creates and initializes a new Tracker. If a socketPath is not
 // provided, the response socket will be created in a temporary directory.
@@ -81,7 +181,9 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		cfg:            defaultConfig(),
 		httpStreamURL:  httpStreamURL,
 		defaultTimeout: defaultTimeout,
+		epoch:          time.Now(),
 		requests:       make(map[string]*trackedRequest),
+		timerAt:        noTimer,
 		streams:        make(map[string]*unixStream),
 	}
 	if socketPath == "" {
@@ -96,6 +198,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		socketPath = abs
 	}
 	t.socketPath = socketPath
+	t.hook = t.URL()
 	t.responseListener = NewUnixListener(socketPath, 0)
 	return t, nil
 }
@@ -155,6 +258,7 @@ func (t *Tracker) Start() error {
 	}
 	t.responseListener = ul
 	t.state = stateRunning
+	t.timerOff = false
 	t.bg.Add(1)
 	go t.acceptResponses(ul)
 	return nil
@@ -174,25 +278,44 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 	}
 }
 
-// receiveFrame decodes a response frame; an accepted response is handled
-// after its acknowledgement is written.
+// receiveFrame decodes a response frame. An accepted response is handed
+// to its request at once, before its acknowledgement is written, so that
+// the handler's goroutine, or a caller waiting in Call, runs on another
+// core while this one writes.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if err := json.Unmarshal(body, resp); err != nil {
+	if err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
 		return "", err, nil
 	}
-	return resp.ID, nil, func() {
-		// Handlers run off the connection's goroutine so a slow handler
-		// does not hold up the next frame.
-		t.bg.Add(1)
-		go func() {
-			defer t.bg.Done()
-			t.HandleResponse(resp)
-		}()
+	t.handleReceived(resp)
+	return resp.ID, nil, nil
+}
+
+// handleReceived hands a response read from the socket to its request.
+// User handlers run off the connection's goroutine, so that a slow one
+// does not hold up the next frame; the tracker's own handlers, which
+// never block (Call's, MultiRequest's), run right here, which spares a
+// goroutine and a hop to it.
+func (t *Tracker) handleReceived(resp *Response) {
+	tr := t.take(resp.ID)
+	if tr == nil {
+		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
+		return
 	}
+	if tr.inline && tr.forwardTo == nil {
+		defer t.pending.Done()
+		t.deliver(tr, resp)
+		return
+	}
+	t.bg.Add(1) // the connection's goroutine holds a count: never from zero
+	go func() {
+		defer t.bg.Done()
+		defer t.pending.Done()
+		t.deliver(tr, resp)
+	}()
 }
 
 // NumRequests returns the number of tracked requests
@@ -218,9 +341,26 @@ func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
 
 // track registers req; forwardTo is set for proxied requests.
 func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
+	return t.trackRequest(req, timeout, forwardTo, false)
+}
+
+// trackInline registers req, whose handlers are the tracker's own and never
+// block, so that they may run on the goroutine that reads the response.
+func (t *Tracker) trackInline(req *Request, timeout time.Duration) error {
+	return t.trackRequest(req, timeout, nil, true)
+}
+
+// trackRequest registers req; see track and trackInline.
+func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *url.URL, inline bool) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
+	now := t.now()
+	at := now + int64(timeout)
+	if at < now { // overflow: as good as never
+		at = noTimer - 1
+	}
+	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -229,31 +369,94 @@ func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL)
 	if _, ok := t.requests[req.ID]; ok {
 		return fmt.Errorf("%w: %s", ErrDuplicateID, req.ID)
 	}
-	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo}
 	t.requests[req.ID] = tr
+	if n := len(t.requests); n > t.requestsPeak {
+		t.requestsPeak = n
+	}
 	t.pending.Add(1)
-	tr.timer = time.AfterFunc(timeout, func() { t.expire(tr) })
+	t.timeouts.push(timeoutEntry{at: at, tr: tr})
+	if at < t.timerAt {
+		t.armLocked(at, now)
+	}
 	return nil
 }
 
-// take removes and returns the tracked request with id, if tr is nil or is
-// the one tracked. The caller that gets it owns its single handling.
-func (t *Tracker) take(id string, tr *trackedRequest) *trackedRequest {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cur, ok := t.requests[id]
-	if !ok || tr != nil && cur != tr {
-		return nil
+// armLocked (re)schedules onTimer for at. t.mu must be held.
+func (t *Tracker) armLocked(at, now int64) {
+	d := time.Duration(at - now)
+	switch {
+	case t.timer == nil:
+		t.timerWG.Add(1)
+		t.timer = time.AfterFunc(d, t.onTimer)
+	case !t.timer.Reset(d):
+		// Not a pending run moved, but a new run scheduled.
+		t.timerWG.Add(1)
 	}
-	delete(t.requests, id)
-	return cur
+	t.timerAt = at
 }
 
-// expire handles a request whose timeout fired.
-func (t *Tracker) expire(tr *trackedRequest) {
-	if t.take(tr.req.ID, tr) == nil {
-		return // answered or removed first
+// onTimer expires the requests whose deadline has passed and re-arms the
+// timer for the earliest one left. Several runs may overlap; each takes
+// what is due under t.mu, so each request expires once.
+func (t *Tracker) onTimer() {
+	defer t.timerWG.Done()
+	now := t.now()
+	var (
+		first   *trackedRequest
+		expired []*trackedRequest
+	)
+	t.mu.Lock()
+	for len(t.timeouts) > 0 && t.timeouts[0].at <= now {
+		tr := t.timeouts[0].tr
+		t.untrackLocked(tr)
+		if first == nil {
+			first = tr
+		} else {
+			expired = append(expired, tr)
+		}
 	}
+	t.timerAt = noTimer
+	if len(t.timeouts) > 0 && !t.timerOff {
+		t.armLocked(t.timeouts[0].at, now)
+	}
+	t.mu.Unlock()
+	// Like the answers of different requests, timeouts due together are
+	// handled concurrently: a slow handler does not hold up the others.
+	for _, tr := range expired {
+		go t.expire(tr)
+	}
+	if first != nil {
+		t.expire(first)
+	}
+}
+
+// untrackLocked removes tr from the requests and timeouts. t.mu must be
+// held, and tr must be tracked.
+func (t *Tracker) untrackLocked(tr *trackedRequest) {
+	delete(t.requests, tr.req.ID)
+	t.timeouts.remove(tr.index)
+	if len(t.requests) == 0 && t.requestsPeak > 1024 {
+		// Maps do not shrink: after a burst, start a small one.
+		t.requests = make(map[string]*trackedRequest)
+		t.requestsPeak = 0
+	}
+}
+
+// take removes and returns the tracked request with id. The caller that
+// gets it owns its single handling.
+func (t *Tracker) take(id string) *trackedRequest {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr, ok := t.requests[id]
+	if !ok {
+		return nil
+	}
+	t.untrackLocked(tr)
+	return tr
+}
+
+// expire handles a request whose timeout fired; onTimer has taken it.
+func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
 	resp := &Response{
 		ID:    tr.req.ID,
@@ -270,13 +473,12 @@ func (t *Tracker) HandleResponse(resp *Response) {
 	if resp == nil {
 		return
 	}
-	tr := t.take(resp.ID, nil)
+	tr := t.take(resp.ID)
 	if tr == nil {
 		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
 		return
 	}
 	defer t.pending.Done()
-	tr.timer.Stop()
 	t.deliver(tr, resp)
 }
 
@@ -331,11 +533,9 @@ func (t *Tracker) RemoveRequest(req *Request) bool {
 	if req == nil {
 		return false
 	}
-	tr := t.take(req.ID, nil)
-	if tr == nil {
+	if t.take(req.ID) == nil {
 		return false
 	}
-	tr.timer.Stop()
 	t.pending.Done()
 	return true
 }
@@ -416,6 +616,17 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 		<-idle
 	}
 
+	// Nothing is tracked any more: disarm the timer, and wait for a run
+	// that may be under way (it finds nothing to do).
+	t.mu.Lock()
+	t.timerOff = true
+	if t.timer != nil && t.timer.Stop() {
+		t.timerWG.Done()
+	}
+	t.timerAt = noTimer
+	t.mu.Unlock()
+	t.timerWG.Wait()
+
 	ul.Stop(0)
 	t.mu.Lock()
 	streams := make([]*unixStream, 0, len(t.streams))
@@ -444,13 +655,14 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 func (t *Tracker) failOutstanding() {
 	t.mu.Lock()
 	outstanding := make([]*trackedRequest, 0, len(t.requests))
-	for id, tr := range t.requests {
-		outstanding = append(outstanding, tr)
-		delete(t.requests, id)
+	for _, e := range t.timeouts {
+		outstanding = append(outstanding, e.tr)
 	}
+	t.timeouts = nil
+	t.requests = make(map[string]*trackedRequest)
+	t.requestsPeak = 0
 	t.mu.Unlock()
 	for _, tr := range outstanding {
-		tr.timer.Stop()
 		t.deliver(tr, &Response{ID: tr.req.ID, Error: fmt.Errorf("%w: request %s abandoned", ErrTrackerStopped, tr.req.ID)})
 		t.pending.Done()
 	}

@@ -38,17 +38,24 @@ func decodeURL(raw json.RawMessage) (u *url.URL, legacy bool, err error) {
 	switch raw[0] {
 	case '"':
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if end, ok := scanString(raw, 0); ok && end == len(raw) {
+			s, ok = stringToken(raw)
+			if !ok {
+				return nil, false, fmt.Errorf("%w: bad string %.20s", ErrInvalidURL, raw)
+			}
+		} else if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, false, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 		}
 		if s == "" {
 			return nil, false, nil
 		}
-		u, err := url.Parse(s)
+		u, err := parseURL(s)
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 		}
-		if u.String() == "" {
+		// u.String() is "" only if all of these are empty: check them
+		// first, to build the string only then.
+		if u.Scheme == "" && u.Opaque == "" && u.Host == "" && u.Path == "" && u.User == nil && u.String() == "" {
 			// "#" and the like: no URL, like "" (it would be re-encoded
 			// as "", which decodes to nil).
 			return nil, false, nil
