@@ -165,6 +165,13 @@ func scanKey(b []byte, i int) (int, bool) {
 func scanString(b []byte, i int) (int, bool) {
 	i++
 	for i < len(b) {
+		// Skip the plain bytes at once.
+		for i < len(b) && !strSpecial[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -198,6 +205,16 @@ func scanString(b []byte, i int) (int, bool) {
 	}
 	return 0, false
 }
+
+// strSpecial marks the bytes that end a run of plain string content: the
+// quote, the backslash and the control characters.
+var strSpecial = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'

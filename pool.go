@@ -118,11 +118,11 @@ func (p *connPool) closeIdle() {
 }
 
 // send delivers frame (made by marshalFrame) to the socket at path and
-// reads the acknowledgement, reusing an idle connection when there is one. A frame
-// is resent on a fresh connection only if the reused one failed before the
-// peer could have read it: the write failed, or the peer closed the
-// connection with our frame unread (ECONNRESET). It is never sent twice
-// otherwise.
+// reads the acknowledgement, reusing an idle connection when there is
+// one. A frame is resent on a fresh connection only if the reused one
+// failed before the peer could have read it: the write failed, or the peer
+// closed the connection with our frame unread (ECONNRESET). It is never
+// sent twice otherwise.
 func (p *connPool) send(path string, frame []byte, maxFrame int, ioTimeout time.Duration) error {
 	now := monoNow()
 	if pc := p.get(path, now); pc != nil {
@@ -139,11 +139,13 @@ func (p *connPool) send(path string, frame []byte, maxFrame int, ioTimeout time.
 			_ = pc.conn.Close() // fall through to a fresh connection
 		default:
 			_ = pc.conn.Close()
+			p.forget(path)
 			return err
 		}
 	}
 	conn, err := net.DialTimeout("unix", path, ioTimeout)
 	if err != nil {
+		p.forget(path)
 		return fmt.Errorf("acomm: dial %s: %w", path, err)
 	}
 	pc := newPoolConn(conn)
@@ -154,7 +156,18 @@ func (p *connPool) send(path string, frame []byte, maxFrame int, ioTimeout time.
 		return err
 	}
 	_ = conn.Close()
+	p.forget(path)
 	return err
+}
+
+// forget drops the entry of path if it holds no connection, so that the
+// paths of peers gone for good do not pile up.
+func (p *connPool) forget(path string) {
+	p.mu.Lock()
+	if list, ok := p.idle[path]; ok && len(list) == 0 {
+		delete(p.idle, path)
+	}
+	p.mu.Unlock()
 }
 
 // errNotDelivered marks exchange failures after which the peer cannot have

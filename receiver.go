@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -27,12 +28,22 @@ type frameHandler func(body []byte) (id string, refusal error, after func())
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler) {
 	cr := newConnReader(conn, cfg)
 	defer cr.release()
+	var raw syscall.RawConn
+	if sc, ok := conn.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	for {
+		if raw != nil {
+			if err, done := cr.serveRaw(raw, log, handle); done {
+				logReadEnd(log, err)
+				return
+			}
+			// The next frame needs the ordinary path (below).
+		}
 		body, err := cr.next()
 		if err != nil {
 			var fse *FrameSizeError
-			switch {
-			case errors.As(err, &fse):
+			if errors.As(err, &fse) {
 				// Refuse it, then read past its body, so the
 				// sender gets the reason (closing with its data
 				// unread would reset the connection first) and
@@ -41,32 +52,162 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 				if cr.writeAck("", err) == nil && cr.discard(fse.Size) == nil {
 					continue
 				}
-			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-				// The peer is done, or we are stopping.
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				log.WithError(err).Debug("connection idle or stalled; closing")
-			default:
-				log.WithError(err).Debug("read frame failed; closing")
+				return
 			}
+			logReadEnd(log, err)
 			return
 		}
-		id, refusal, after := handle(body)
-		if refusal != nil {
-			log.WithError(refusal).Debug("refused frame")
-		}
-		if err := cr.writeAck(id, refusal); err != nil {
-			log.WithError(err).Debug("write acknowledgement failed")
-			// The frame was accepted: it is handled even if the peer
-			// could not read the acknowledgement.
-			if after != nil {
-				after()
-			}
+		if !cr.serveFrame(body, log, handle) {
 			return
 		}
+	}
+}
+
+// logReadEnd logs why a connection's frames ended; nil for no reason
+// worth saying.
+func logReadEnd(log logrus.FieldLogger, err error) {
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		// The peer is done, or we are stopping.
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		log.WithError(err).Debug("connection idle or stalled; closing")
+	default:
+		log.WithError(err).Debug("read frame failed; closing")
+	}
+}
+
+// serveFrame handles one frame and writes its acknowledgement. It reports
+// whether the connection may go on.
+func (cr *connReader) serveFrame(body []byte, log logrus.FieldLogger, handle frameHandler) bool {
+	id, refusal, after := handle(body)
+	if refusal != nil {
+		log.WithError(refusal).Debug("refused frame")
+	}
+	if err := cr.writeAck(id, refusal); err != nil {
+		log.WithError(err).Debug("write acknowledgement failed")
+		// The frame was accepted: it is handled even if the peer
+		// could not read the acknowledgement.
 		if after != nil {
 			after()
 		}
+		return false
 	}
+	if after != nil {
+		after()
+	}
+	return true
+}
+
+// serveRaw serves frames inside one RawConn.Read, for as long as they are
+// small enough for the buffer. Its point is the read it spares per frame.
+// A receiver that has acknowledged a frame has nothing to read until the
+// peer sends the next one, so the ordinary loop's read after each
+// acknowledgement finds nothing and costs a system call for it, before
+// the goroutine waits for the connection to become readable. Inside one
+// RawConn.Read, the connection's readiness is reset once, at the start;
+// after that, anything that arrives after a read marks the connection
+// readable until the goroutine waits. So once a read has returned less
+// than it could take (the socket was empty then), serveRaw can wait for
+// readiness straight away, without looking first, and lose nothing.
+//
+// It returns done when the connection is finished (err says why, nil for
+// a failed acknowledgement, already logged), and otherwise returns when
+// the next frame needs the ordinary path (too large for the buffer, or
+// over the limit).
+func (cr *connReader) serveRaw(raw syscall.RawConn, log logrus.FieldLogger, handle frameHandler) (err error, done bool) {
+	cr.log, cr.handle = log, handle
+	cr.rawErr, cr.rawDone, cr.drained = nil, false, false
+	if cr.rawStepFn == nil {
+		cr.rawStepFn = cr.rawStep
+	}
+	rerr := raw.Read(cr.rawStepFn)
+	cr.log, cr.handle = nil, nil
+	switch {
+	case cr.rawDone:
+		return cr.rawErr, true
+	case rerr != nil:
+		return rerr, true // a deadline, or the connection closed
+	}
+	return nil, false
+}
+
+// rawStep is serveRaw's callback: serve what is buffered, then read; it
+// returns false to wait for the connection to become readable.
+func (cr *connReader) rawStep(fd uintptr) bool {
+	for {
+		// Serve the frames already buffered.
+		for cr.w-cr.r >= frameHeaderSize {
+			n := binary.BigEndian.Uint32(cr.buf[cr.r:])
+			if uint64(n) > uint64(cr.cfg.maxFrameSize) || int(n) > len(cr.buf)-frameHeaderSize {
+				return true // for the ordinary path
+			}
+			end := cr.r + frameHeaderSize + int(n)
+			if end > cr.w {
+				break // not all here yet
+			}
+			body := cr.buf[cr.r+frameHeaderSize : end : end]
+			cr.r = end
+			cr.frameIO = false
+			if !cr.serveFrame(body, cr.log, cr.handle) {
+				cr.rawDone = true
+				return true
+			}
+		}
+		if cr.r == cr.w {
+			cr.r, cr.w = 0, 0
+		} else if len(cr.buf)-cr.w < frameHeaderSize || cr.w-cr.r >= frameHeaderSize &&
+			cr.r+frameHeaderSize+int(binary.BigEndian.Uint32(cr.buf[cr.r:])) > len(cr.buf) {
+			// Make room for the rest of the frame begun.
+			cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
+			cr.r = 0
+		}
+		if cr.drained {
+			cr.drained = false
+			if err := cr.waitDeadline(); err != nil {
+				cr.rawErr, cr.rawDone = err, true
+				return true
+			}
+			return false
+		}
+		space := len(cr.buf) - cr.w
+		k, e := syscall.Read(int(fd), cr.buf[cr.w:])
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			if err := cr.waitDeadline(); err != nil {
+				cr.rawErr, cr.rawDone = err, true
+				return true
+			}
+			return false
+		case e != nil:
+			cr.rawErr, cr.rawDone = os.NewSyscallError("read", e), true
+			return true
+		case k == 0:
+			cr.rawErr, cr.rawDone = io.EOF, true
+			if cr.w > cr.r {
+				cr.rawErr = truncated(io.EOF, "in a frame")
+			}
+			return true
+		}
+		cr.w += k
+		cr.drained = k < space
+	}
+}
+
+// waitDeadline sets the read deadline for a wait: cfg.idleTimeout for the
+// next frame to begin, or, once one has begun, cfg.ioTimeout (set once)
+// for the rest of it to arrive.
+func (cr *connReader) waitDeadline() error {
+	if cr.r == cr.w {
+		return cr.setReadDeadline(cr.cfg.idleTimeout)
+	}
+	if cr.frameIO {
+		return nil
+	}
+	cr.frameIO = true
+	cr.rdl = monoNow().Add(cr.cfg.ioTimeout)
+	return cr.conn.SetReadDeadline(cr.rdl)
 }
 
 // connReadBufSize is the read buffer of a served connection: frames that
@@ -88,6 +229,16 @@ type connReader struct {
 	r, w int
 	rdl  time.Time // the read deadline set on conn
 	wdl  time.Time // the write deadline set on conn
+
+	// serveRaw's state, kept here (with rawStepFn, made once) so that
+	// serving allocates nothing.
+	log       logrus.FieldLogger
+	handle    frameHandler
+	rawStepFn func(fd uintptr) bool
+	rawErr    error
+	rawDone   bool // the connection is finished
+	drained   bool // the last read emptied the socket
+	frameIO   bool // the I/O deadline of the frame begun is set
 }
 
 // Setting a deadline is not free, and a connection sets one for every

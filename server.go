@@ -251,10 +251,9 @@ func (s *Server) accept(ul *UnixListener) {
 }
 
 // receiveFrame decodes and validates a request frame. An accepted request
-// whose handler can run is started at once, before its acknowledgement is
-// written, so that the handler runs on another core while this one writes;
-// one that is answered at once (unknown task, busy, stopping) is answered
-// after the acknowledgement, since that answer may have to wait.
+// is dispatched after its acknowledgement is written: once a handler runs,
+// Stop may close the connection, and the sender must have its
+// acknowledgement by then.
 func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 	req := &Request{}
 	if err := decodeRequest(body, req); err != nil {
@@ -265,12 +264,6 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 	}
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
-	}
-	if h := s.handler(req.Task); h != nil {
-		if j, ctx, err := s.acquire(req); err == nil {
-			go s.run(ctx, j, h)
-			return req.ID, nil, nil
-		}
 	}
 	return req.ID, nil, func() { s.dispatch(req) }
 }

@@ -176,13 +176,25 @@ type deadlineWriter struct {
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
-	if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
-		if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
-			return 0, err
+	written := 0
+	for len(p) > 0 {
+		// A source's WriteTo may hand over all it has at once: bound
+		// each buffer's worth, not the whole.
+		chunk := p[:min(len(p), streamBufferSize)]
+		if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
+			if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+				return written, err
+			}
+			w.set = now
 		}
-		w.set = now
+		n, err := w.conn.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
 	}
-	return w.conn.Write(p)
+	return written, nil
 }
 
 // copyStream copies src to dst, taking the fastest path there is:

@@ -82,8 +82,8 @@ type trackedRequest struct {
 	req       *Request
 	forwardTo *url.URL // for proxied requests: the original response hook
 	timeout   time.Duration
-	index     int  // in the timeouts heap
-	inline    bool // the handlers never block: run them on any goroutine
+	index     int32 // in the timeouts heap (32 bits: the struct fits 32 bytes)
+	inline    bool  // the handlers never block: run them on any goroutine
 }
 
 // timeoutEntry is an entry of the timeouts heap: the deadline is kept
@@ -108,7 +108,7 @@ func (h *timeoutHeap) remove(i int) {
 	n := len(s) - 1
 	if i != n {
 		s[i] = s[n]
-		s[i].tr.index = i
+		s[i].tr.index = int32(i)
 	}
 	s[n] = timeoutEntry{}
 	s = s[:n]
@@ -130,11 +130,11 @@ func (h timeoutHeap) up(i int) {
 			break
 		}
 		h[i] = h[p]
-		h[i].tr.index = i
+		h[i].tr.index = int32(i)
 		i = p
 	}
 	h[i] = e
-	e.tr.index = i
+	e.tr.index = int32(i)
 }
 
 // down sifts the entry at i down and reports whether it moved.
@@ -152,11 +152,11 @@ func (h timeoutHeap) down(i int) bool {
 			break
 		}
 		h[i] = h[c]
-		h[i].tr.index = i
+		h[i].tr.index = int32(i)
 		i = c
 	}
 	h[i] = e
-	e.tr.index = i
+	e.tr.index = int32(i)
 	return i != start
 }
 
@@ -279,9 +279,9 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 }
 
 // receiveFrame decodes a response frame. An accepted response is handed
-// to its request at once, before its acknowledgement is written, so that
-// the handler's goroutine, or a caller waiting in Call, runs on another
-// core while this one writes.
+// to its request after its acknowledgement is written: once it is handled,
+// Stop may close the connection, and the sender must have its
+// acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
 	if err := decodeResponse(body, resp); err != nil {
@@ -290,8 +290,7 @@ func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	if err := resp.validate(); err != nil {
 		return "", err, nil
 	}
-	t.handleReceived(resp)
-	return resp.ID, nil, nil
+	return resp.ID, nil, func() { t.handleReceived(resp) }
 }
 
 // handleReceived hands a response read from the socket to its request.
@@ -434,7 +433,7 @@ func (t *Tracker) onTimer() {
 // held, and tr must be tracked.
 func (t *Tracker) untrackLocked(tr *trackedRequest) {
 	delete(t.requests, tr.req.ID)
-	t.timeouts.remove(tr.index)
+	t.timeouts.remove(int(tr.index))
 	if len(t.requests) == 0 && t.requestsPeak > 1024 {
 		// Maps do not shrink: after a burst, start a small one.
 		t.requests = make(map[string]*trackedRequest)
