@@ -1,12 +1,12 @@
 package acomm
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"sync"
+
+	"github.com/pborman/uuid"
 )
 
 // ResponseHandler is a function to run when a request receives a response.
@@ -69,47 +69,9 @@ func NewRequest(task, responseHook string, args interface{}, sh ResponseHandler,
 	return req, nil
 }
 
-// idRand is a buffer of random bytes for newID, refilled from crypto/rand
-// a page at a time rather than 16 bytes a time.
-var idRand struct {
-	sync.Mutex
-	buf [4096]byte
-	off int // next unused byte; len(buf) when empty
-}
-
-func init() { idRand.off = len(idRand.buf) }
-
-// newID returns a random (version 4) UUID in its canonical string form,
-// as uuid.New does.
+// newID returns a random (version 4) UUID in its canonical string form.
 func newID() string {
-	var u [16]byte
-	idRand.Lock()
-	if idRand.off+len(u) > len(idRand.buf) {
-		if _, err := rand.Read(idRand.buf[:]); err != nil {
-			idRand.Unlock()
-			panic("acomm: crypto/rand: " + err.Error()) // as uuid.New does
-		}
-		idRand.off = 0
-	}
-	copy(u[:], idRand.buf[idRand.off:])
-	clear(idRand.buf[idRand.off : idRand.off+len(u)])
-	idRand.off += len(u)
-	idRand.Unlock()
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // variant RFC 4122
-
-	const hexDigits = "0123456789abcdef"
-	var s [36]byte
-	j := 0
-	for i, b := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			s[j] = '-'
-			j++
-		}
-		s[j], s[j+1] = hexDigits[b>>4], hexDigits[b&0x0f]
-		j += 2
-	}
-	return string(s[:])
+	return uuid.New()
 }
 
 // parseHook parses and checks a response hook URL.

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/xml"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sample is go test -bench output of three runs (two of them in one go
+// test invocation, one in another, as ./run concatenates them), with a
+// log line and the noise go test prints around results.
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/acommgo/acomm/bench
+cpu: AMD EPYC
+BenchmarkEcho/floor-kept/seq-2     	    2000	     10000 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEcho/floor-kept/par64-2   	    2000	      5000 ns/op	    200000 ops/s	      40 B/op	       0 allocs/op
+BenchmarkEcho/floor-dial/seq-2     	    2000	     60000 ns/op	    8000 B/op	      28 allocs/op
+BenchmarkEcho/floor-dial/par64-2   	    2000	     50000 ns/op	     20000 ops/s	    8100 B/op	      28 allocs/op
+BenchmarkEcho/grpc/seq-2           	    2000	     50000 ns/op	    9000 B/op	     140 allocs/op
+BenchmarkEcho/grpc/par64-2         	    2000	     25000 ns/op	     40000 ops/s	    9300 B/op	     135 allocs/op
+BenchmarkEcho/my|sys/seq-2         	    2000	     20000 ns/op	    1000 B/op	      20 allocs/op
+BenchmarkEcho/floor-kept/seq-2     	    2000	     12000 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEcho/floor-kept/par64-2   	    2000	      4000 ns/op	    250000 ops/s	      30 B/op	       0 allocs/op
+BenchmarkEcho/floor-dial/seq-2     	    2000	     64000 ns/op	    8000 B/op	      28 allocs/op
+BenchmarkEcho/floor-dial/par64-2   	    2000	     40000 ns/op	     25000 ops/s	    8100 B/op	      28 allocs/op
+BenchmarkEcho/grpc/seq-2           	    2000	     48000 ns/op	    9000 B/op	     140 allocs/op
+BenchmarkEcho/grpc/par64-2         	    2000	     20000 ns/op	     50000 ops/s	    9300 B/op	     136 allocs/op
+    helpers_test.go:42: some log line: with colons
+BenchmarkEcho/floor-kept/seq-2     	    2000	     11000 ns/op	       0 B/op	       0 allocs/op
+BenchmarkEcho/floor-kept/par64-2   	    2000	      4500 ns/op	    222222 ops/s	      35 B/op	       0 allocs/op
+BenchmarkEcho/floor-dial/seq-2     	    2000	     62000 ns/op	    8000 B/op	      28 allocs/op
+BenchmarkEcho/floor-dial/par64-2   	    2000	     45000 ns/op	     22222 ops/s	    8100 B/op	      28 allocs/op
+BenchmarkEcho/grpc/seq-2           	    2000	     55000 ns/op	    9000 B/op	     140 allocs/op
+BenchmarkEcho/grpc/par64-2         	    2000	     30000 ns/op	     44444 ops/s	    9300 B/op	     137 allocs/op
+PASS
+ok  	github.com/acommgo/acomm/bench	12.345s
+goos: linux
+goarch: amd64
+pkg: github.com/acommgo/acomm/bench
+cpu: AMD EPYC
+BenchmarkStream/raw-unix-2         	       3	 140000000 ns/op	7669.55 MB/s	     100 B/op	       5 allocs/op
+BenchmarkStream/raw-unix-2         	       3	 130000000 ns/op	8259.51 MB/s	      98 B/op	       5 allocs/op
+BenchmarkStream/raw-unix-2         	       3	 150000000 ns/op	7158.28 MB/s	      96 B/op	       5 allocs/op
+BenchmarkOther                     	     100	      1234 ns/op
+PASS
+ok  	github.com/acommgo/acomm/bench	2.000s
+`
+
+func mustParse(t *testing.T) *results {
+	t.Helper()
+	r, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+func TestParse(t *testing.T) {
+	r := mustParse(t)
+	wantOrder := []string{
+		"BenchmarkEcho/floor-kept/seq", "BenchmarkEcho/floor-kept/par64",
+		"BenchmarkEcho/floor-dial/seq", "BenchmarkEcho/floor-dial/par64",
+		"BenchmarkEcho/grpc/seq", "BenchmarkEcho/grpc/par64",
+		"BenchmarkEcho/my|sys/seq",
+		"BenchmarkStream/raw-unix", "BenchmarkOther",
+	}
+	if strings.Join(r.order, " ") != strings.Join(wantOrder, " ") {
+		t.Fatalf("order = %q, want %q", r.order, wantOrder)
+	}
+	if r.config["cpu"] != "AMD EPYC" || r.config["goos"] != "linux" {
+		t.Errorf("config = %v", r.config)
+	}
+	kept := r.get("BenchmarkEcho/floor-kept/seq")
+	if kept.procs != 2 || kept.runs() != 3 {
+		t.Errorf("floor-kept/seq: procs %d runs %d, want 2 and 3", kept.procs, kept.runs())
+	}
+	for _, c := range []struct {
+		name, unit string
+		want       float64
+	}{
+		{"BenchmarkEcho/floor-kept/seq", "ns/op", 11000},
+		{"BenchmarkEcho/floor-kept/par64", "ops/s", 222222},
+		{"BenchmarkEcho/grpc/par64", "allocs/op", 136},
+		{"BenchmarkStream/raw-unix", "MB/s", 7669.55},
+		{"BenchmarkStream/raw-unix", "B/op", 98},
+		{"BenchmarkOther", "ns/op", 1234},
+	} {
+		got, ok := r.get(c.name).median(c.unit)
+		if !ok || !near(got, c.want) {
+			t.Errorf("median %s %s = %v (%v), want %v", c.name, c.unit, got, ok, c.want)
+		}
+	}
+	if _, ok := r.get("BenchmarkOther").median("B/op"); ok {
+		t.Error("BenchmarkOther has no B/op, but median found one")
+	}
+	stream := r.get("BenchmarkStream/raw-unix")
+	if strings.Join(stream.units, ",") != "ns/op,MB/s,B/op,allocs/op" {
+		t.Errorf("stream units = %v", stream.units)
+	}
+}
+
+func TestMedianEven(t *testing.T) {
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Fatalf("median = %v, want 2.5", got)
+	}
+}
+
+func TestParseNoProcsSuffix(t *testing.T) {
+	r, err := parse(strings.NewReader("BenchmarkEcho/floor-kept/par64 \t 10 \t 100 ns/op\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.get("BenchmarkEcho/floor-kept/par64"); b == nil || b.procs != 1 {
+		t.Fatalf("got %+v", r.order)
+	}
+}
+
+func TestEchoRows(t *testing.T) {
+	rows := echoRows(mustParse(t))
+	var names []string
+	for _, row := range rows {
+		names = append(names, row.system)
+	}
+	if got := strings.Join(names, ","); got != "floor-kept,floor-dial,grpc,my|sys" {
+		t.Fatalf("systems = %s", got)
+	}
+	kept, dial, grpc, mine := rows[0], rows[1], rows[2], rows[3]
+	if !near(kept.seqVsKept, 1) || !near(kept.parVsKept, 1) || !near(dial.seqVsDial, 1) {
+		t.Errorf("floors are not 1× themselves: %+v %+v", kept, dial)
+	}
+	// grpc seq median 50000 ns; floors 11000 and 62000.
+	if !near(grpc.seqNs, 50000) || !near(grpc.seqVsKept, 50000.0/11000) || !near(grpc.seqVsDial, 50000.0/62000) {
+		t.Errorf("grpc seq = %v, %v, %v", grpc.seqNs, grpc.seqVsKept, grpc.seqVsDial)
+	}
+	// grpc par64 median 44444 ops/s; floors 222222 and 22222.
+	if !near(grpc.parOps, 44444) || !near(grpc.parVsKept, 44444.0/222222) || !near(grpc.parVsDial, 44444.0/22222) {
+		t.Errorf("grpc par64 = %v, %v, %v", grpc.parOps, grpc.parVsKept, grpc.parVsDial)
+	}
+	if !near(grpc.parAllocs, 136) || !near(grpc.seqBytes, 9000) {
+		t.Errorf("grpc allocs = %v, B/op = %v", grpc.parAllocs, grpc.seqBytes)
+	}
+	if !math.IsNaN(mine.parOps) || !math.IsNaN(mine.parVsKept) || !near(mine.seqNs, 20000) {
+		t.Errorf("system with only seq: %+v", mine)
+	}
+}
+
+func TestRenderMarkdown(t *testing.T) {
+	r := mustParse(t)
+	m := machine{cpuModel: "Test CPU", cpus: 2, goVersion: "go1.99", date: "2000-01-01 00:00 UTC", settings: "COUNT=3"}
+	md := renderMarkdown(r, m, "bench/results/chart.svg", "goos: linux\nsec/op summary\n")
+	for _, want := range []string{
+		"| CPU | Test CPU |",
+		"| CPUs (nproc) | 2 |",
+		"| Go | go1.99 |",
+		"| Runs per benchmark | 1 to 3 (figures are medians) |",
+		"![seq latency and par64 throughput per system](bench/results/chart.svg)",
+		"| floor-kept | 11.00 | 1.00× | 0.18× | 222,222 | 1.00× | 10.00× | 0 | 0 | 35 | 0 |",
+		"| grpc | 50.00 | 4.55× | 0.81× | 44,444 | 0.20× | 2.00× | 9,000 | 140 | 9,300 | 136 |",
+		`| my\|sys | 20.00 | 1.82× | 0.32× | – | – | – | 1,000 | 20 | – | – |`,
+		"| BenchmarkStream/raw-unix | 3 | 140,000,000 | 98 | 5 | 7,670 MB/s |",
+		"| BenchmarkOther | 1 | 1,234 | – | – |  |",
+		"```\ngoos: linux\nsec/op summary\n```",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "BenchmarkEcho/grpc") {
+		t.Error("echo benchmarks also listed among the others")
+	}
+}
+
+func TestRenderSVG(t *testing.T) {
+	svg := renderSVG(echoRows(mustParse(t)))
+	checkXML(t, svg)
+	for _, want := range []string{">floor-kept<", ">grpc<", ">my|sys<", "50.00 µs (4.55×)", "44,444 ops/s (0.20×)"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+	checkXML(t, renderSVG(nil))
+}
+
+func checkXML(t *testing.T, s string) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(s))
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("bad XML: %v\n%s", err, s)
+		}
+	}
+}
+
+func TestRunWritesFiles(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "latest.txt")
+	if err := os.WriteFile(in, []byte(sample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	svg := filepath.Join(dir, "bench", "results", "chart.svg")
+	if err := os.MkdirAll(filepath.Dir(svg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Relative paths, as ./run gives them: from bench/ to the repository
+	// root.
+	t.Chdir(filepath.Join(dir, "bench"))
+	if err := run("../latest.txt", "../missing.txt", "../BENCHMARKS.md", "results/chart.svg", "go1.99", "", "0.1 0.2 0.3 before, 1.0 0.5 0.4 after"); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "](bench/results/chart.svg)") || !strings.Contains(string(md), "benchstat was not available") ||
+		!strings.Contains(string(md), "| Load average (1, 5, 15 min) | 0.1 0.2 0.3 before, 1.0 0.5 0.4 after |") {
+		t.Errorf("unexpected markdown:\n%s", md)
+	}
+	if _, err := os.Stat(svg); err != nil {
+		t.Error(err)
+	}
+	if err := run(filepath.Join(dir, "missing.txt"), "", out, svg, "", "", ""); err == nil {
+		t.Error("run with a missing input succeeded")
+	}
+}
+
+func TestCPUModel(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cpuinfo")
+	os.WriteFile(p, []byte("processor\t: 0\nvendor_id\t: X\nmodel name\t: Some CPU @ 2GHz\n"), 0o644)
+	if got := cpuModel(p, "fb"); got != "Some CPU @ 2GHz" {
+		t.Errorf("cpuModel = %q", got)
+	}
+	if got := cpuModel(filepath.Join(t.TempDir(), "none"), "fb"); got != "fb" {
+		t.Errorf("cpuModel fallback = %q", got)
+	}
+}
