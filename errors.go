@@ -50,6 +50,9 @@ var (
 	ErrAlreadyStarted = errors.New("acomm: already started")
 	// ErrDuplicateID reports a request whose ID is already tracked.
 	ErrDuplicateID = errors.New("acomm: request id already tracked")
+	// ErrTooManyRequests reports a tracker already tracking as many
+	// requests as WithMaxTracked allows.
+	ErrTooManyRequests = errors.New("acomm: too many tracked requests")
 	// ErrDuplicateName reports a MultiRequest name added twice.
 	ErrDuplicateName = errors.New("acomm: request name already added")
 	// ErrAddrInUse reports a socket path on which a live listener already

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -655,7 +656,7 @@ func startServeFrames(t *testing.T, cfg *config, handle frameHandler) (net.Conn,
 	go func() {
 		defer close(served)
 		defer server.Close()
-		serveFrames(server, cfg, discardLogger(), handle)
+		serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64))
 	}()
 	t.Cleanup(func() {
 		_ = client.Close()

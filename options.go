@@ -28,6 +28,7 @@ type config struct {
 	maxHandlers       int           // Server: see WithMaxHandlers
 	peerCheck         PeerCheck     // see WithPeerCheck
 	maxConns          int           // see WithMaxConns
+	maxTracked        int           // Tracker: see WithMaxTracked
 }
 
 // Defaults for the settings options change.
@@ -172,6 +173,19 @@ func WithMaxConns(n int) Option {
 			return fmt.Errorf("%w: max conns %d", ErrInvalidArgument, n)
 		}
 		c.maxConns = n
+		return nil
+	}
+}
+
+// WithMaxTracked bounds the requests a tracker tracks at once (0, the
+// default, means no bound). TrackRequest and ProxyUnix fail with an error
+// matching ErrTooManyRequests above it.
+func WithMaxTracked(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max tracked %d", ErrInvalidArgument, n)
+		}
+		c.maxTracked = n
 		return nil
 	}
 }

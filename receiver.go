@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,7 +26,8 @@ type frameHandler func(body []byte) (id string, refusal error, after func())
 // acknowledged with a Response frame whose error is "" when accepted or
 // the reason it was refused. The body of a frame that is too large is
 // refused unread and then skipped.
-func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler) {
+func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64) {
+	handle = countingHandler(handle, refused)
 	cr := newConnReader(conn, cfg)
 	defer cr.release()
 	var raw syscall.RawConn
@@ -49,6 +51,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 				// unread would reset the connection first) and
 				// the connection stays in step for the next frame.
 				log.WithError(err).Warn("refused oversized frame")
+				refused.Add(1)
 				if cr.writeAck("", err) == nil && cr.discard(fse.Size) == nil {
 					continue
 				}

@@ -115,7 +115,8 @@ type Server struct {
 	idle     chan struct{}     // made by Stop; closed when jobs is empty
 	stopDone chan struct{}     // closed when Stop finishes
 
-	bg sync.WaitGroup // accept loop, connections, immediate answers
+	stats serverCounters
+	bg    sync.WaitGroup // accept loop, connections, immediate answers
 }
 
 // job is one running handler.
@@ -245,7 +246,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer s.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames)
 		}(conn)
 	}
 }
@@ -265,6 +266,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
 	}
+	s.stats.received.Add(1)
 	return req.ID, nil, func() { s.dispatch(req) }
 }
 
@@ -273,11 +275,15 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 func (s *Server) dispatch(req *Request) {
 	h := s.handler(req.Task)
 	if h == nil {
+		s.stats.unknownTask.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))
 		return
 	}
 	j, ctx, err := s.acquire(req)
 	if err != nil {
+		if errors.Is(err, ErrBusy) {
+			s.stats.busy.Add(1)
+		}
 		s.answerNow(req, err)
 		return
 	}
@@ -337,6 +343,7 @@ func (s *Server) release(j *job) {
 func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 	defer s.release(j)
 	result, stream, err := s.invoke(ctx, h, j.req)
+	s.stats.handled.Add(1)
 	if !j.state.CompareAndSwap(jobRunning, jobAnswering) {
 		if stream != nil {
 			_ = stream.Close()
@@ -357,6 +364,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 		if p := recover(); p != nil {
 			s.log().WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "panic": p, "stack": string(debug.Stack())}).
 				Error("task handler panicked")
+			s.stats.panics.Add(1)
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
@@ -409,9 +417,12 @@ func (s *Server) respond(req *Request, resp *Response) {
 		err = sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
 	}
 	if err != nil {
+		s.stats.respondFailed.Add(1)
 		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "hook": req.ResponseHook.Redacted()}).
 			Warn("sending response failed")
+		return
 	}
+	s.stats.responded.Add(1)
 }
 
 // Stop stops the server. It stops accepting connections, closes those

@@ -124,6 +124,7 @@ func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error)
 	}
 	s := &unixStream{path: ul.Addr(), ul: ul, src: src, proxyDone: make(chan struct{})}
 	t.streams[s.path] = s
+	t.stats.streams.Add(1)
 	announce(s.path, t, t.cfg.streamIdleTimeout)
 	t.bg.Add(1)
 	go t.serveStream(s)

@@ -59,6 +59,7 @@ type Tracker struct {
 	streams          map[string]*unixStream // by socket path
 	stopDone         chan struct{}          // closed when a Stop finishes
 
+	stats   trackerCounters
 	pending sync.WaitGroup // one count per tracked request until handled
 	bg      sync.WaitGroup // background goroutines
 	timerWG sync.WaitGroup // one count per scheduled or running onTimer
@@ -273,7 +274,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer t.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame)
+			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame, &t.stats.refusedFrames)
 		}(conn)
 	}
 }
@@ -301,9 +302,11 @@ func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 func (t *Tracker) handleReceived(resp *Response) {
 	tr := t.take(resp.ID)
 	if tr == nil {
+		t.stats.droppedUnknown.Add(1)
 		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
 		return
 	}
+	t.stats.answered.Add(1)
 	if tr.inline && tr.forwardTo == nil {
 		defer t.pending.Done()
 		t.deliver(tr, resp)
@@ -363,11 +366,18 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
+		t.stats.refused.Add(1)
 		return fmt.Errorf("%w: cannot track request %s", ErrNotStarted, req.ID)
 	}
 	if _, ok := t.requests[req.ID]; ok {
+		t.stats.refused.Add(1)
 		return fmt.Errorf("%w: %s", ErrDuplicateID, req.ID)
 	}
+	if t.cfg.maxTracked > 0 && len(t.requests) >= t.cfg.maxTracked {
+		t.stats.refused.Add(1)
+		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
+	}
+	t.stats.tracked.Add(1)
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
 		t.requestsPeak = n
@@ -457,6 +467,7 @@ func (t *Tracker) take(id string) *trackedRequest {
 // expire handles a request whose timeout fired; onTimer has taken it.
 func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
+	t.stats.timedOut.Add(1)
 	resp := &Response{
 		ID:    tr.req.ID,
 		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
@@ -474,9 +485,11 @@ func (t *Tracker) HandleResponse(resp *Response) {
 	}
 	tr := t.take(resp.ID)
 	if tr == nil {
+		t.stats.droppedUnknown.Add(1)
 		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
 		return
 	}
+	t.stats.answered.Add(1)
 	defer t.pending.Done()
 	t.deliver(tr, resp)
 }
@@ -535,6 +548,7 @@ func (t *Tracker) RemoveRequest(req *Request) bool {
 	if t.take(req.ID) == nil {
 		return false
 	}
+	t.stats.removed.Add(1)
 	t.pending.Done()
 	return true
 }
@@ -661,6 +675,7 @@ func (t *Tracker) failOutstanding() {
 	t.requests = make(map[string]*trackedRequest)
 	t.requestsPeak = 0
 	t.mu.Unlock()
+	t.stats.abandoned.Add(uint64(len(outstanding)))
 	for _, tr := range outstanding {
 		t.deliver(tr, &Response{ID: tr.req.ID, Error: fmt.Errorf("%w: request %s abandoned", ErrTrackerStopped, tr.req.ID)})
 		t.pending.Done()

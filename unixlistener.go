@@ -257,6 +257,14 @@ func (ul *UnixListener) Refused() int64 {
 	return ul.refused.Load()
 }
 
+// totalRefused is Refused, safe on a nil listener.
+func (ul *UnixListener) totalRefused() uint64 {
+	if ul == nil {
+		return 0
+	}
+	return uint64(ul.refused.Load())
+}
+
 // nextBackoff doubles d between 5ms and 1s.
 func nextBackoff(d time.Duration) time.Duration {
 	if d == 0 {

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"expvar"
 	"fmt"
 	"net"
 	"net/http"
@@ -25,6 +28,7 @@ type bridgeFlags struct {
 	tlsKey    string
 	timeout   time.Duration
 	drain     time.Duration
+	expvar    bool
 }
 
 func newBridgeCmd() *cobra.Command {
@@ -59,6 +63,7 @@ SIGINT or SIGTERM stops the bridge gracefully.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "serve HTTPS with this key `FILE`")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long a request waits for its answer")
 	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long shutdown waits for in-flight requests")
+	fl.BoolVar(&f.expvar, "expvar", false, "serve the tracker's stats as expvar JSON at GET /debug/vars (token required too)")
 	_ = cmd.MarkFlagRequired("listen")
 	return cmd
 }
@@ -145,7 +150,15 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	bridge.Timeout = f.timeout
 	bridge.Logger = log
 
-	srv := acomm.NewHTTPServer(ln.Addr().String(), logRequests(log, bridge.Handler()))
+	handler := bridge.Handler()
+	if f.expvar {
+		acomm.PublishExpvar("acomm", map[string]*acomm.Tracker{"bridge": tracker}, nil)
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		mux.Handle("GET /debug/vars", requireToken(token, expvar.Handler()))
+		handler = mux
+	}
+	srv := acomm.NewHTTPServer(ln.Addr().String(), logRequests(log, handler))
 	serveErr := make(chan error, 1)
 	go func() {
 		if f.tlsCert != "" {
@@ -179,6 +192,25 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	}
 	log.Info("bridge stopped")
 	return nil
+}
+
+// requireToken guards h with the bearer token, when there is one.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte("Bearer " + token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"missing or wrong bearer token"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // statusWriter records the status of a response.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"expvar"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,10 @@ import (
 )
 
 func newDemoCmd() *cobra.Command {
-	var streamMiB int
+	var (
+		streamMiB int
+		stats     bool
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a tracker and two services in this process and exercise them",
@@ -26,10 +30,11 @@ timing. Everything lives in a temporary directory that is removed at exit.`,
 			if streamMiB < 0 {
 				return usageErr("--stream-mib must not be negative")
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), streamMiB)
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), streamMiB, stats)
 		},
 	}
 	cmd.Flags().IntVar(&streamMiB, "stream-mib", 256, "size of the streamed result in MiB")
+	cmd.Flags().BoolVar(&stats, "expvar", false, "publish the tracker's and services' stats with expvar and print them at the end")
 	return cmd
 }
 
@@ -48,7 +53,7 @@ func (z *zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func runDemo(ctx context.Context, out io.Writer, streamMiB int) error {
+func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) error {
 	start := time.Now()
 	step := func(name string, f func() (string, error)) error {
 		t0 := time.Now()
@@ -124,6 +129,12 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int) error {
 	}()
 	if err != nil {
 		return err
+	}
+
+	if stats {
+		acomm.PublishExpvar("acomm", map[string]*acomm.Tracker{"demo": tracker},
+			map[string]*acomm.Server{"text": text, "blob": blob})
+		defer func() { fmt.Fprintf(out, "expvar acomm = %s\n", expvar.Get("acomm").String()) }()
 	}
 
 	if err := step(`call upper("hello, acomm")`, func() (string, error) {

@@ -203,6 +203,10 @@ func TestDemo(t *testing.T) {
 		assert.Contains(t, r.stdout, want)
 	}
 	assert.NotContains(t, r.stdout, "FAIL")
+
+	r = runAcomm(t, "demo", "--stream-mib", "1", "--expvar")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"tracker.demo":{"InFlight":0,"Tracked":12`)
 }
 
 // bridgeProc is a running acomm bridge.
@@ -224,7 +228,7 @@ func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
 	tokenFile := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600))
 	cmd := exec.Command(binary, "bridge", "--listen", "127.0.0.1:0",
-		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s")
+		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -382,6 +386,20 @@ func TestBridgeCommand(t *testing.T) {
 			assert.Contains(t, body, "error")
 		})
 	}
+
+	t.Run("expvar stats", func(t *testing.T) {
+		code, _ := b.do(t, http.MethodGet, "/debug/vars", "", nil)
+		assert.Equal(t, http.StatusUnauthorized, code)
+		code, body := b.do(t, http.MethodGet, "/debug/vars", b.token, nil)
+		require.Equal(t, http.StatusOK, code)
+		var vars map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal([]byte(body), &vars))
+		var acommVars map[string]map[string]any
+		require.NoError(t, json.Unmarshal(vars["acomm"], &acommVars), body)
+		stats := acommVars["tracker.bridge"]
+		require.NotNil(t, stats, body)
+		assert.Positive(t, stats["Answered"])
+	})
 
 	t.Run("acomm call through the bridge", func(t *testing.T) {
 		tokenFile := filepath.Join(shortDir(t), "token")
