@@ -64,6 +64,11 @@ var (
 	// ErrNoHTTPStreamURL reports a tracker created without an HTTP stream
 	// URL being asked to build HTTP proxy stream URLs.
 	ErrNoHTTPStreamURL = errors.New("acomm: tracker has no http stream url")
+	// ErrStreamBroken reports a stream that ended before its source did:
+	// the source failed, or the server stopped, midway. (Reading a stream
+	// served by an original acomm process reports it too, after the last
+	// byte, since that server closes without reading the ready byte.)
+	ErrStreamBroken = errors.New("acomm: stream broken")
 	// ErrStreamNotAnnounced reports a stream address that no tracker in
 	// this process announced, or that was already served.
 	ErrStreamNotAnnounced = errors.New("acomm: stream not announced")

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -161,9 +162,37 @@ func (t *Tracker) serveStream(s *unixStream) {
 	}
 	defer s.ul.DoneConn(conn)
 	n, err := copyStream(&deadlineWriter{conn: conn, timeout: t.cfg.ioTimeout}, s.src)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		log.WithError(err).WithField("bytes", n).Warn("stream copy failed")
+	if err != nil {
+		// Closing at once, with the reader's ready byte unread, makes
+		// the reader's next read fail (ECONNRESET) once it has the
+		// data sent so far: a broken stream, not a short one.
+		if !errors.Is(err, net.ErrClosed) {
+			log.WithError(err).WithField("bytes", n).Warn("stream copy failed")
+		}
+		return
 	}
+	finishStream(conn, t.cfg.ioTimeout)
+}
+
+// streamReadyByte is what Stream writes when it connects to a unix
+// stream. The server reads it only after sending everything, so a server
+// that fails midway closes with it unread, which the kernel reports to the
+// reader as a reset instead of a clean end.
+const streamReadyByte = 1
+
+// finishStream ends a stream that was sent whole: it shuts down the
+// sending side, so the reader sees the end, then reads what the reader
+// sent (its ready byte) until the reader closes, so that closing does not
+// reset the connection. Both are bounded.
+func finishStream(conn net.Conn, timeout time.Duration) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return
+	}
+	if uc.CloseWrite() != nil || uc.SetReadDeadline(time.Now().Add(timeout)) != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(uc, 64<<10))
 }
 
 // deadlineWriter bounds every write to conn by timeout, so a reader that
@@ -261,7 +290,9 @@ func usefulWriterTo(src io.Reader) bool {
 
 // Stream streams data from a URL to a destination writer. Unix URLs are
 // read from the socket until the sender closes it; http(s) URLs are
-// fetched with GET, and a non-200 status matches ErrHTTPStatus.
+// fetched with GET, and a non-200 status matches ErrHTTPStatus. A stream
+// cut off before its end (its source failed, or its server stopped) is an
+// error matching ErrStreamBroken, never a silently short copy.
 func Stream(dest io.Writer, addr *url.URL) error {
 	if dest == nil {
 		return fmt.Errorf("%w: nil destination", ErrInvalidArgument)
@@ -282,8 +313,17 @@ func streamUnix(dest io.Writer, path string) error {
 		return fmt.Errorf("acomm: dial stream %s: %w", path, err)
 	}
 	defer conn.Close()
+	// A failed write means the server closed before reading our ready
+	// byte, which it does only when it fails (see finishStream).
+	_, werr := conn.Write([]byte{streamReadyByte})
 	if _, err := copyStream(dest, conn); err != nil {
+		if errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, path, err)
+		}
 		return fmt.Errorf("acomm: read stream %s: %w", path, err)
+	}
+	if werr != nil {
+		return fmt.Errorf("%w: %s: the server closed before the end: %w", ErrStreamBroken, path, werr)
 	}
 	return nil
 }
@@ -292,6 +332,11 @@ func streamUnix(dest io.Writer, path string) error {
 func streamHTTP(dest io.Writer, addr *url.URL) error {
 	resp, err := streamClient.Get(addr.String())
 	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// The server aborted before its headers: the source
+			// failed before the first flush.
+			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, addr.Redacted(), err)
+		}
 		return fmt.Errorf("acomm: get stream %s: %w", addr.Redacted(), err)
 	}
 	defer resp.Body.Close()
@@ -300,6 +345,9 @@ func streamHTTP(dest io.Writer, addr *url.URL) error {
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), msg)
 	}
 	if _, err := copyBuffered(dest, resp.Body, &httpStreamBufPool); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) { // the proxy aborted it
+			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, addr.Redacted(), err)
+		}
 		return fmt.Errorf("acomm: read stream %s: %w", addr.Redacted(), err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package acomm_test
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -460,4 +463,57 @@ func TestStreamHTTPErrorText(t *testing.T) {
 	assert.Contains(t, err.Error(), "404")
 	assert.Contains(t, err.Error(), "no such stream")
 	assert.NotContains(t, err.Error(), "hunter2", "the password must be redacted")
+}
+
+// failingSource yields n bytes, then fails.
+type failingSource struct{ n int }
+
+func (f *failingSource) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("disk read error")
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	clear(p)
+	f.n -= len(p)
+	return len(p), nil
+}
+
+func (f *failingSource) Close() error { return nil }
+
+func TestStreamSourceFailsMidway(t *testing.T) {
+	for _, size := range []int{0, 10, 1 << 20} {
+		t.Run(fmt.Sprint("unix after ", size, " bytes"), func(t *testing.T) {
+			tr := newTracker(t, nil, time.Minute)
+			u, err := tr.NewStreamUnix("", &failingSource{n: size})
+			require.NoError(t, err)
+			var buf bytes.Buffer
+			err = acomm.Stream(&buf, u)
+			require.ErrorIs(t, err, acomm.ErrStreamBroken, "a broken stream is an error, not a short copy")
+			assert.LessOrEqual(t, buf.Len(), size)
+		})
+	}
+	t.Run("through the http proxy", func(t *testing.T) {
+		hs := httptest.NewServer(http.HandlerFunc(acomm.ProxyStreamHandler))
+		t.Cleanup(hs.Close)
+		base, _ := url.Parse(hs.URL + "/stream")
+		tr := newTracker(t, base, time.Minute)
+		u, err := tr.NewStreamUnix("", &failingSource{n: 1 << 20})
+		require.NoError(t, err)
+		pu, err := tr.ProxyStreamHTTPURL(u)
+		require.NoError(t, err)
+		err = acomm.Stream(io.Discard, pu)
+		assert.ErrorIs(t, err, acomm.ErrStreamBroken)
+	})
+	t.Run("complete streams are not broken", func(t *testing.T) {
+		tr := newTracker(t, nil, time.Minute)
+		for i := 0; i < 50; i++ {
+			u, err := tr.NewStreamUnix("", io.NopCloser(strings.NewReader(strings.Repeat("x", i*1000))))
+			require.NoError(t, err)
+			var buf bytes.Buffer
+			require.NoError(t, acomm.Stream(&buf, u))
+			require.Equal(t, i*1000, buf.Len())
+		}
+	})
 }
