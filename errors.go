@@ -88,6 +88,7 @@ type FrameSizeError struct {
 	Max  int    // the limit in force
 }
 
+// Error describes the frame's size and the limit.
 func (e *FrameSizeError) Error() string {
 	return fmt.Sprintf("acomm: frame too large: %d bytes exceeds the maximum of %d", e.Size, e.Max)
 }
@@ -106,6 +107,7 @@ type RemoteError struct {
 	Message string
 }
 
+// Error returns the peer's message.
 func (e *RemoteError) Error() string { return e.Message }
 
 // Timeout reports whether the remote error is a timeout (it matches

@@ -17,6 +17,8 @@ import (
 // connection only when it provably did not reach the peer.
 
 const (
+	// poolMaxIdle bounds the idle connections kept in all.
+	poolMaxIdle = 1024
 	// poolMaxIdlePerDest bounds the idle connections kept per socket.
 	poolMaxIdlePerDest = 64
 	// poolIdleTimeout is how long an idle connection is kept; well below
@@ -26,8 +28,10 @@ const (
 
 // connPool holds idle connections by socket path.
 type connPool struct {
-	mu   sync.Mutex // protects idle
-	idle map[string][]*poolConn
+	mu        sync.Mutex // protects the fields below
+	idle      map[string][]*poolConn
+	total     int       // connections in idle
+	lastSweep time.Time // see sweepLocked
 }
 
 // poolConn is a unix connection of the pool. It is used by one goroutine
@@ -80,6 +84,7 @@ func (p *connPool) get(path string, now time.Time) *poolConn {
 		pc := list[len(list)-1]
 		list[len(list)-1] = nil
 		list = list[:len(list)-1]
+		p.total--
 		if now.Sub(pc.used) < poolIdleTimeout {
 			p.idle[path] = list // an empty list stays, for put to reuse
 			return pc
@@ -94,14 +99,56 @@ func (p *connPool) get(path string, now time.Time) *poolConn {
 func (p *connPool) put(path string, pc *poolConn, now time.Time) {
 	pc.used = now
 	p.mu.Lock()
+	expired := p.sweepLocked(now)
 	list := p.idle[path]
-	if len(list) >= poolMaxIdlePerDest {
+	if len(list) >= poolMaxIdlePerDest || p.total >= poolMaxIdle {
 		p.mu.Unlock()
+		closeAll(expired)
 		_ = pc.conn.Close()
 		return
 	}
 	p.idle[path] = append(list, pc)
+	p.total++
 	p.mu.Unlock()
+	closeAll(expired)
+}
+
+// sweepLocked takes out the connections idle past poolIdleTimeout, at
+// most once a second, so that connections to peers never sent to again
+// (a caller that came and went, each with its own socket) do not keep
+// their descriptors open. p.mu must be held; the caller closes what it
+// returns.
+func (p *connPool) sweepLocked(now time.Time) []*poolConn {
+	if now.Sub(p.lastSweep) < time.Second {
+		return nil
+	}
+	p.lastSweep = now
+	var expired []*poolConn
+	for path, list := range p.idle {
+		kept := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.used) < poolIdleTimeout {
+				kept = append(kept, pc)
+			} else {
+				expired = append(expired, pc)
+			}
+		}
+		clear(list[len(kept):])
+		if len(kept) == 0 {
+			delete(p.idle, path)
+		} else {
+			p.idle[path] = kept
+		}
+	}
+	p.total -= len(expired)
+	return expired
+}
+
+// closeAll closes the connections in pcs.
+func closeAll(pcs []*poolConn) {
+	for _, pc := range pcs {
+		_ = pc.conn.Close()
+	}
 }
 
 // closeIdle closes every idle connection.
@@ -109,6 +156,7 @@ func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = make(map[string][]*poolConn)
+	p.total = 0
 	p.mu.Unlock()
 	for _, list := range idle {
 		for _, pc := range list {

@@ -162,6 +162,11 @@ func clearStaleSocket(path string) error {
 		_ = conn.Close()
 		return fmt.Errorf("%w: %s", ErrAddrInUse, path)
 	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		// Not provably dead (no permission to connect, a full
+		// backlog, a timeout): leave it to its owner.
+		return fmt.Errorf("%w: %s may be live: %w", ErrAddrInUse, path, err)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("acomm: remove stale socket: %w", err)
 	}

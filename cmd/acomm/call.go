@@ -21,6 +21,7 @@ type callFlags struct {
 	timeout    time.Duration
 	output     string
 	hookListen string
+	hookURL    string
 	tokenFile  string
 }
 
@@ -49,6 +50,7 @@ reach, and the bearer token in --token-file is sent.`,
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE`")
 	cmd.Flags().StringVar(&f.hookListen, "hook-listen", "127.0.0.1:0", "`ADDR` of the temporary HTTP endpoint receiving a bridge's answer")
+	cmd.Flags().StringVar(&f.hookURL, "hook-url", "", "`URL` the bridge posts the answer to, when it must differ from http://<hook-listen>/responses (NAT, another host name)")
 	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "read the bridge's bearer token from `FILE`")
 	return cmd
 }
@@ -113,7 +115,7 @@ func runCall(ctx context.Context, stdout, stderr io.Writer, f callFlags, args []
 	if dest.Scheme == "unix" {
 		resp, err = tracker.Call(ctx, dest, task, payload)
 	} else {
-		resp, err = callBridge(ctx, tracker, dest, task, payload, f.hookListen, token)
+		resp, err = callBridge(ctx, tracker, dest, task, payload, f, token)
 	}
 	if err != nil {
 		if resp != nil && resp.Error != nil {
@@ -140,10 +142,15 @@ func runCall(ctx context.Context, stdout, stderr io.Writer, f callFlags, args []
 
 // callBridge sends a request to an acomm bridge over HTTP and waits for its
 // answer on a temporary HTTP hook.
-func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task string, payload any, hookListen, token string) (*acomm.Response, error) {
-	ln, err := net.Listen("tcp", hookListen)
+func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task string, payload any, f callFlags, token string) (*acomm.Response, error) {
+	ln, err := net.Listen("tcp", f.hookListen)
 	if err != nil {
-		return nil, usageErr("--hook-listen %s: %w", hookListen, err)
+		return nil, usageErr("--hook-listen %s: %w", f.hookListen, err)
+	}
+	hook, err := hookURL(f.hookURL, ln.Addr())
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	bridge := &acomm.Bridge{Tracker: tracker}
 	srv := acomm.NewHTTPServer(ln.Addr().String(), bridge.Handler())
@@ -161,7 +168,6 @@ func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task
 
 	answers := make(chan *acomm.Response, 1)
 	handle := func(_ *acomm.Request, resp *acomm.Response) { answers <- resp }
-	hook := "http://" + ln.Addr().String() + "/responses"
 	req, err := acomm.NewRequest(task, hook, payload, handle, handle)
 	if err != nil {
 		return nil, usageErr("%w", err)
@@ -182,6 +188,29 @@ func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task
 		tracker.RemoveRequest(req)
 		return nil, ctx.Err()
 	}
+}
+
+// hookURL returns the URL the bridge should post the answer to: --hook-url
+// when given, else the listener's address, with this host's name in place
+// of an unspecified address (0.0.0.0, ::), which a remote bridge could not
+// reach.
+func hookURL(flagURL string, addr net.Addr) (string, error) {
+	if flagURL != "" {
+		u, err := url.Parse(flagURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", usageErr("invalid --hook-url %q: want http(s)://host:port/path", flagURL)
+		}
+		return flagURL, nil
+	}
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", usageErr("--hook-listen %s: cannot name this host; give --hook-url", addr)
+		}
+		host = h
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/responses", nil
 }
 
 // deadlineOf returns ctx's deadline, or a minute from now.

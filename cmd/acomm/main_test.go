@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -451,6 +452,32 @@ func TestBridgeCommandUsage(t *testing.T) {
 			r := runAcomm(t, tt.args...)
 			assert.Equal(t, exitUsage, r.code, r.stderr)
 			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+func TestHookURL(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		name, flag, listen, want string
+		err                      bool
+	}{
+		{"loopback", "", "127.0.0.1:9000", "http://127.0.0.1:9000/responses", false},
+		{"unspecified", "", "0.0.0.0:9000", "http://" + host + ":9000/responses", false},
+		{"flag wins", "https://me.example/hook", "0.0.0.0:9000", "https://me.example/hook", false},
+		{"bad flag", "ftp://x", "127.0.0.1:9000", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, err := net.ResolveTCPAddr("tcp", tt.listen)
+			require.NoError(t, err)
+			got, err := hookURL(tt.flag, addr)
+			if tt.err {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }
