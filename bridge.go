@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -393,8 +392,7 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "stream not found")
 		return
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(r.Context(), "unix", path)
+	conn, err := dialStream(r.Context(), path)
 	if err != nil {
 		b.log().WithError(err).WithField("stream", path).Debug("announced stream is gone")
 		httpError(w, http.StatusNotFound, "stream not available")
@@ -413,7 +411,8 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 	setBridgeStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush() // the client learns at once that the stream is there
-	if _, err := copyStream(&deadlineFlushWriter{w: w, rc: rc, timeout: bridgeStreamWriteTimeout}, conn); err != nil {
+	_, err = copyStream(&deadlineFlushWriter{w: w, rc: rc, timeout: bridgeStreamWriteTimeout}, conn.Conn)
+	if err = conn.end(err); err != nil {
 		// Headers are gone: abort so the client sees a broken stream
 		// rather than a short one.
 		b.log().WithError(err).WithField("stream", path).Debug("stream copy ended early")

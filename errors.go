@@ -64,6 +64,17 @@ var (
 	// ErrNoHTTPStreamURL reports a tracker created without an HTTP stream
 	// URL being asked to build HTTP proxy stream URLs.
 	ErrNoHTTPStreamURL = errors.New("acomm: tracker has no http stream url")
+	// ErrUnreachable reports a peer that could not be reached: nothing
+	// listens on the socket, the connection was refused, the HTTP request
+	// could not be made.
+	ErrUnreachable = errors.New("acomm: peer unreachable")
+	// ErrConnection reports a connection that failed after it was made:
+	// a read or write error, or a peer that closed without acknowledging
+	// (the frame may or may not have been handled).
+	ErrConnection = errors.New("acomm: connection failed")
+	// ErrListen reports a socket that could not be set up: its directory,
+	// the listen call, its mode.
+	ErrListen = errors.New("acomm: cannot listen")
 	// ErrStreamBroken reports a stream that ended before its source did:
 	// the source failed, or the server stopped, midway. (Reading a stream
 	// served by an original acomm process reports it too, after the last

@@ -219,9 +219,9 @@ func SendConnData(conn net.Conn, payload interface{}) error {
 		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
 	}
 	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
-		return fmt.Errorf("acomm: set write deadline: %w", err)
+		return fmt.Errorf("%w: set write deadline: %w", ErrConnection, err)
 	}
-	return encodeFrame(conn, payload, DefaultMaxFrameSize)
+	return connError(encodeFrame(conn, payload, DefaultMaxFrameSize))
 }
 
 // UnmarshalConnData reads and unmarshals JSON data from the connection into
@@ -233,7 +233,28 @@ func UnmarshalConnData(conn net.Conn, dest interface{}) error {
 		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
 	}
 	if err := conn.SetReadDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
-		return fmt.Errorf("acomm: set read deadline: %w", err)
+		return fmt.Errorf("%w: set read deadline: %w", ErrConnection, err)
 	}
-	return decodeFrame(conn, dest, DefaultMaxFrameSize)
+	return connError(decodeFrame(conn, dest, DefaultMaxFrameSize))
+}
+
+// isWireError reports whether err already matches one of the sentinels of
+// the wire format (or of bad input).
+func isWireError(err error) bool {
+	for _, s := range []error{ErrTruncatedFrame, ErrFrameTooLarge, ErrMalformedFrame,
+		ErrInvalidArgument, ErrInvalidRequest, ErrInvalidResponse, ErrInvalidURL, ErrRefused} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// connError wraps an I/O error of a connection in ErrConnection (keeping
+// it, io.EOF included, in the chain); wire-format errors stay as they are.
+func connError(err error) error {
+	if err == nil || isWireError(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrConnection, err)
 }

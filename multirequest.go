@@ -1,8 +1,12 @@
 package acomm
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +25,7 @@ type MultiRequest struct {
 	added     map[string]bool      // names added
 	responses map[string]*Response // by name
 	pending   int
+	reqs      map[string]*Request // by name, while added; for SendAll
 }
 
 // NewMultiRequest creates and initializes a new MultiRequest. Its requests
@@ -33,6 +38,7 @@ func NewMultiRequest(tracker *Tracker, timeout time.Duration) *MultiRequest {
 		names:     make(map[string]string),
 		added:     make(map[string]bool),
 		responses: make(map[string]*Response),
+		reqs:      make(map[string]*Request),
 	}
 	m.cond = sync.NewCond(&m.mu)
 	return m
@@ -61,6 +67,7 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 	}
 	m.added[name] = true
 	m.names[req.ID] = name
+	m.reqs[name] = req
 	m.pending++
 	m.mu.Unlock()
 
@@ -70,6 +77,7 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 		m.mu.Lock()
 		delete(m.added, name)
 		delete(m.names, req.ID)
+		delete(m.reqs, name)
 		m.done()
 		m.mu.Unlock()
 		return err
@@ -121,6 +129,7 @@ func (m *MultiRequest) RemoveRequest(req *Request) {
 	}
 	delete(m.names, req.ID)
 	delete(m.added, name)
+	delete(m.reqs, name)
 	m.done()
 }
 
@@ -138,4 +147,95 @@ func (m *MultiRequest) Responses() map[string]*Response {
 		out[k] = v
 	}
 	return out
+}
+
+// SendAll sends requests added to the MultiRequest, several at a time:
+// dests maps the name of each request to send to the URL to send it to
+// (as Send does: a unix URL gets the request as a frame and waits for its
+// acknowledgement, an http(s) URL gets it POSTed). It returns when every
+// send has finished, so it can be followed by Responses.
+//
+// Sending one after the other, each send waits for its acknowledgement
+// before the next begins; SendAll overlaps them (on up to
+// sendAllParallelism goroutines, the calling one included), so a fan-out
+// to many services takes about as long as the slowest sends that share a
+// CPU rather than the sum of all of them.
+//
+// A request whose send fails is removed, as RemoveRequest does, so
+// Responses does not wait for it; its error, naming it, is part of the
+// returned error (errors.Join of all of them; errors.Is sees each one's
+// cause). A name that is not added (never, or removed since) is such an
+// error too, matching ErrInvalidArgument, as is a nil URL. A request
+// already answered is not sent again. Each request is sent once per call:
+// calling SendAll twice with the same name sends it twice, as calling
+// Send twice would.
+func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
+	if len(dests) == 0 {
+		return nil
+	}
+	type send struct {
+		name string
+		req  *Request
+		dest *url.URL
+		err  error
+	}
+	sends := make([]send, 0, len(dests))
+	var errs []error
+	m.mu.Lock()
+	for name, dest := range dests {
+		req := m.reqs[name]
+		switch {
+		case req == nil:
+			errs = append(errs, fmt.Errorf("%w: no request named %q", ErrInvalidArgument, name))
+		case dest == nil:
+			errs = append(errs, fmt.Errorf("%w: nil url for request %q", ErrInvalidArgument, name))
+		default:
+			if _, pending := m.names[req.ID]; pending {
+				sends = append(sends, send{name: name, req: req, dest: dest})
+			}
+		}
+	}
+	m.mu.Unlock()
+
+	// Workers take the next unsent request until none is left; the
+	// calling goroutine is one of them.
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(sends) {
+				return
+			}
+			s := &sends[i]
+			if err := Send(s.dest, s.req); err != nil {
+				m.RemoveRequest(s.req)
+				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(len(sends), sendAllParallelism()) - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
+
+	for i := range sends {
+		if sends[i].err != nil {
+			errs = append(errs, sends[i].err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sendAllParallelism is how many sends SendAll has under way at once. A
+// send mostly waits (for the receiver to read the frame and acknowledge
+// it), so this is more than the CPUs, but bounded so a fan-out to
+// thousands does not start thousands of goroutines and connections.
+func sendAllParallelism() int {
+	return min(runtime.GOMAXPROCS(0)+2, 16)
 }

@@ -2,6 +2,7 @@ package acomm_test
 
 import (
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -126,4 +127,89 @@ func TestMultiRequestStopDoesNotDeadlock(t *testing.T) {
 	waitFor(t, chanOf(tr.Stop), 5*time.Second, "Stop")
 	resps := waitFor(t, chanOfValue(multi.Responses), 5*time.Second, "Responses")
 	assert.Len(t, resps, 500)
+}
+
+func TestMultiRequestSendAll(t *testing.T) {
+	const n = 200 // many more than SendAll has under way at once
+	tr := newTracker(t, nil, 30*time.Second)
+	svcs := []*service{newService(t, echo), newService(t, echo), newService(t, echo)}
+	multi := acomm.NewMultiRequest(tr, 0)
+	dests := make(map[string]*url.URL, n)
+	for i := 0; i < n; i++ {
+		name := fmt.Sprint("r", i)
+		req, err := acomm.NewRequest("echo", tr.URL().String(), i, nil, nil)
+		require.NoError(t, err)
+		require.NoError(t, multi.AddRequest(name, req))
+		dests[name] = svcs[i%len(svcs)].ul.URL()
+	}
+	require.NoError(t, multi.SendAll(dests))
+
+	resps := waitFor(t, chanOfValue(multi.Responses), 30*time.Second, "Responses")
+	require.Len(t, resps, n)
+	for i := 0; i < n; i++ {
+		resp := resps[fmt.Sprint("r", i)]
+		require.NotNil(t, resp, "r%d", i)
+		var got int
+		require.NoError(t, resp.UnmarshalResult(&got))
+		require.Equal(t, i, got)
+	}
+	var received int64
+	for _, svc := range svcs {
+		received += svc.received.Load()
+	}
+	assert.Equal(t, int64(n), received, "every request sent exactly once")
+	assert.Equal(t, 0, tr.NumRequests())
+
+	// Already answered: not sent again.
+	require.NoError(t, multi.SendAll(dests))
+	received = 0
+	for _, svc := range svcs {
+		received += svc.received.Load()
+	}
+	assert.Equal(t, int64(n), received, "answered requests are not resent")
+	assert.NoError(t, multi.SendAll(nil))
+}
+
+func TestMultiRequestSendAllErrors(t *testing.T) {
+	tr := newTracker(t, nil, 30*time.Second)
+	svc := newService(t, echo)
+	multi := acomm.NewMultiRequest(tr, 0)
+	add := func(name string) *acomm.Request {
+		req, err := acomm.NewRequest("echo", tr.URL().String(), name, nil, nil)
+		require.NoError(t, err)
+		require.NoError(t, multi.AddRequest(name, req))
+		return req
+	}
+	add("ok")
+	add("unreachable")
+	add("nil-url")
+	multi.RemoveRequest(add("removed"))
+
+	err := multi.SendAll(map[string]*url.URL{
+		"ok":          svc.ul.URL(),
+		"unreachable": unixURL(sockPath(t, "nobody.sock")),
+		"nil-url":     nil,
+		"removed":     svc.ul.URL(),
+		"never-added": svc.ul.URL(),
+	})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, acomm.ErrInvalidArgument)
+	for _, name := range []string{`"unreachable"`, `"nil-url"`, `"removed"`, `"never-added"`} {
+		assert.Contains(t, err.Error(), name)
+	}
+	assert.NotContains(t, err.Error(), `"ok"`)
+
+	// The request whose send failed is removed and not waited for; the
+	// one with no URL was not sent and is still pending: send it now.
+	require.NoError(t, multi.SendAll(map[string]*url.URL{"nil-url": svc.ul.URL()}))
+	resps := waitFor(t, chanOfValue(multi.Responses), 5*time.Second, "Responses")
+	assert.Len(t, resps, 2)
+	for _, name := range []string{"ok", "nil-url"} {
+		require.Contains(t, resps, name)
+		var got string
+		require.NoError(t, resps[name].UnmarshalResult(&got))
+		assert.Equal(t, name, got)
+	}
+	assert.Equal(t, int64(2), svc.received.Load())
+	assert.Equal(t, 0, tr.NumRequests())
 }

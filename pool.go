@@ -194,7 +194,7 @@ func (p *connPool) send(path string, frame []byte, maxFrame int, ioTimeout time.
 	conn, err := net.DialTimeout("unix", path, ioTimeout)
 	if err != nil {
 		p.forget(path)
-		return fmt.Errorf("acomm: dial %s: %w", path, err)
+		return fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err)
 	}
 	pc := newPoolConn(conn)
 	now = monoNow()

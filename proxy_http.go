@@ -3,12 +3,12 @@ package acomm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,8 +63,7 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 		serveLocalStream(w, r, s)
 		return
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(r.Context(), "unix", path)
+	conn, err := dialStream(r.Context(), path)
 	if err != nil {
 		httpError(w, http.StatusNotFound, "stream not available")
 		return
@@ -76,12 +75,13 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 
 	setStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
-	if _, err := copyStream(&flushWriter{w: w, rc: http.NewResponseController(w)}, conn); err != nil {
-		if !errors.Is(err, net.ErrClosed) {
-			// Headers are gone: abort so the client sees a broken
-			// stream rather than a short one.
-			panic(http.ErrAbortHandler)
-		}
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	defer fw.finish()
+	_, err = copyStream(fw, conn.Conn)
+	if conn.end(err) != nil {
+		// Headers are gone: abort so the client sees a broken stream
+		// rather than a short one.
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -105,6 +105,7 @@ func serveLocalStream(w http.ResponseWriter, r *http.Request, s *unixStream) {
 	setStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	fw := &flushWriter{w: w, rc: rc, stop: &s.closed}
+	defer fw.finish()
 	if _, err := copyStream(fw, s.src); err != nil || s.closed.Load() {
 		panic(http.ErrAbortHandler) // a broken stream, not a short one
 	}
@@ -116,23 +117,89 @@ func setStreamHeaders(w http.ResponseWriter) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 }
 
-// flushWriter flushes after every write, so streamed data reaches the
-// client as it arrives; writes are buffer-sized, so flushing is cheap.
+// flushWriter writes a stream body so that the client gets the data as it
+// comes, without a flush (a system call, and a packet of its own) after
+// every buffer:
+//
+//   - a small write (under bulkWriteSize) is flushed at once: a stream
+//     that trickles reaches the client write by write;
+//   - after a bulk write the flush waits up to flushDelay, and the writes
+//     of that time share it. A bulk write reaches the connection as it is
+//     written (net/http copies only its first few KiB through its buffer,
+//     and sends them before the rest), so all the delay holds back is the
+//     end of the chunk, which a client needs for nothing but the next one;
+//     the delayed flush is the bound in case that ever changes. (On the
+//     benchmark machine a 1 ms delay cost a fifth of the throughput of
+//     BenchmarkStream/acomm-http-proxy; 50 ms costs nothing measurable.)
+//
+// The delayed flush runs on a timer's goroutine, so the writer's methods
+// hold mu; finish must be called before the handler returns, after which
+// the writer no longer touches the response.
 type flushWriter struct {
 	w    io.Writer
 	rc   *http.ResponseController
 	stop *atomic.Bool // when set, writes fail; may be nil
+
+	mu    sync.Mutex
+	timer *time.Timer // the delayed flush; nil until the first bulk write
+	dirty bool        // written since the last flush
+	done  bool        // finish was called
 }
+
+const (
+	// bulkWriteSize is the smallest write whose flush may wait.
+	bulkWriteSize = 64 << 10
+	// flushDelay is how long a flush may wait after a bulk write.
+	flushDelay = 50 * time.Millisecond
+)
 
 func (f *flushWriter) Write(p []byte) (int, error) {
 	if f.stop != nil && f.stop.Load() {
 		return 0, net.ErrClosed
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done {
+		return 0, net.ErrClosed
+	}
 	n, err := f.w.Write(p)
-	if err == nil {
+	if err != nil {
+		return n, err
+	}
+	switch {
+	case len(p) < bulkWriteSize:
+		f.dirty = false
+		_ = f.rc.Flush()
+	case !f.dirty:
+		f.dirty = true
+		if f.timer == nil {
+			f.timer = time.AfterFunc(flushDelay, f.delayedFlush)
+		} else {
+			f.timer.Reset(flushDelay)
+		}
+	}
+	return n, nil
+}
+
+// delayedFlush flushes what bulk writes left behind.
+func (f *flushWriter) delayedFlush() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dirty && !f.done {
+		f.dirty = false
 		_ = f.rc.Flush()
 	}
-	return n, err
+}
+
+// finish stops the delayed flush; the response is flushed when the
+// handler returns.
+func (f *flushWriter) finish() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done = true
+	if f.timer != nil {
+		f.timer.Stop()
+	}
 }
 
 // httpError writes a JSON error body with status code.

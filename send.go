@@ -116,10 +116,18 @@ func exchangeError(stage string, err error) error {
 	if errors.Is(err, ErrRefused) {
 		return err
 	}
-	if notDelivered(err) {
-		return fmt.Errorf("acomm: %s: %w: %w", stage, errNotDelivered, err)
+	if isWireError(err) {
+		return fmt.Errorf("acomm: %s: %w", stage, err)
 	}
-	return fmt.Errorf("acomm: %s: %w", stage, err)
+	if notDelivered(err) {
+		return fmt.Errorf("%w: %s: %w: %w", ErrConnection, stage, errNotDelivered, err)
+	}
+	if errors.Is(err, io.EOF) {
+		// A peer that hangs up instead of acknowledging: not a clean
+		// end, and the frame may or may not have been handled.
+		return fmt.Errorf("%w: %s: peer closed without acknowledging: %w", ErrConnection, stage, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrConnection, stage, err)
 }
 
 // rawExchange writes pc.frame and reads what comes back into pc.ack,
@@ -286,12 +294,12 @@ func sendHTTP(client *http.Client, addr *url.URL, payload any) error {
 	}
 	resp, err := client.Post(addr.String(), "application/json", bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("acomm: post to %s: %w", addr.Redacted(), err)
+		return fmt.Errorf("%w: post to %s: %w", ErrUnreachable, addr.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	ackBody, err := io.ReadAll(io.LimitReader(resp.Body, maxAckBody))
 	if err != nil {
-		return fmt.Errorf("acomm: read acknowledgement from %s: %w", addr.Redacted(), err)
+		return fmt.Errorf("%w: read acknowledgement from %s: %w", ErrConnection, addr.Redacted(), err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ackBody[:min(len(ackBody), 512)]))

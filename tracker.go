@@ -190,7 +190,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 	if socketPath == "" {
 		dir, err := os.MkdirTemp("", "acomm-")
 		if err != nil {
-			return nil, fmt.Errorf("acomm: create temp dir for response socket: %w", err)
+			return nil, fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
 		}
 		t.tmpDir = dir
 		socketPath = filepath.Join(dir, "tracker.sock")
@@ -249,7 +249,7 @@ func (t *Tracker) Start() error {
 	}
 	if t.tmpDir != "" {
 		if err := os.MkdirAll(t.tmpDir, 0o700); err != nil {
-			return fmt.Errorf("acomm: create temp dir for response socket: %w", err)
+			return fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
 		}
 	}
 	ul := NewUnixListener(t.socketPath, 0)

@@ -119,7 +119,7 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("%w: %d bytes (max %d): %s", ErrSocketPathTooLong, len(path), maxSocketPath, path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("acomm: create socket directory: %w", err)
+		return nil, fmt.Errorf("%w: create socket directory: %w", ErrListen, err)
 	}
 	if err := clearStaleSocket(path); err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 		if errors.Is(err, errAddrInUse) {
 			return nil, fmt.Errorf("%w: %s", ErrAddrInUse, path)
 		}
-		return nil, fmt.Errorf("acomm: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("%w: listen on %s: %w", ErrListen, path, err)
 	}
 	// The file is removed by the owner after its last use, not by Close,
 	// so that a listener closed early (accept limit) can still be cleaned
@@ -138,7 +138,7 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if err := os.Chmod(path, mode); err != nil {
 		_ = l.Close()
 		_ = os.Remove(path)
-		return nil, fmt.Errorf("acomm: chmod socket: %w", err)
+		return nil, fmt.Errorf("%w: chmod socket: %w", ErrListen, err)
 	}
 	return l, nil
 }
@@ -152,7 +152,7 @@ func clearStaleSocket(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("acomm: stat socket path: %w", err)
+		return fmt.Errorf("%w: stat socket path: %w", ErrListen, err)
 	}
 	if fi.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("%w: %s exists and is not a socket", ErrAddrInUse, path)
@@ -168,7 +168,7 @@ func clearStaleSocket(path string) error {
 		return fmt.Errorf("%w: %s may be live: %w", ErrAddrInUse, path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("acomm: remove stale socket: %w", err)
+		return fmt.Errorf("%w: remove stale socket: %w", ErrListen, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // The stream floor: how fast bytes move through a unix socket on this
@@ -24,6 +25,7 @@ import (
 // Other files add rows to it through streamSystems.
 func BenchmarkStream(b *testing.B) {
 	b.Run("raw-unix", benchStreamRawUnix)
+	b.Run("raw-tcp", benchStreamRawTCP)
 	for _, s := range streamSystems {
 		b.Run(s.name, s.run)
 	}
@@ -46,11 +48,34 @@ const (
 )
 
 func benchStreamRawUnix(b *testing.B) {
-	b.ReportAllocs()
-	b.SetBytes(streamBytes)
 	l, path := listenUnix(b)
 	serveConns(b, l, serveStreamSink)
-	c := dialUnix(b, path)
+	benchStreamRaw(b, dialUnix(b, path))
+}
+
+// benchStreamRawTCP is raw-unix over loopback TCP (127.0.0.1), with the
+// kernel's default socket buffers (autotuned): the floor of anything that
+// streams over HTTP on this machine, such as acomm-http-proxy.
+func benchStreamRawTCP(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveConns(b, l, serveStreamSink)
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(ioDeadline))
+	b.Cleanup(func() { c.Close() })
+	benchStreamRaw(b, c)
+}
+
+// benchStreamRaw copies streamBytes per op into c, which a serveStreamSink
+// reads, and waits for its acknowledgement.
+func benchStreamRaw(b *testing.B, c net.Conn) {
+	b.ReportAllocs()
+	b.SetBytes(streamBytes)
 	buf := make([]byte, streamBuf)
 	for i := range buf {
 		buf[i] = byte(i * 7)

@@ -78,7 +78,11 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 	if len(others) == 0 {
 		p("None.\n\n")
 	} else {
-		p("`BenchmarkStream/raw-unix` is the stream floor: 1 GiB per op copied through a unix socket with 256 KiB buffers.\n\n")
+		p("`BenchmarkStream/raw-unix` is the stream floor: 1 GiB per op copied through a unix socket with 256 KiB buffers. ")
+		p("`BenchmarkStream/raw-tcp` is the same over loopback TCP (127.0.0.1, the kernel's default socket buffers): ")
+		p("the floor of anything streamed over HTTP on this machine, such as `acomm-http-proxy`.\n\n")
+		p("`BenchmarkMultiRequestFanout10` is one fan-out to 10 services through one tracker, timed from the new MultiRequest to Responses returning with all 10 answers: ")
+		p("`send-each` sends the requests one after the other with Send (the seed API), `send-all` with MultiRequest.SendAll, which has several sends under way at once.\n\n")
 		p("| benchmark | runs | ns/op | B/op | allocs/op | other metrics |\n")
 		p("|---|--:|--:|--:|--:|---|\n")
 		for _, b := range others {
@@ -97,6 +101,10 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 				fmtInt(ns), fmtInt(by), fmtInt(al), mdCell(strings.Join(extra, ", ")))
 		}
 		p("\n")
+	}
+
+	if ratios := streamRatios(r); ratios != "" {
+		p("%s", ratios)
 	}
 
 	p("## benchstat\n\n")
@@ -244,4 +252,39 @@ func svgPanel(w *strings.Builder, y int, title string, bars []bar) int {
 		y += svgRowH
 	}
 	return y + 8
+}
+
+// streamRatios renders the BenchmarkStream rows' throughput as a share of
+// the raw-unix and raw-tcp floors of the same run; "" without raw-unix.
+func streamRatios(r *results) string {
+	const prefix = "BenchmarkStream/"
+	floor := func(name string) float64 {
+		if b := r.get(prefix + name); b != nil {
+			if v, ok := b.median("MB/s"); ok {
+				return v
+			}
+		}
+		return math.NaN()
+	}
+	unix, tcp := floor("raw-unix"), floor("raw-tcp")
+	if math.IsNaN(unix) {
+		return ""
+	}
+	var w strings.Builder
+	w.WriteString("### Streams against their floors\n\n")
+	w.WriteString("Median throughput ÷ the median of the floor in the same run.\n\n")
+	w.WriteString("| stream | MB/s | vs raw-unix | vs raw-tcp |\n|---|--:|--:|--:|\n")
+	for _, name := range r.order {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		v, ok := r.get(name).median("MB/s")
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&w, "| %s | %s | %s | %s |\n", mdCell(strings.TrimPrefix(name, prefix)),
+			fmtInt(v), fmtRatio(v/unix), fmtRatio(v/tcp))
+	}
+	w.WriteString("\n")
+	return w.String()
 }

@@ -167,6 +167,7 @@ func TestRenderMarkdown(t *testing.T) {
 		`| my\|sys | 20.00 | 1.82× | 0.32× | – | – | – | 1,000 | 20 | – | – |`,
 		"| BenchmarkStream/raw-unix | 3 | 140,000,000 | 98 | 5 | 7,670 MB/s |",
 		"| BenchmarkOther | 1 | 1,234 | – | – |  |",
+		"| raw-unix | 7,670 | 1.00× | – |",
 		"```\ngoos: linux\nsec/op summary\n```",
 	} {
 		if !strings.Contains(md, want) {
@@ -244,5 +245,24 @@ func TestCPUModel(t *testing.T) {
 	}
 	if got := cpuModel(filepath.Join(t.TempDir(), "none"), "fb"); got != "fb" {
 		t.Errorf("cpuModel fallback = %q", got)
+	}
+}
+
+func TestStreamRatios(t *testing.T) {
+	r, err := parse(strings.NewReader(`BenchmarkStream/raw-unix-2 	3	 100 ns/op	8000.00 MB/s
+BenchmarkStream/raw-tcp-2 	3	 200 ns/op	4000.00 MB/s
+BenchmarkStream/acomm-http-proxy-2 	3	 200 ns/op	5000.00 MB/s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := streamRatios(r)
+	for _, want := range []string{"| raw-tcp | 4,000 | 0.50× | 1.00× |", "| acomm-http-proxy | 5,000 | 0.62× | 1.25× |"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ratios lack %q:\n%s", want, got)
+		}
+	}
+	if streamRatios(&results{byName: map[string]*benchmark{}}) != "" {
+		t.Error("ratios without raw-unix")
 	}
 }
