@@ -1,6 +1,7 @@
 package acomm_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -627,6 +628,33 @@ func TestBridgeTwoMachines(t *testing.T) {
 	srvA.Close()
 	assert.EqualValues(t, 1, calls.Load())
 	assert.Equal(t, 0, trA.NumRequests())
+
+	t.Run("Call through a bridge with an HTTP hook", func(t *testing.T) {
+		trE, err := acomm.NewTracker(sockPath(t, "e.sock"), nil, 5*time.Second)
+		require.NoError(t, err)
+		srvE := httptest.NewServer((&acomm.Bridge{Tracker: trE}).ResponsesHandler())
+		t.Cleanup(srvE.Close)
+		hookE, err := url.Parse(srvE.URL + "/responses")
+		require.NoError(t, err)
+		require.NoError(t, trE.Configure(acomm.WithHTTPHook(hookE)))
+		require.NoError(t, trE.Start())
+		t.Cleanup(trE.Stop)
+		envF := newBridgeEnv(t, nil, acomm.Route{Pattern: "greet", Addr: svc})
+
+		dest, err := url.Parse(envF.base + "/requests")
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := trE.Call(ctx, dest, "greet", "E")
+		require.NoError(t, err)
+		var s string
+		require.NoError(t, resp.UnmarshalResult(&s))
+		assert.Equal(t, "hello, E", s)
+
+		bad, err := acomm.NewTracker(sockPath(t, "bad.sock"), nil, 0)
+		require.NoError(t, err)
+		assert.ErrorIs(t, bad.Configure(acomm.WithHTTPHook(&url.URL{Scheme: "unix", Path: "/x"})), acomm.ErrInvalidURL)
+	})
 
 	t.Run("hook without the responses token", func(t *testing.T) {
 		trC := newTracker(t, nil, 5*time.Second)

@@ -24,6 +24,10 @@ import (
 // tracker's default timeout becomes the request's timeout. A request that
 // cannot be sent is not tracked either, and the send error is returned.
 // The tracker must be running.
+//
+// The request's response hook is the tracker's unix socket, except for an
+// http(s) destination when the tracker has an HTTP hook (WithHTTPHook):
+// an acomm bridge on another machine answers there.
 func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
@@ -40,10 +44,14 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	ch := make(chan *Response, 1) // the tracker hands over exactly one response
 	h := func(_ *Request, resp *Response) { ch <- resp }
+	hook := t.hook // only encoded: it may be shared
+	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
+		hook = t.cfg.httpHook // a remote bridge answers over HTTP
+	}
 	req := &Request{
 		ID:             newID(),
 		Task:           task,
-		ResponseHook:   t.hook, // only encoded: it may be shared
+		ResponseHook:   hook,
 		Args:           raw,
 		SuccessHandler: h,
 		ErrorHandler:   h,

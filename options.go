@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"time"
 
@@ -29,6 +30,7 @@ type config struct {
 	peerCheck         PeerCheck     // see WithPeerCheck
 	maxConns          int           // see WithMaxConns
 	maxTracked        int           // Tracker: see WithMaxTracked
+	httpHook          *url.URL      // Tracker: see WithHTTPHook
 }
 
 // Defaults for the settings options change.
@@ -186,6 +188,20 @@ func WithMaxTracked(n int) Option {
 			return fmt.Errorf("%w: max tracked %d", ErrInvalidArgument, n)
 		}
 		c.maxTracked = n
+		return nil
+	}
+}
+
+// WithHTTPHook gives a tracker an http(s) URL at which it receives
+// responses (a Bridge's ResponsesHandler serving this tracker). Call uses
+// it as the response hook when calling an http(s) destination, such as
+// another machine's bridge, which refuses unix hooks.
+func WithHTTPHook(u *url.URL) Option {
+	return func(c *config) error {
+		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%w: http hook must be an absolute http(s) url", ErrInvalidURL)
+		}
+		c.httpHook = u
 		return nil
 	}
 }
