@@ -676,8 +676,19 @@ func (t *Tracker) failOutstanding() {
 	t.requestsPeak = 0
 	t.mu.Unlock()
 	t.stats.abandoned.Add(uint64(len(outstanding)))
+	// Proxied requests are answered over HTTP: do it side by side, so
+	// that many slow or unreachable hooks cost one timeout, not one each.
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
 	for _, tr := range outstanding {
-		t.deliver(tr, &Response{ID: tr.req.ID, Error: fmt.Errorf("%w: request %s abandoned", ErrTrackerStopped, tr.req.ID)})
-		t.pending.Done()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(tr *trackedRequest) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t.deliver(tr, &Response{ID: tr.req.ID, Error: fmt.Errorf("%w: request %s abandoned", ErrTrackerStopped, tr.req.ID)})
+			t.pending.Done()
+		}(tr)
 	}
+	wg.Wait()
 }
