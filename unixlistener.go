@@ -124,6 +124,9 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if err := clearStaleSocket(path); err != nil {
 		return nil, err
 	}
+	if l, err := listenPrivately(path, mode); err == nil || !errors.Is(err, errNoPrivateBind) {
+		return l, err
+	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		if errors.Is(err, errAddrInUse) {
@@ -139,6 +142,45 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 		_ = l.Close()
 		_ = os.Remove(path)
 		return nil, fmt.Errorf("%w: chmod socket: %w", ErrListen, err)
+	}
+	return l, nil
+}
+
+// errNoPrivateBind makes listenUnix bind in place: the private path would
+// be too long.
+var errNoPrivateBind = errors.New("acomm: no room for a private bind")
+
+// listenPrivately binds the socket in a fresh private (0700) directory
+// beside path, gives it its mode there, and only then links it into place,
+// so that it is never reachable with the looser mode the umask gives a new
+// socket. Linking fails if path exists, so a socket that another process
+// bound meanwhile is never replaced.
+func listenPrivately(path string, mode os.FileMode) (*net.UnixListener, error) {
+	dir := filepath.Dir(path) + string(filepath.Separator)
+	if len(dir)+len(".acomm-0123456789/s") > maxSocketPath {
+		return nil, errNoPrivateBind
+	}
+	tmpDir, err := os.MkdirTemp(dir, ".acomm-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: create private bind directory: %w", ErrListen, err)
+	}
+	defer os.RemoveAll(tmpDir)
+	tmp := filepath.Join(tmpDir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listen on %s: %w", ErrListen, path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, mode); err != nil {
+		_ = l.Close()
+		return nil, fmt.Errorf("%w: chmod socket: %w", ErrListen, err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		_ = l.Close()
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("%w: %s", ErrAddrInUse, path)
+		}
+		return nil, errNoPrivateBind // no hard links here: bind in place
 	}
 	return l, nil
 }
