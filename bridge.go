@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -358,26 +357,10 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 	if !b.authorize(w, r, b.Token) {
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+	path, ok := streamRequestPath(w, r)
+	if !ok {
 		return
 	}
-	raw := r.URL.Query().Get("addr")
-	if raw == "" {
-		httpError(w, http.StatusBadRequest, "missing addr")
-		return
-	}
-	addr, err := url.Parse(raw)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "invalid addr")
-		return
-	}
-	if addr.Scheme != "unix" || unixPath(addr) == "" {
-		httpError(w, http.StatusForbidden, "only announced unix streams are served")
-		return
-	}
-	path := filepath.Clean(unixPath(addr))
 	if r.Method == http.MethodHead {
 		// HEAD is safe: it must not use up the stream's one read.
 		if b.Tracker == nil || !isAnnouncedBy(path, b.Tracker) {

@@ -24,26 +24,10 @@ import (
 // announced, was already served, or expired. The body is flushed as it
 // arrives and the copy stops when the HTTP client goes away.
 func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+	path, ok := streamRequestPath(w, r)
+	if !ok {
 		return
 	}
-	raw := r.URL.Query().Get("addr")
-	if raw == "" {
-		httpError(w, http.StatusBadRequest, "missing addr")
-		return
-	}
-	addr, err := url.Parse(raw)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "invalid addr")
-		return
-	}
-	if addr.Scheme != "unix" || unixPath(addr) == "" {
-		httpError(w, http.StatusForbidden, "only announced unix streams are served")
-		return
-	}
-	path := filepath.Clean(unixPath(addr))
 	if r.Method == http.MethodHead {
 		// HEAD is safe: it must not use up the stream's one read.
 		if !isAnnounced(path) {
@@ -214,4 +198,31 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 func quoteJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// streamRequestPath checks a stream request's method and its addr
+// parameter, and returns the socket path it names. It answers the refusal
+// itself: 405 for a method other than GET or HEAD, 400 for a missing or
+// malformed addr, 403 for one that is not a unix URL.
+func streamRequestPath(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return "", false
+	}
+	raw := r.URL.Query().Get("addr")
+	if raw == "" {
+		httpError(w, http.StatusBadRequest, "missing addr")
+		return "", false
+	}
+	addr, err := url.Parse(raw)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid addr")
+		return "", false
+	}
+	if addr.Scheme != "unix" || unixPath(addr) == "" {
+		httpError(w, http.StatusForbidden, "only announced unix streams are served")
+		return "", false
+	}
+	return filepath.Clean(unixPath(addr)), true
 }
