@@ -88,8 +88,13 @@ var (
 // timeoutError is the type of ErrTimeout.
 type timeoutError struct{}
 
-func (timeoutError) Error() string   { return "acomm: response timeout" }
-func (timeoutError) Timeout() bool   { return true }
+// Error returns the timeout's message.
+func (timeoutError) Error() string { return "acomm: response timeout" }
+
+// Timeout reports true: this is a timeout, as net.Error means it.
+func (timeoutError) Timeout() bool { return true }
+
+// Temporary reports true: trying again may succeed.
 func (timeoutError) Temporary() bool { return true }
 
 // FrameSizeError reports a frame larger than the maximum allowed. It
