@@ -363,7 +363,7 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodHead {
 		// HEAD is safe: it must not use up the stream's one read.
-		if b.Tracker == nil || !isAnnouncedBy(path, b.Tracker) {
+		if b.Tracker == nil || !announcedOK(findAnnounced(path, b.Tracker, false)) {
 			httpError(w, http.StatusNotFound, "stream not found")
 			return
 		}
@@ -371,7 +371,7 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	if b.Tracker == nil || !claimAnnouncedBy(path, b.Tracker) {
+	if b.Tracker == nil || !announcedOK(findAnnounced(path, b.Tracker, true)) {
 		httpError(w, http.StatusNotFound, "stream not found")
 		return
 	}

@@ -30,7 +30,7 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodHead {
 		// HEAD is safe: it must not use up the stream's one read.
-		if !isAnnounced(path) {
+		if !announcedOK(findAnnounced(path, nil, false)) {
 			httpError(w, http.StatusNotFound, "stream not found")
 			return
 		}
@@ -38,7 +38,7 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	t, ok := claimAnnouncement(path)
+	t, ok := findAnnounced(path, nil, true)
 	if !ok {
 		httpError(w, http.StatusNotFound, "stream not found")
 		return

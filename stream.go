@@ -506,52 +506,23 @@ func unannounceAll(t *Tracker) {
 	}
 }
 
-// isAnnounced reports whether path is announced and not yet expired,
-// leaving it announced.
-func isAnnounced(path string) bool {
+// findAnnounced looks path up in the registry: announced, not expired,
+// and (when by is not nil) announced by the tracker by. With claim, a
+// path found is also withdrawn, so it is served once; a path announced by
+// another tracker is neither claimed nor withdrawn. It returns the tracker
+// that announced it.
+func findAnnounced(path string, by *Tracker, claim bool) (*Tracker, bool) {
 	announcedMu.Lock()
 	defer announcedMu.Unlock()
 	a, ok := announced[path]
-	return ok && time.Now().Before(a.expires)
-}
-
-// claimAnnounced removes path from the registry and reports whether it was
-// announced and not yet expired.
-func claimAnnounced(path string) bool {
-	_, ok := claimAnnouncement(path)
-	return ok
-}
-
-// claimAnnouncement is claimAnnounced that also returns the tracker that
-// announced path.
-func claimAnnouncement(path string) (*Tracker, bool) {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	a, ok := announced[path]
-	if !ok {
+	if !ok || by != nil && a.tracker != by {
 		return nil, false
 	}
-	delete(announced, path)
+	if claim {
+		delete(announced, path)
+	}
 	return a.tracker, time.Now().Before(a.expires)
 }
 
-// claimAnnouncedBy is claimAnnounced limited to the streams t announced: a
-// path announced by another tracker is neither claimed nor withdrawn.
-func claimAnnouncedBy(path string, t *Tracker) bool {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	a, ok := announced[path]
-	if !ok || a.tracker != t {
-		return false
-	}
-	delete(announced, path)
-	return time.Now().Before(a.expires)
-}
-
-// isAnnouncedBy is isAnnounced limited to the streams t announced.
-func isAnnouncedBy(path string, t *Tracker) bool {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	a, ok := announced[path]
-	return ok && a.tracker == t && time.Now().Before(a.expires)
-}
+// announcedOK keeps findAnnounced's verdict.
+func announcedOK(_ *Tracker, ok bool) bool { return ok }

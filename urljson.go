@@ -82,9 +82,3 @@ func decodeURL(raw json.RawMessage) (u *url.URL, legacy bool, err error) {
 		return nil, false, fmt.Errorf("%w: want a string or an object, got %.20s", ErrInvalidURL, raw)
 	}
 }
-
-// encodeURL encodes u as a JSON string, or as the legacy object when legacy
-// is set. A nil URL encodes as null.
-func encodeURL(u *url.URL, legacy bool) (json.RawMessage, error) {
-	return appendURL(nil, u, legacy)
-}
