@@ -394,7 +394,9 @@ func (b *Bridge) serveStream(w http.ResponseWriter, r *http.Request) {
 	setBridgeStreamHeaders(w)
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush() // the client learns at once that the stream is there
-	_, err = copyStream(&deadlineFlushWriter{w: w, rc: rc, timeout: bridgeStreamWriteTimeout}, conn.Conn)
+	fw := &flushWriter{w: w, rc: rc, timeout: bridgeStreamWriteTimeout}
+	defer fw.finish()
+	_, err = copyStream(fw, conn.Conn)
 	if err = conn.end(err); err != nil {
 		// Headers are gone: abort so the client sees a broken stream
 		// rather than a short one.
@@ -409,27 +411,6 @@ func setBridgeStreamHeaders(w http.ResponseWriter) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-}
-
-// deadlineFlushWriter gives every write its own deadline and flushes it, so
-// streamed data reaches the client as it arrives and a client that stops
-// reading is cut off.
-type deadlineFlushWriter struct {
-	w       io.Writer
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-func (f *deadlineFlushWriter) Write(p []byte) (int, error) {
-	_ = f.rc.SetWriteDeadline(time.Now().Add(f.timeout))
-	n, err := f.w.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
-		if errors.Is(err, http.ErrNotSupported) {
-			err = nil
-		}
-	}
-	return n, err
 }
 
 // authorize reports whether r carries token (always, when token is

@@ -124,6 +124,10 @@ type flushWriter struct {
 	rc   *http.ResponseController
 	stop *atomic.Bool // when set, writes fail; may be nil
 
+	// timeout, when set, gives every write its own deadline, for
+	// streams longer than the server's WriteTimeout.
+	timeout time.Duration
+
 	mu    sync.Mutex
 	timer *time.Timer // the delayed flush; nil until the first bulk write
 	dirty bool        // written since the last flush
@@ -145,6 +149,9 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	defer f.mu.Unlock()
 	if f.done {
 		return 0, net.ErrClosed
+	}
+	if f.timeout > 0 {
+		_ = f.rc.SetWriteDeadline(time.Now().Add(f.timeout))
 	}
 	n, err := f.w.Write(p)
 	if err != nil {

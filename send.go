@@ -44,11 +44,19 @@ var httpClient = &http.Client{
 // ErrRefused (and, through RemoteError, the receiver's sentinel). For an
 // http(s) URL it POSTs the JSON; a non-2xx status matches ErrHTTPStatus.
 func Send(addr *url.URL, payload interface{}) error {
+	return sendHTTPOrUnix(addr, payload, &sendDefaults)
+}
+
+// sendDefaults are the settings of Send.
+var sendDefaults = config{maxFrameSize: DefaultMaxFrameSize, ioTimeout: DefaultIOTimeout}
+
+// sendHTTPOrUnix sends payload to addr with the given settings.
+func sendHTTPOrUnix(addr *url.URL, payload any, cfg *config) error {
 	if err := checkURL(addr); err != nil {
 		return err
 	}
 	if addr.Scheme == "unix" {
-		return sendUnix(unixPath(addr), payload, DefaultMaxFrameSize, DefaultIOTimeout)
+		return sendUnix(unixPath(addr), payload, cfg.maxFrameSize, cfg.ioTimeout)
 	}
 	return sendHTTP(httpClient, addr, payload)
 }

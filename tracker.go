@@ -526,17 +526,6 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 	}
 }
 
-// sendHTTPOrUnix sends payload to addr using the tracker's settings.
-func sendHTTPOrUnix(addr *url.URL, payload any, cfg *config) error {
-	if err := checkURL(addr); err != nil {
-		return err
-	}
-	if addr.Scheme == "unix" {
-		return sendUnix(unixPath(addr), payload, cfg.maxFrameSize, cfg.ioTimeout)
-	}
-	return sendHTTP(httpClient, addr, payload)
-}
-
 // RemoveRequest should be used to remove a tracked request. Use in cases
 // such as sending failures, where there is no hope of a response being
 // received. It reports whether the request was tracked; once it returns
