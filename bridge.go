@@ -294,7 +294,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, code, err)
 		return
 	}
-	if err := sendUnix(unixPath(route.Addr), proxied, t.cfg.maxFrameSize, t.cfg.ioTimeout); err != nil {
+	if err := t.Send(r.Context(), route.Addr, proxied); err != nil {
 		if !t.RemoveRequest(req) {
 			// The answer (or the timeout) came first and went to the
 			// hook: the request was delivered after all.

@@ -35,14 +35,6 @@ type Request struct {
 	LegacyURLs bool `json:"-"`
 }
 
-// requestJSON is the wire form of a Request.
-type requestJSON struct {
-	ID           string           `json:"id"`
-	Task         string           `json:"task"`
-	ResponseHook json.RawMessage  `json:"responsehook"`
-	Args         *json.RawMessage `json:"args"`
-}
-
 // NewRequest creates a new Request instance with a fresh random ID. The
 // response hook must be a unix, http or https URL; args are marshalled to
 // JSON (nil args travel as null).
@@ -79,7 +71,10 @@ func parseHook(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
 	}
-	u, err := parseURL(s)
+	u, err := url.Parse(s)
+	if err == nil {
+		u, err = normalizeURL(u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
@@ -129,7 +124,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		if r == nil || len(*r) == 0 {
 			return nil, nil
 		}
-		if !validJSON(*r) {
+		if !json.Valid(*r) {
 			return nil, errors.New("raw message is not valid JSON")
 		}
 		return r, nil
@@ -148,26 +143,14 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 // MarshalJSON marshals a Request into its wire form, with the response
 // hook as a string (or as the legacy object when LegacyURLs is set).
 func (req *Request) MarshalJSON() ([]byte, error) {
-	return appendRequest(make([]byte, 0, 128), req, req.LegacyURLs)
+	return marshalRequest(req, req.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals a Request from its wire form. The response hook
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
-	if decodeRequestFast(data, req) {
-		return nil
-	}
-	var rj requestJSON
-	if err := json.Unmarshal(data, &rj); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	hook, legacy, err := decodeURL(rj.ResponseHook)
-	if err != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
-	}
-	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
-	return nil
+	return decodeRequest(data, req)
 }
 
 // HandleResponse determines whether a response indicates success or error

@@ -268,11 +268,6 @@ func TestRequestWireDecode(t *testing.T) {
 			wantHook: "http://h:8080/p?q=1", wantArgs: strPtr(`[1]`), wantLegacy: true,
 		},
 		{
-			name:     "legacy hook with user info object",
-			wire:     `{"id":"1","task":"t","responsehook":{"Scheme":"http","User":{},"Host":"h","Path":"/p"}}`,
-			wantHook: "http://h/p", wantLegacy: true,
-		},
-		{
 			name:     "legacy hook as a modern Go writes url.URL",
 			wire:     `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Opaque":"","User":null,"Host":"","Path":"/run/x.sock","RawPath":"","OmitHost":false,"ForceQuery":false,"RawQuery":"","Fragment":"","RawFragment":""}}`,
 			wantHook: "unix:///run/x.sock", wantLegacy: true,
@@ -313,6 +308,13 @@ func TestRequestWireDecode(t *testing.T) {
 		{"unparsable string hook", `{"id":"1","responsehook":"http://[::1"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"legacy hook field of wrong type", `{"id":"1","responsehook":{"Path":7}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"id of wrong type", `{"id":1}`, []error{acomm.ErrInvalidRequest}},
+		// Issue 10 item 1: the URL checked is the URL dialed, so parts
+		// that say something else than the text are refused.
+		{"legacy hook with user info object", `{"id":"1","task":"t","responsehook":{"Scheme":"http","User":{},"Host":"h","Path":"/p"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"legacy hook with an opaque destination", `{"id":"1","task":"t","responsehook":{"Scheme":"http","Host":"allowed.example","Opaque":"//127.0.0.1:9/admin"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"legacy unix hook with both path and opaque", `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Path":"/run/a.sock","Opaque":"b.sock"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"opaque http hook", `{"id":"1","task":"t","responsehook":"http:h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"id not valid UTF-8", "{\"id\":\"\xff\",\"task\":\"t\"}", []error{acomm.ErrInvalidRequest}},
 		{"not an object", `[]`, []error{acomm.ErrInvalidRequest}},
 	}
 	for _, tc := range bad {

@@ -285,7 +285,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if err := decodeResponse(body, resp); err != nil {
+	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
@@ -520,7 +520,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 		fwd.StreamURL = su
 	}
-	if err := sendHTTPOrUnix(tr.forwardTo, &fwd, &t.cfg); err != nil {
+	if err := sendMsg(context.Background(), tr.forwardTo, &fwd, &t.cfg); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
 			Warn("forwarding response failed")
 	}
@@ -563,7 +563,7 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		Task:         req.Task,
 		ResponseHook: t.URL(),
 		Args:         req.Args,
-		LegacyURLs:   t.cfg.legacyURLs,
+		LegacyURLs:   req.LegacyURLs || t.cfg.legacyURLs,
 	}, nil
 }
 
