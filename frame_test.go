@@ -767,3 +767,16 @@ func frameTestWait(t *testing.T, ch <-chan struct{}) {
 		t.Fatal("timed out")
 	}
 }
+
+// TestReadFrameMemoryFollowsBytes checks that a peer declaring a large
+// frame and sending little of it does not make readFrame allocate what it
+// declared.
+func TestReadFrameMemoryFollowsBytes(t *testing.T) {
+	in := append(binary.BigEndian.AppendUint32(nil, 64<<20), "0123456789"...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readFrame(bytes.NewReader(in), DefaultMaxFrameSize)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, ErrTruncatedFrame)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "allocated for bytes never sent")
+}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"testing/iotest"
 
-	jsonv2 "github.com/go-json-experiment/json"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -197,22 +195,33 @@ func FuzzURLJSON(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// decode reads a URL as a response's stream URL.
+	decode := func(data []byte) (*Response, error) {
+		var r Response
+		_, err := decodeResponse(append(append([]byte(`{"stream_url":`), data...), '}'), &r)
+		return &r, err
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var w wireURL
-		if err := jsonv2.Unmarshal(data, &w); err != nil || w.u == nil {
+		r, err := decode(data)
+		if err != nil {
+			require.ErrorIs(t, err, ErrInvalidResponse)
+			return
+		}
+		u := r.StreamURL
+		if u == nil {
 			return
 		}
 		// What was decoded is what its text says, and survives either form.
-		n, err := url.Parse(w.u.String())
+		n, err := url.Parse(u.String())
 		require.NoError(t, err)
-		assert.Equal(t, n, w.u)
-		for _, legacy := range []bool{false, w.u.User == nil} {
-			b, err := jsonv2.Marshal(&wireURL{w.u, legacy})
+		assert.Equal(t, n, u)
+		for _, legacy := range []bool{false, u.User == nil} {
+			b, err := urlValue(u, legacy)
 			require.NoError(t, err)
-			var back wireURL
-			require.NoError(t, jsonv2.Unmarshal(b, &back), "re-decoding %s", b)
-			assert.Equal(t, w.u.String(), urlString(back.u))
-			assert.Equal(t, legacy, back.legacy)
+			back, err := decode(b)
+			require.NoError(t, err, "re-decoding %s", b)
+			assert.Equal(t, u.String(), urlString(back.StreamURL))
+			assert.Equal(t, legacy, back.LegacyURLs)
 		}
 	})
 }

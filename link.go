@@ -12,8 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Outgoing unix frames. A peer that listed "pipeline" in an
@@ -228,6 +226,9 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		defer context.AfterFunc(ctx, func() { _ = l.conn.SetReadDeadline(time.Unix(1, 0)) })()
 	}
 	for {
+		if cd, ok := ctx.Deadline(); ok && !time.Now().Before(cd) {
+			<-ctx.Done() // a moment later than our clock
+		}
 		l.mu.Lock()
 		if l.dead {
 			l.mu.Unlock()
@@ -317,7 +318,8 @@ func adoptLink(path string, conn net.Conn, br *bufio.Reader, features []string) 
 // link of path when the peer lists "pipeline"; otherwise it is closed.
 func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+	dl, ctxBound := ctx.Deadline()
+	if ctxBound = ctxBound && dl.Before(deadline); ctxBound {
 		deadline = dl
 	}
 	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "unix", path)
@@ -337,6 +339,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 		err = exchangeError("send frame", err)
 	} else if body, err = readFrame(br, DefaultMaxFrameSize); err != nil {
 		err = exchangeError("read acknowledgement", err)
+	}
+	if ctxBound && errors.Is(err, os.ErrDeadlineExceeded) {
+		<-ctx.Done() // ctx's deadline, which ctx reports a moment later
 	}
 	if !stop() || ctx.Err() != nil {
 		_ = conn.Close()
@@ -358,14 +363,15 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 // RemoteError, the receiver's sentinel) when it refuses it, one matching
 // ErrMalformedFrame when it is no acknowledgement.
 func ackOutcome(body []byte) ([]string, error) {
-	var ack responseWire
-	if err := jsonv2.Unmarshal(body, &ack); err != nil {
+	var ack Response
+	features, err := decodeResponse(body, &ack)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
+	case ack.Error != nil:
+		return features, fmt.Errorf("%w: %w", ErrRefused, ack.Error)
 	}
-	if ack.Error != "" {
-		return ack.Features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
-	}
-	return ack.Features, nil
+	return features, nil
 }
 
 // exchangeError wraps an error of a frame's exchange: io.EOF becomes a

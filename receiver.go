@@ -4,15 +4,13 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"github.com/sirupsen/logrus"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/sirupsen/logrus"
 )
 
 // Features a receiver lists in the "features" field of its
@@ -135,13 +133,9 @@ func (s *frameServer) readDeadline(d time.Duration) error {
 
 // ack queues the acknowledgement of a frame.
 func (s *frameServer) ack(id string, refusal error) {
-	w := responseWire{ID: id, Result: rawValue(nil), Features: s.features}
-	if refusal != nil {
-		w.Error = refusal.Error()
-	}
-	body, err := jsonv2.Marshal(&w)
-	if err != nil { // an id that is not valid UTF-8 (a handler's bug)
-		body, _ = jsonv2.Marshal(&responseWire{Result: rawValue(nil), Error: err.Error(), Features: s.features})
+	body, err := marshalResponse(&Response{ID: id, Error: refusal}, false, s.features...)
+	if err != nil { // text that is not valid UTF-8 (a handler's bug)
+		body, _ = marshalResponse(&Response{Error: err}, false, s.features...)
 	}
 	// Acks are small; the frame limit (which may be set very low) bounds
 	// what we accept, not the reasons we give.

@@ -1,10 +1,12 @@
 package acomm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"unicode/utf8"
 
 	"github.com/pborman/uuid"
 )
@@ -33,6 +35,10 @@ type Request struct {
 	// form, and NewResponse copies it to the response, so replies to an
 	// original peer are readable by it.
 	LegacyURLs bool `json:"-"`
+
+	// via holds the settings of the Server that received the request,
+	// which Respond uses; nil for Send's defaults.
+	via *config
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
@@ -171,12 +177,18 @@ func (req *Request) HandleResponse(resp *Response) {
 	}
 }
 
-// Respond sends a Response to a Request's ResponseHook.
+// Respond sends a Response to a Request's ResponseHook, as Send does, with
+// the settings (WithIOTimeout, WithMaxFrameSize) of the Server that
+// received the request, if one did.
 func (req *Request) Respond(resp *Response) error {
 	if resp == nil {
 		return fmt.Errorf("%w: nil response", ErrInvalidArgument)
 	}
-	return Send(req.ResponseHook, resp)
+	cfg := &sendDefaults
+	if req.via != nil {
+		cfg = req.via
+	}
+	return sendMsg(context.Background(), req.ResponseHook, resp, cfg)
 }
 
 // UnmarshalArgs unmarshals the request args into the destination object.
@@ -204,6 +216,8 @@ func (req *Request) Validate() error {
 		return fmt.Errorf("%w: nil request", ErrInvalidRequest)
 	case req.ID == "":
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	case !utf8.ValidString(req.ID):
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	case req.Task == "":
 		return fmt.Errorf("%w: missing task", ErrInvalidRequest)
 	case req.ResponseHook == nil:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/acommgo/acomm"
 	"github.com/stretchr/testify/assert"
@@ -408,4 +409,16 @@ func TestRequestWireEncode(t *testing.T) {
 		var old oldRequest
 		assert.Error(t, json.Unmarshal(b, &old))
 	})
+}
+
+// TestRequestIDMustBeUTF8 checks that an id that would travel altered
+// (as U+FFFD) is refused where a request enters: its answer would never
+// match.
+func TestRequestIDMustBeUTF8(t *testing.T) {
+	tr := newTracker(t, nil, time.Second)
+	req := &acomm.Request{ID: "a\xffb", Task: "t", ResponseHook: tr.URL()}
+	assert.ErrorIs(t, tr.TrackRequest(req, 0), acomm.ErrInvalidArgument)
+	assert.ErrorIs(t, req.Validate(), acomm.ErrInvalidArgument)
+	assert.ErrorIs(t, acomm.NewMultiRequest(tr, 0).AddRequest("x", req), acomm.ErrInvalidArgument)
+	assert.Zero(t, tr.NumRequests())
 }

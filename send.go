@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // DefaultHTTPTimeout bounds a whole HTTP exchange made by Send and the
@@ -125,9 +123,9 @@ func sendHTTP(ctx context.Context, client *http.Client, addr *url.URL, payload a
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ackBody[:min(len(ackBody), 512)]))
 	}
-	var ack responseWire
-	if jsonv2.Unmarshal(ackBody, &ack) == nil && ack.Error != "" {
-		return fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
+	var ack Response
+	if _, err := decodeResponse(ackBody, &ack); err == nil && ack.Error != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, ack.Error)
 	}
 	return nil
 }

@@ -267,6 +267,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		return req.ID, err, nil
 	}
 	s.stats.received.Add(1)
+	req.via = &s.cfg
 	return req.ID, nil, func() { s.dispatch(req) }
 }
 

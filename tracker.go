@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -361,6 +362,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
+	}
+	if !utf8.ValidString(req.ID) {
+		// It would travel as U+FFFD, and its answer never match.
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
 	t.mu.Lock()
