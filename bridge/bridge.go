@@ -216,10 +216,7 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
+	if b.isClosed() {
 		httpError(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
@@ -229,6 +226,10 @@ func (b *Bridge) serveHealth(w http.ResponseWriter, r *http.Request) {
 // serveRequests checks, tracks and sends one request.
 func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	if !b.authorize(w, r, b.Token) || !checkPost(w, r) || !b.checkTracker(w) {
+		return
+	}
+	if b.isClosed() {
+		b.refuse(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: shutting down", ErrClosed))
 		return
 	}
 	body, ok := b.readBody(w, r)
@@ -318,6 +319,13 @@ func (b *Bridge) checkHook(hook *url.URL) error {
 		return b.HookPolicy.checkHost(hook.Hostname())
 	}
 	return nil
+}
+
+// isClosed reports whether Shutdown has begun.
+func (b *Bridge) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 // begin records fwd as pending, unless the bridge is shutting down.
@@ -413,6 +421,9 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.deliveryContext()
 	b.giveUp()
 	<-idle
+	// A dial begun for a delivery that was then cut off still ends in
+	// the idle pool: close those too.
+	b.hookClient().CloseIdleConnections()
 	return ctx.Err()
 }
 

@@ -221,9 +221,9 @@ type bridgeProc struct {
 
 var addrRE = regexp.MustCompile(`addr="?([0-9.]+:[0-9]+)"?`)
 
-// startBridge runs acomm bridge in front of srv with a token, stopped at
-// cleanup.
-func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
+// startBridge runs acomm bridge in front of srv with a token and extra
+// flags, stopped at cleanup.
+func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 	t.Helper()
 	dir := shortDir(t)
 	tokenFile := filepath.Join(dir, "token")
@@ -231,6 +231,7 @@ func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
 	cmd := exec.Command(binary, "bridge", "--listen", "127.0.0.1:0",
 		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar",
 		"--allow-hook", "127.0.0.1")
+	cmd.Args = append(cmd.Args, extra...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
