@@ -108,49 +108,49 @@ func targets(r *results) []target {
 	var out []target
 	add := func(t target) { out = append(out, t) }
 
-	add(target{
-		name:      "Call sequential ≤ 1.5× floor-kept",
-		measured:  fmt.Sprintf("%s = %s floor-kept (%s)", us(call.seqNs), fmtRatio(call.seqVsKept), us(kept.seqNs)),
-		threshold: "≤ " + fmtRatio(callSeqMax),
-		verdict:   judge(call.seqVsKept <= callSeqMax, call.seqVsKept),
-		short:     "Call seq " + fmtRatio(call.seqVsKept) + " floor-kept (≤ " + fmtRatio(callSeqMax) + ")",
-	})
-	add(target{
-		name:      "Call sequential faster than every peer",
-		measured:  fmt.Sprintf("%s; fastest peer %s %s (Call %s it)", us(call.seqNs), seqPeer.system, us(seqPeer.seqNs), fmtRatio(call.seqNs/seqPeer.seqNs)),
-		threshold: "< fastest peer",
-		verdict:   judge(call.seqNs < seqPeer.seqNs, call.seqNs, seqPeer.seqNs),
-		short:     "Call seq " + fmtRatio(call.seqNs/seqPeer.seqNs) + " fastest peer (< 1.00×)",
-	})
-	add(target{
-		name:      "Call 64 in flight ≥ 1.0× floor-kept throughput",
-		measured:  fmt.Sprintf("%s = %s floor-kept (%s)", ops(call.parOps), fmtRatio(call.parVsKept), ops(kept.parOps)),
-		threshold: "≥ " + fmtRatio(callParMin),
-		verdict:   judge(call.parVsKept >= callParMin, call.parVsKept),
-		short:     "Call par64 " + fmtRatio(call.parVsKept) + " floor-kept (≥ " + fmtRatio(callParMin) + ")",
-	})
-	add(target{
-		name:      "Call 64 in flight ahead of every peer",
-		measured:  fmt.Sprintf("%s; best peer %s %s (Call %s it)", ops(call.parOps), parPeer.system, ops(parPeer.parOps), fmtRatio(call.parOps/parPeer.parOps)),
-		threshold: "> best peer",
-		verdict:   judge(call.parOps > parPeer.parOps, call.parOps, parPeer.parOps),
-		short:     "Call par64 " + fmtRatio(call.parOps/parPeer.parOps) + " best peer (> 1.00×)",
-	})
+	// vsFloor is a target on figure's ratio to a floor's figure: at most
+	// limit if atMost, else at least limit.
+	vsFloor := func(name, short, figure string, ratio float64, floor, floorFigure string, atMost bool, limit float64) target {
+		cmp, ok := "≥ ", ratio >= limit
+		if atMost {
+			cmp, ok = "≤ ", ratio <= limit
+		}
+		return target{
+			name:      name,
+			measured:  fmt.Sprintf("%s = %s %s (%s)", figure, fmtRatio(ratio), floor, floorFigure),
+			threshold: cmp + fmtRatio(limit),
+			verdict:   judge(ok, ratio),
+			short:     fmt.Sprintf("%s %s %s (%s%s)", short, fmtRatio(ratio), floor, cmp, fmtRatio(limit)),
+		}
+	}
+	// vsPeer is a target on beating the best peer: a lower figure if
+	// lower, else a higher one.
+	vsPeer := func(name, short, figure string, v float64, peer, peerFigure string, pv float64, lower bool) target {
+		best, ok, cmp := "best", v > pv, ">"
+		if lower {
+			best, ok, cmp = "fastest", v < pv, "<"
+		}
+		return target{
+			name:      name,
+			measured:  fmt.Sprintf("%s; %s peer %s %s (Call %s it)", figure, best, peer, peerFigure, fmtRatio(v/pv)),
+			threshold: cmp + " " + best + " peer",
+			verdict:   judge(ok, v, pv),
+			short:     fmt.Sprintf("%s %s %s peer (%s 1.00×)", short, fmtRatio(v/pv), best, cmp),
+		}
+	}
+	add(vsFloor("Call sequential ≤ 1.5× floor-kept", "Call seq",
+		us(call.seqNs), call.seqVsKept, floorKept, us(kept.seqNs), true, callSeqMax))
+	add(vsPeer("Call sequential faster than every peer", "Call seq",
+		us(call.seqNs), call.seqNs, seqPeer.system, us(seqPeer.seqNs), seqPeer.seqNs, true))
+	add(vsFloor("Call 64 in flight ≥ 1.0× floor-kept throughput", "Call par64",
+		ops(call.parOps), call.parVsKept, floorKept, ops(kept.parOps), false, callParMin))
+	add(vsPeer("Call 64 in flight ahead of every peer", "Call par64",
+		ops(call.parOps), call.parOps, parPeer.system, ops(parPeer.parOps), parPeer.parOps, false))
 	one, srv := row(seedOneShot), row(seedServer)
-	add(target{
-		name:      "Seed cycle, one-frame-per-connection service (" + seedOneShot + " seq) ≤ 1.1× floor-dial",
-		measured:  fmt.Sprintf("%s = %s floor-dial (%s)", us(one.seqNs), fmtRatio(one.seqVsDial), us(dial.seqNs)),
-		threshold: "≤ " + fmtRatio(oneShotMax),
-		verdict:   judge(one.seqVsDial <= oneShotMax, one.seqVsDial),
-		short:     "Seed cycle, one-shot service " + fmtRatio(one.seqVsDial) + " floor-dial (≤ " + fmtRatio(oneShotMax) + ")",
-	})
-	add(target{
-		name:      "Seed cycle, Server (" + seedServer + " seq) ≤ 2× floor-kept",
-		measured:  fmt.Sprintf("%s = %s floor-kept (%s)", us(srv.seqNs), fmtRatio(srv.seqVsKept), us(kept.seqNs)),
-		threshold: "≤ " + fmtRatio(seedServerMax),
-		verdict:   judge(srv.seqVsKept <= seedServerMax, srv.seqVsKept),
-		short:     "Seed cycle, Server " + fmtRatio(srv.seqVsKept) + " floor-kept (≤ " + fmtRatio(seedServerMax) + ")",
-	})
+	add(vsFloor("Seed cycle, one-frame-per-connection service ("+seedOneShot+" seq) ≤ 1.1× floor-dial", "Seed cycle, one-shot service",
+		us(one.seqNs), one.seqVsDial, floorDial, us(dial.seqNs), true, oneShotMax))
+	add(vsFloor("Seed cycle, Server ("+seedServer+" seq) ≤ 2× floor-kept", "Seed cycle, Server",
+		us(srv.seqNs), srv.seqVsKept, floorKept, us(kept.seqNs), true, seedServerMax))
 	fanouts := 0
 	for _, name := range r.order {
 		c, ok := strings.CutPrefix(name, fanoutPrefix)
