@@ -106,6 +106,21 @@ func (s *stallSource) Read(p []byte) (int, error) {
 
 func (s *stallSource) Close() error { return nil }
 
+// stallingStream makes a stream of a stallSource on tr, read over unix or
+// http; the source is released at cleanup.
+func stallingStream(t *testing.T, tr *acomm.Tracker, over string) (*stallSource, *url.URL) {
+	t.Helper()
+	src := newStallSource("first ")
+	t.Cleanup(func() { close(src.release) })
+	u, err := tr.NewStreamUnix("", src)
+	require.NoError(t, err)
+	if over == "http" {
+		u, err = tr.ProxyStreamHTTPURL(u)
+		require.NoError(t, err)
+	}
+	return src, u
+}
+
 // TestStreamReadTimeout checks that a reader whose producer stalls gets
 // ErrStreamBroken after the read timeout, over unix and over HTTP, with
 // what came before the stall, and that StreamContext ends with its ctx.
@@ -113,35 +128,21 @@ func TestStreamReadTimeout(t *testing.T) {
 	_, tr := newProxyTracker(t)
 	for _, over := range []string{"unix", "http"} {
 		t.Run(over, func(t *testing.T) {
-			src := newStallSource("first ")
-			t.Cleanup(func() { close(src.release) })
-			u, err := tr.NewStreamUnix("", src)
-			require.NoError(t, err)
-			if over == "http" {
-				u, err = tr.ProxyStreamHTTPURL(u)
-				require.NoError(t, err)
-			}
+			_, u := stallingStream(t, tr, over)
 			var buf bytes.Buffer
-			err = acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(50*time.Millisecond))
+			err := acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(50*time.Millisecond))
 			require.ErrorIs(t, err, acomm.ErrStreamBroken)
 			assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 			assert.Equal(t, "first ", buf.String())
 		})
 		t.Run(over+" context", func(t *testing.T) {
-			src := newStallSource("first ")
-			t.Cleanup(func() { close(src.release) })
-			u, err := tr.NewStreamUnix("", src)
-			require.NoError(t, err)
-			if over == "http" {
-				u, err = tr.ProxyStreamHTTPURL(u)
-				require.NoError(t, err)
-			}
+			src, u := stallingStream(t, tr, over)
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
 				<-src.reading
 				cancel()
 			}()
-			err = acomm.StreamContext(ctx, io.Discard, u)
+			err := acomm.StreamContext(ctx, io.Discard, u)
 			assert.ErrorIs(t, err, context.Canceled)
 		})
 	}
