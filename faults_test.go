@@ -58,6 +58,8 @@ func runHelperProcess(role string) int {
 		}
 		fmt.Println("ready")
 		select {}
+	case "activated-server":
+		return runActivatedServer(path) // handoff_test.go
 	}
 	return 2
 }

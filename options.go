@@ -31,6 +31,9 @@ type config struct {
 	maxConns          int           // see WithMaxConns
 	maxTracked        int           // Tracker: see WithMaxTracked
 	httpHook          *url.URL      // Tracker: see WithHTTPHook
+
+	noIntrospection bool            // Server: see WithoutIntrospection (introspect.go)
+	handed          *handedListener // see WithListener (handoff.go)
 }
 
 // Defaults for the settings options change.
