@@ -120,6 +120,7 @@ or input, 3 no answer (unreachable, refused, timed out).`,
 			return err
 		},
 	}
+	root.InitDefaultVersionFlag() // now, so that the generated reference lists it
 	root.SetVersionTemplate(fmt.Sprintf("acomm {{.Version}} (%s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH))
 	pf := root.PersistentFlags()
 	pf.StringVar(&global.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
