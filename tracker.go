@@ -47,6 +47,8 @@ type Tracker struct {
 	epoch time.Time // origin of the tracker's clock; see now
 	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
 
+	hookKey hookKey // see BindHook
+
 	mu               sync.Mutex // protects the fields below
 	state            int
 	requests         map[string]*trackedRequest

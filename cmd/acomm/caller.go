@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 	"github.com/spf13/cobra"
 )
 
@@ -134,8 +135,8 @@ func (c *caller) callBridge(ctx context.Context, dest *url.URL, task string, pay
 		_ = ln.Close()
 		return nil, err
 	}
-	bridge := &acomm.Bridge{Tracker: c.tracker}
-	srv := acomm.NewHTTPServer(ln.Addr().String(), bridge.Handler())
+	br := &bridge.Bridge{Tracker: c.tracker}
+	srv := bridge.NewHTTPServer(ln.Addr().String(), br.Handler())
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -154,6 +155,8 @@ func (c *caller) callBridge(ctx context.Context, dest *url.URL, task string, pay
 	if err != nil {
 		return nil, usageErr("%w", err)
 	}
+	// Only the bridge sent this request may answer it at our hook.
+	req.ResponseHook = c.tracker.BindHook(req.ResponseHook, req.ID)
 	if err := c.tracker.TrackRequest(req, time.Until(deadlineOf(ctx))); err != nil {
 		return nil, err
 	}
