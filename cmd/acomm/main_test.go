@@ -252,9 +252,10 @@ type bridgeProc struct {
 	token  string
 	stderr *bytes.Buffer
 	exited chan error
+	lines  chan string // stderr, line by line (dropped when full)
 }
 
-var addrRE = regexp.MustCompile(`addr="?([0-9.]+:[0-9]+)"?`)
+var addrRE = regexp.MustCompile(`addr"?[=:]"?([0-9.]+:[0-9]+)`) // text or JSON logs
 
 // startBridge runs acomm bridge in front of srv with a token and extra
 // flags, stopped at cleanup.
@@ -267,16 +268,29 @@ func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar",
 		"--allow-hook", "127.0.0.1")
 	cmd.Args = append(cmd.Args, extra...)
+	b := runBridgeCmd(t, cmd)
+	b.token = "s3cret"
+	return b
+}
+
+// runBridgeCmd starts cmd, an acomm bridge, waits until it listens, and
+// kills it at cleanup.
+func runBridgeCmd(t *testing.T, cmd *exec.Cmd) *bridgeProc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	b := &bridgeProc{cmd: cmd, token: "s3cret", stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	b := &bridgeProc{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1), lines: make(chan string, 256)}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
 			b.stderr.WriteString(line + "\n")
+			select {
+			case b.lines <- line:
+			default:
+			}
 			if m := addrRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "bridge listening") {
 				found <- m[1]
 			}
@@ -286,6 +300,9 @@ func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 	select {
 	case addr := <-found:
 		b.base = "http://" + addr
+	case err := <-b.exited:
+		b.exited <- err
+		t.Fatalf("bridge exited: %v\n%s", err, b.stderr.String())
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("bridge did not start")
@@ -298,6 +315,23 @@ func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 		}
 	})
 	return b
+}
+
+// waitLine waits for a line of the bridge's stderr that contains want.
+func (b *bridgeProc) waitLine(t *testing.T, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-b.lines:
+			if strings.Contains(line, want) {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q on the bridge's stderr", want)
+			return ""
+		}
+	}
 }
 
 // post sends body to the bridge's path with the given token.
