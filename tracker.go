@@ -47,7 +47,8 @@ type Tracker struct {
 	epoch time.Time // origin of the tracker's clock; see now
 	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
 
-	hookKey hookKey // see BindHook
+	hookKey   hookKey        // see BindHook
+	announced streamRegistry // streams ProxyStreamHandler may serve
 
 	mu               sync.Mutex // protects the fields below
 	state            int
@@ -208,7 +209,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// WithMaxStreams, WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
