@@ -142,21 +142,16 @@ func readStream(ctx context.Context, dst io.Writer, u *url.URL, token string, id
 	w.timer = time.AfterFunc(idle, func() { cancel(errStalled) })
 	defer w.timer.Stop()
 
-	done := make(chan error, 1)
-	go func() {
-		if u.Scheme == "unix" {
-			done <- acomm.Stream(w, u)
-		} else {
-			done <- getStream(ctx, w, u, token)
-		}
-	}()
 	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		// A unix stream's copy cannot be interrupted; it ends with the
-		// process.
-		err = context.Cause(ctx)
+	if u.Scheme == "unix" {
+		// The watchdog bounds stalls, exactly: no read timeout of the
+		// library's on top.
+		err = acomm.StreamContext(ctx, w, u, acomm.WithStreamReadTimeout(0))
+	} else {
+		err = getStream(ctx, w, u, token)
+	}
+	if err != nil && errors.Is(context.Cause(ctx), errStalled) {
+		err = errStalled
 	}
 	switch {
 	case err == nil:
