@@ -1,15 +1,12 @@
 package acomm_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -129,17 +126,7 @@ func TestServerSocketActivated(t *testing.T) {
 	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperRoleEnv+"=activated-server", helperSockEnv+"="+path, listenFDsEnv+"=1")
 	cmd.ExtraFiles = []*os.File{f}
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(out).ReadString('\n')
-	require.NoError(t, err)
-	require.Equal(t, "ready", strings.TrimSpace(line))
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	startHelperCmd(t, cmd)
 
 	tr := newTracker(t, nil, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
