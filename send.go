@@ -37,7 +37,7 @@ var httpClient = &http.Client{
 // sendDefaults are the settings of Send and SendContext.
 var sendDefaults = config{maxFrameSize: DefaultMaxFrameSize, ioTimeout: DefaultIOTimeout}
 
-// Send attempts send the payload to the specified URL. For a unix URL it
+// Send sends the payload to the specified URL. For a unix URL it
 // writes one frame and waits for the receiver's acknowledgement frame; an
 // acknowledgement that carries an error is returned as an error matching
 // ErrRefused (and, through RemoteError, the receiver's sentinel). For an
