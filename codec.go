@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,98 +15,80 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// The wire messages are encoded and decoded with the tokenizer of
-// github.com/go-json-experiment/json (encoding/json/v2 to be), member by
-// member: it checks the JSON (refusing invalid UTF-8 and duplicate names,
-// which encoding/json would pass on altered or ambiguous), and walking a
+// The wire messages are encoded and decoded member by member with the
+// tokenizer of github.com/go-json-experiment/json (encoding/json/v2 to
+// be): it checks the JSON, refusing invalid UTF-8 and duplicate names
+// (which encoding/json passes on altered or ambiguous), and walking a
 // known shape with it costs a fraction of reflection (see the commit).
 
-// wireCodec is a pooled encoder and decoder with their buffers.
-type wireCodec struct {
+// codec is a pooled encoder and decoder; the encoder keeps its first error.
+type codec struct {
 	buf bytes.Buffer
 	enc *jsontext.Encoder
-	r   bytes.Reader
 	dec *jsontext.Decoder
-}
-
-var codecs = sync.Pool{New: func() any {
-	c := &wireCodec{}
-	c.enc, c.dec = jsontext.NewEncoder(&c.buf), jsontext.NewDecoder(&c.r)
-	return c
-}}
-
-// encodeObject returns the JSON object that members writes with w.
-func encodeObject(members func(w *objectWriter)) ([]byte, error) {
-	c := codecs.Get().(*wireCodec)
-	defer codecs.Put(c)
-	c.buf.Reset()
-	c.enc.Reset(&c.buf)
-	w := objectWriter{enc: c.enc, err: c.enc.WriteToken(jsontext.BeginObject)}
-	members(&w)
-	if w.err == nil {
-		w.err = c.enc.WriteToken(jsontext.EndObject)
-	}
-	if w.err != nil {
-		return nil, w.err
-	}
-	return bytes.Clone(bytes.TrimSuffix(c.buf.Bytes(), []byte("\n"))), nil
-}
-
-// objectWriter writes the members of an object, keeping the first error.
-type objectWriter struct {
-	enc *jsontext.Encoder
 	err error
 }
 
-// member writes a member whose value is a string (v a string) or JSON,
-// checked (v a jsontext.Value), or an array of strings.
-func (w *objectWriter) member(name string, v any) {
-	if w.err == nil {
-		w.err = w.enc.WriteToken(jsontext.String(name))
-	}
-	if w.err != nil {
-		return
-	}
-	switch v := v.(type) {
-	case string:
-		w.err = w.enc.WriteToken(jsontext.String(v))
-	case jsontext.Value:
-		w.err = w.enc.WriteValue(v)
-	case []string:
-		w.err = w.enc.WriteToken(jsontext.BeginArray)
-		for _, s := range v {
-			if w.err == nil {
-				w.err = w.enc.WriteToken(jsontext.String(s))
-			}
-		}
-		if w.err == nil {
-			w.err = w.enc.WriteToken(jsontext.EndArray)
+var codecs = sync.Pool{New: func() any {
+	c := &codec{dec: jsontext.NewDecoder(bytes.NewBuffer(nil))}
+	c.enc = jsontext.NewEncoder(&c.buf)
+	return c
+}}
+
+// appendObject appends to b the JSON object whose members write writes.
+func appendObject(b []byte, write func(c *codec)) ([]byte, error) {
+	c := codecs.Get().(*codec)
+	defer codecs.Put(c)
+	c.buf.Reset()
+	c.enc.Reset(&c.buf)
+	c.err = nil
+	c.tokens(jsontext.BeginObject)
+	write(c)
+	c.tokens(jsontext.EndObject)
+	return append(b, bytes.TrimSuffix(c.buf.Bytes(), []byte("\n"))...), c.err
+}
+
+// tokens writes tokens, unless an error came first.
+func (c *codec) tokens(toks ...jsontext.Token) {
+	for _, t := range toks {
+		if c.err == nil {
+			c.err = c.enc.WriteToken(t)
 		}
 	}
 }
 
-// decodeObject decodes body, which must be one JSON object, calling member
-// for each of its members with the decoder positioned at the value, which
-// member must consume.
-func decodeObject(body []byte, member func(dec *jsontext.Decoder, name string) error) error {
-	c := codecs.Get().(*wireCodec)
+// str writes a member whose value is a string.
+func (c *codec) str(name, v string) { c.tokens(jsontext.String(name), jsontext.String(v)) }
+
+// raw writes a member whose value is JSON, which is checked.
+func (c *codec) raw(name string, v jsontext.Value) {
+	if c.tokens(jsontext.String(name)); c.err == nil {
+		c.err = c.enc.WriteValue(v)
+	}
+}
+
+// decodeObject decodes body, one JSON object, calling member with each
+// member's name (valid until the decoder is used again) and the decoder
+// at its value, which member must consume.
+func decodeObject(body []byte, member func(dec *jsontext.Decoder, name []byte) error) error {
+	c := codecs.Get().(*codec)
 	defer codecs.Put(c)
-	c.r.Reset(body)
-	c.dec.Reset(&c.r)
 	dec := c.dec
-	if tok, err := dec.ReadToken(); err != nil {
-		return err
-	} else if tok.Kind() != '{' {
-		return fmt.Errorf("want an object, got %v", tok.Kind())
+	dec.Reset(bytes.NewBuffer(body))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return cmp.Or(err, fmt.Errorf("want an object, got %v", tok.Kind()))
 	}
 	for dec.PeekKind() != '}' {
-		tok, err := dec.ReadToken()
+		v, err := dec.ReadValue() // the name, quoted
 		if err != nil {
 			return err
 		}
-		name := tok.String()
+		name := v[1 : len(v)-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			name, _ = jsontext.AppendUnquote(nil, v)
+		}
 		if err := member(dec, name); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return err
 		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
@@ -120,15 +103,12 @@ func decodeObject(body []byte, member func(dec *jsontext.Decoder, name string) e
 // readString reads a string value into *s; null leaves it as it is.
 func readString(dec *jsontext.Decoder, s *string) error {
 	tok, err := dec.ReadToken()
-	switch {
-	case err != nil:
-		return err
-	case tok.Kind() == '"':
+	if k := tok.Kind(); err == nil && k == '"' {
 		*s = tok.String()
-	case tok.Kind() != 'n':
-		return fmt.Errorf("want a string, got %v", tok.Kind())
+	} else if err == nil && k != 'n' {
+		err = fmt.Errorf("want a string, got %v", k)
 	}
-	return nil
+	return err
 }
 
 // readRaw reads a value as raw JSON: nil for null.
@@ -149,46 +129,47 @@ func rawValue(raw *json.RawMessage) jsontext.Value {
 	return jsontext.Value(*raw)
 }
 
-// marshalRequest returns the wire JSON of req, with URLs in the object
-// form when legacy is set.
-func marshalRequest(req *Request, legacy bool) ([]byte, error) {
+// appendRequest appends the wire JSON of req to b, with URLs in the
+// object form when legacy is set.
+func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	hook, err := urlValue(req.ResponseHook, legacy)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		b, err = appendObject(b, func(c *codec) {
+			c.str("id", req.ID)
+			c.str("task", req.Task)
+			c.raw("responsehook", hook)
+			c.raw("args", rawValue(req.Args))
+		})
 	}
-	b, err := encodeObject(func(w *objectWriter) {
-		w.member("id", req.ID)
-		w.member("task", req.Task)
-		w.member("responsehook", hook)
-		w.member("args", rawValue(req.Args))
-	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return b, nil
 }
 
-// marshalResponse returns the wire JSON of resp, with URLs in the object
-// form when legacy is set; an acknowledgement also lists the receiver's
-// features.
-func marshalResponse(resp *Response, legacy bool, features ...string) ([]byte, error) {
+// appendResponse appends the wire JSON of resp to b, with URLs in the
+// object form when legacy is set; an acknowledgement lists features.
+func appendResponse(b []byte, resp *Response, legacy bool, features ...string) ([]byte, error) {
 	stream, err := urlValue(resp.StreamURL, legacy)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		b, err = appendObject(b, func(c *codec) {
+			c.str("id", resp.ID)
+			c.raw("result", rawValue(resp.Result))
+			c.raw("stream_url", stream)
+			msg := ""
+			if resp.Error != nil {
+				msg = resp.Error.Error()
+			}
+			c.str("error", msg)
+			if features != nil {
+				c.tokens(jsontext.String("features"), jsontext.BeginArray)
+				for _, f := range features {
+					c.tokens(jsontext.String(f))
+				}
+				c.tokens(jsontext.EndArray)
+			}
+		})
 	}
-	msg := ""
-	if resp.Error != nil {
-		msg = resp.Error.Error()
-	}
-	b, err := encodeObject(func(w *objectWriter) {
-		w.member("id", resp.ID)
-		w.member("result", rawValue(resp.Result))
-		w.member("stream_url", stream)
-		w.member("error", msg)
-		if features != nil {
-			w.member("features", features)
-		}
-	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
 	}
@@ -199,8 +180,8 @@ func marshalResponse(resp *Response, legacy bool, features ...string) ([]byte, e
 // ErrInvalidRequest (and ErrInvalidURL for a bad response hook).
 func decodeRequest(body []byte, req *Request) error {
 	var r Request
-	err := decodeObject(body, func(dec *jsontext.Decoder, name string) (err error) {
-		switch name {
+	err := decodeObject(body, func(dec *jsontext.Decoder, name []byte) (err error) {
+		switch string(name) {
 		case "id":
 			return readString(dec, &r.ID)
 		case "task":
@@ -221,27 +202,30 @@ func decodeRequest(body []byte, req *Request) error {
 	return nil
 }
 
-// decodeResponse decodes the wire JSON of a response into resp and returns
-// the features it lists (those of an acknowledgement). Errors match
-// ErrInvalidResponse (and ErrInvalidURL for a bad stream URL).
-func decodeResponse(body []byte, resp *Response) ([]string, error) {
+// decodeResponse decodes the wire JSON of a response into resp, and the
+// features it lists (an acknowledgement's) when asked. Errors match
+// ErrInvalidResponse (and ErrInvalidURL for a bad stream URL). With a nil
+// resp, only the error and features are decoded (the rest is checked),
+// and the error, a *RemoteError, is returned.
+func decodeResponse(body []byte, resp *Response, wantFeatures bool) (features []string, err error) {
 	var (
-		r        Response
-		msg      string
-		features []string
+		r   Response
+		msg string
 	)
-	err := decodeObject(body, func(dec *jsontext.Decoder, name string) (err error) {
-		switch name {
-		case "id":
-			return readString(dec, &r.ID)
-		case "result":
-			r.Result, err = readRaw(dec)
-		case "stream_url":
-			r.StreamURL, r.LegacyURLs, err = readURL(dec)
-		case "error":
+	err = decodeObject(body, func(dec *jsontext.Decoder, name []byte) (err error) {
+		switch n := string(name); {
+		case n == "error":
 			return readString(dec, &msg)
-		case "features":
-			err = jsonv2.UnmarshalDecode(dec, &features)
+		case n == "features" && wantFeatures:
+			return jsonv2.UnmarshalDecode(dec, &features)
+		case resp == nil:
+			return dec.SkipValue()
+		case n == "id":
+			return readString(dec, &r.ID)
+		case n == "result":
+			r.Result, err = readRaw(dec)
+		case n == "stream_url":
+			r.StreamURL, r.LegacyURLs, err = readURL(dec)
 		default:
 			err = dec.SkipValue()
 		}
@@ -253,12 +237,15 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	if msg != "" {
 		r.Error = &RemoteError{Message: msg}
 	}
+	if resp == nil {
+		return features, r.Error
+	}
 	*resp = r
 	return features, nil
 }
 
-// decodeError wraps a decoding error in kind, and a body that is not JSON
-// at all in ErrMalformedFrame first.
+// decodeError wraps a decoding error in kind, and one of a body that is
+// not JSON at all in ErrMalformedFrame first.
 func decodeError(kind, err error) error {
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
@@ -267,102 +254,67 @@ func decodeError(kind, err error) error {
 	return fmt.Errorf("%w: %w", kind, err)
 }
 
-// URLs travel as strings ("unix:///run/x.sock"), or in the object form in
-// which the original acomm JSON-encoded *url.URL. Both are read; the
-// object form is written when legacy is set.
-
-// legacyURL mirrors the fields of url.URL as the original acomm wrote them.
-// Userinfo has no exported fields: it encoded as {} when present, and such
-// an object is refused (its credentials are lost, its meaning unclear).
-type legacyURL struct {
-	Scheme      string
-	Opaque      string
-	User        *struct{}
-	Host        string
-	Path        string
-	RawPath     string
-	OmitHost    bool
-	ForceQuery  bool
-	RawQuery    string
-	Fragment    string
-	RawFragment string
-}
+// URLs travel as strings ("unix:///run/x.sock"), or as the object that
+// the original acomm's encoding/json made of a *url.URL, which encoding/json
+// still reads and writes. Both are read; the object form is written when
+// legacy is set.
 
 // urlValue returns the wire JSON of u in the form chosen; null for nil.
 func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
 	switch {
 	case u == nil:
 		return jsontext.Value("null"), nil
-	case !legacy:
-		return jsontext.AppendQuote(nil, u.String())
+	case legacy:
+		return json.Marshal(u)
 	}
-	var user *struct{}
-	if u.User != nil {
-		user = &struct{}{} // as the original wrote it: its content is lost
-	}
-	return jsonv2.Marshal(&legacyURL{Scheme: u.Scheme, Opaque: u.Opaque, User: user, Host: u.Host, Path: u.Path,
-		RawPath: u.RawPath, OmitHost: u.OmitHost, ForceQuery: u.ForceQuery, RawQuery: u.RawQuery,
-		Fragment: u.Fragment, RawFragment: u.RawFragment})
+	return jsontext.AppendQuote(nil, u.String())
 }
 
 // readURL reads a URL in either form, reporting whether it was the object
-// form, and normalises it (see normalizeURL).
-func readURL(dec *jsontext.Decoder) (*url.URL, bool, error) {
-	switch dec.PeekKind() {
-	case '"':
-		tok, err := dec.ReadToken()
-		if err != nil || tok.String() == "" {
-			return nil, false, err
-		}
-		u, err := url.Parse(tok.String())
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %w", ErrInvalidURL, err)
-		}
-		u, err = normalizeURL(u)
-		return u, false, err
-	case '{':
-		var l legacyURL
-		if err := jsonv2.UnmarshalDecode(dec, &l); err != nil {
-			return nil, true, fmt.Errorf("%w: %w", ErrInvalidURL, err)
-		}
-		if l.User != nil {
-			// The object form cannot carry it: url.Userinfo has no
-			// exported fields. (The string form may: bridge tokens.)
-			return nil, true, fmt.Errorf("%w: user info in a url object", ErrInvalidURL)
-		}
-		u, err := normalizeURL(&url.URL{Scheme: l.Scheme, Opaque: l.Opaque, Host: l.Host, Path: l.Path, RawPath: l.RawPath,
-			OmitHost: l.OmitHost, ForceQuery: l.ForceQuery, RawQuery: l.RawQuery, Fragment: l.Fragment, RawFragment: l.RawFragment})
-		return u, u != nil, err
-	case 'n':
-		_, err := dec.ReadToken()
-		return nil, false, err
-	}
-	if err := dec.SkipValue(); err != nil {
-		return nil, false, err
-	}
-	return nil, false, fmt.Errorf("%w: want a string or an object", ErrInvalidURL)
-}
-
-// normalizeURL returns the URL that u's text denotes, which is what gets
-// dialed, so that a check of its parts is a check of the destination. It
-// refuses an opaque http(s) URL and parts that do not survive
-// being written and read back (an object whose Opaque or RawPath says
-// something else than its Host and Path). A URL with no parts is nil.
-// User info in the string form is kept: it is how a bridge's token rides
-// in a hook, and it changes no destination.
-func normalizeURL(u *url.URL) (*url.URL, error) {
-	s := u.String()
-	if s == "" {
-		return nil, nil
-	}
-	n, err := url.Parse(s)
+// form. The URL returned is what its text says, which is what gets
+// dialed, so that a check of its parts is a check of the destination: an
+// object whose parts say something else (an Opaque or RawPath beside a
+// Host and Path), or whose user info was lost ({}), is refused, and so is
+// an opaque http(s) URL. null, "" and "#" give nil.
+func readURL(dec *jsontext.Decoder) (u *url.URL, legacy bool, err error) {
+	legacy = dec.PeekKind() == '{'
+	v, err := dec.ReadValue()
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
-	case n.Opaque != "" && (n.Scheme == "http" || n.Scheme == "https"):
-		return nil, fmt.Errorf("%w: opaque %s url", ErrInvalidURL, n.Scheme)
-	case !strings.EqualFold(n.Scheme, u.Scheme) || n.Host != u.Host || n.Opaque != u.Opaque || n.Path != u.Path:
-		return nil, fmt.Errorf("%w: %q is not what its parts say", ErrInvalidURL, s)
+		return nil, false, err
+	case legacy:
+		var o url.URL
+		if err = json.Unmarshal(v, &o); err == nil && o.User != nil {
+			err = errors.New("user info in a url object")
+		}
+		if err == nil {
+			u, err = url.Parse(o.String())
+		}
+		if err == nil && (!strings.EqualFold(u.Scheme, o.Scheme) || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
+			err = fmt.Errorf("%q is not what its parts say", o.String())
+		}
+	case v.Kind() == '"':
+		var s []byte
+		if s, err = jsontext.AppendUnquote(nil, v); err == nil {
+			u, err = url.Parse(string(s))
+		}
+	case v.Kind() != 'n':
+		err = errors.New("want a string or an object")
 	}
-	return n, nil
+	if err != nil {
+		return nil, legacy, fmt.Errorf("%w: %w", ErrInvalidURL, err)
+	}
+	if u == nil || *u == (url.URL{}) {
+		return nil, false, nil
+	}
+	return u, legacy, opaqueHTTP(u)
+}
+
+// opaqueHTTP refuses an opaque http(s) URL ("http:h/p"), whose host is not
+// what it seems.
+func opaqueHTTP(u *url.URL) error {
+	if u.Opaque != "" && (u.Scheme == "http" || u.Scheme == "https") {
+		return fmt.Errorf("%w: opaque %s url", ErrInvalidURL, u.Scheme)
+	}
+	return nil
 }

@@ -780,3 +780,16 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 	require.ErrorIs(t, err, ErrTruncatedFrame)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "allocated for bytes never sent")
 }
+
+// writeFrame writes body, raw, as one frame with one Write; for tests that
+// send what no encoder would.
+func writeFrame(w io.Writer, body []byte, max int) error {
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	if len(body) > max {
+		return &FrameSizeError{Size: uint64(len(body)), Max: max}
+	}
+	_, err := w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
+	return err
+}

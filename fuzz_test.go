@@ -167,7 +167,7 @@ func FuzzResponseJSON(f *testing.F) {
 	f.Add([]byte(`{"id":"1","features":7}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, ackErr := ackOutcome(data)
+		_, ackErr := ackOutcome(data, false)
 		var r1, viaJSON Response
 		if fuzzFrame(t, data, &r1, &viaJSON, ErrInvalidResponse) != nil {
 			return
@@ -206,7 +206,7 @@ func FuzzURLJSON(f *testing.F) {
 	// decode reads a URL as a response's stream URL.
 	decode := func(data []byte) (*Response, error) {
 		var r Response
-		_, err := decodeResponse(append(append([]byte(`{"stream_url":`), data...), '}'), &r)
+		_, err := decodeResponse(append(append([]byte(`{"stream_url":`), data...), '}'), &r, false)
 		return &r, err
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

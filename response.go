@@ -52,14 +52,14 @@ func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error
 // message ("" for none) and the stream URL as a string, or as the legacy
 // object when LegacyURLs is set.
 func (r *Response) MarshalJSON() ([]byte, error) {
-	return marshalResponse(r, r.LegacyURLs)
+	return appendResponse(nil, r, r.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals JSON data into a Response. A non-empty error
 // message becomes a *RemoteError; the stream URL may be a string or the
 // original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
-	_, err := decodeResponse(data, r)
+	_, err := decodeResponse(data, r, false)
 	return err
 }
 

@@ -124,7 +124,7 @@ func sendHTTP(ctx context.Context, client *http.Client, addr *url.URL, payload a
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ackBody[:min(len(ackBody), 512)]))
 	}
 	var ack Response
-	if _, err := decodeResponse(ackBody, &ack); err == nil && ack.Error != nil {
+	if _, err := decodeResponse(ackBody, &ack, false); err == nil && ack.Error != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, ack.Error)
 	}
 	return nil
