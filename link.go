@@ -16,16 +16,15 @@ import (
 )
 
 // Outgoing unix frames. A peer that listed "pipeline" in an
-// acknowledgement (our receivers) gets a link: one kept connection for its
-// socket, on which frames are written as they come, several to a write
-// under load, without waiting for earlier acknowledgements, which are
-// matched to frames in order, as net/rpc's client matches replies. Any
-// other peer (the original acomm, a service written with UnixListener and
-// UnmarshalConnData, a peer not heard from yet) gets one frame per
-// connection, so that no frame waits behind a connection the peer has
-// stopped reading; when the acknowledgement lists "pipeline", that
-// connection becomes the link. URLs go in the object form to a peer not
-// known to read strings.
+// acknowledgement (our receivers) gets a link: one kept connection on
+// which frames are written as they come, several to a write under load,
+// without waiting for earlier acknowledgements, which are matched to
+// frames in order, as net/rpc's client matches replies. Any other peer
+// (the original acomm, a service written with UnixListener, one not heard
+// from yet) gets a connection per frame, so that no frame waits behind a
+// connection the peer has stopped reading; when the acknowledgement lists
+// "pipeline", that connection becomes the link. URLs go in the object
+// form to a peer not known to read strings.
 
 // linkIdleTimeout is how long an idle link is kept; well below the
 // receivers' DefaultIdleTimeout, so that we close it before they do.
@@ -38,14 +37,14 @@ var links = struct {
 	swept time.Time // see adoptLink
 }{m: make(map[string]*link)}
 
-// link is a kept connection to a pipelining peer. No goroutine waits on
-// it: a sender that finds nobody reading acknowledgements reads them
-// itself until its own is in, then passes the reading on to a goroutine
-// if more are awaited.
+// link is a connection to a peer. No goroutine waits on it: a sender that
+// finds nobody reading acknowledgements reads them itself until its own
+// is in, then passes the reading on to a goroutine if more are awaited.
 type link struct {
 	path     string
 	conn     net.Conn
 	br       *bufio.Reader
+	once     bool     // a connection for one frame, not (yet) a link
 	features []string // from the acknowledgement that made the link
 
 	mu       sync.Mutex  // protects the fields below
@@ -68,8 +67,8 @@ type exchange struct {
 	done     chan error // gets the outcome, once
 }
 
-// peerFeatures returns the features listed by the peer at the unix socket
-// path in the acknowledgement that made its link; nil when it has none.
+// peerFeatures returns the features that the peer at the unix socket path
+// listed when its link was made; nil when it has none.
 func peerFeatures(path string) []string {
 	if l := linkFor(path); l != nil {
 		return l.features
@@ -106,6 +105,23 @@ func closeIdleLinks(d time.Duration) {
 	}
 }
 
+// adoptLink makes l, a connection whose peer listed "pipeline", the link
+// of its path, unless the path has one. Now and then, it closes the links
+// idle past linkIdleTimeout.
+func adoptLink(l *link) bool {
+	links.Lock()
+	defer links.Unlock()
+	if links.m[l.path] != nil {
+		return false
+	}
+	l.once, links.m[l.path] = false, l
+	if time.Since(links.swept) > time.Second {
+		links.swept = time.Now()
+		go closeIdleLinks(linkIdleTimeout)
+	}
+	return true
+}
+
 // postUnix sends payload to the unix socket at path within ctx and cfg's
 // settings. It returns a channel that gets the acknowledgement's outcome:
 // at once when the frame is queued on the peer's link and another sender
@@ -128,6 +144,34 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout)
 }
 
+// exchangeOnce sends frame on a connection of its own and reads the
+// acknowledgement, within ctx and timeout. The connection becomes the
+// link of path if the peer lists "pipeline"; otherwise it is closed.
+func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
+	dl := time.Now().Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		dl = cd
+	}
+	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
+	if err != nil {
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err))
+	}
+	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), once: true}
+	ex, _ := l.post(frame, timeout)
+	l.read(ctx, ex)
+	select {
+	case err = <-ex.done:
+	default:
+		err = ctx.Err() // it ended first
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || !adoptLink(l) {
+		l.failLocked(net.ErrClosed)
+	}
+	return err
+}
+
 // post queues frame on the link and writes it, unless a sender is writing
 // (which then writes it with its own). lead reports that the caller must
 // read acknowledgements (see read); ex is nil when the link is dead.
@@ -146,8 +190,8 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 	lead, l.reading = !l.reading, true
 	for !l.flushing && len(l.out) > 0 && !l.dead {
 		// Write out, unlocked: frames posted meanwhile go with the next
-		// write. Frames that a failed write did not reach the peer with
-		// are sent again on a connection of their own.
+		// write. Frames of a link that a failed write did not reach the
+		// peer with are sent again on a connection of their own.
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
@@ -160,7 +204,7 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 		l.spare, l.flushing = buf[:0], false
 		if err != nil {
 			for _, ex := range batch {
-				if i := slices.Index(l.queue, ex); i >= 0 && n <= 0 {
+				if i := slices.Index(l.queue, ex); i >= 0 && n <= 0 && !l.once {
 					l.queue = slices.Delete(l.queue, i, i+1)
 					go ex.resend(l.path)
 				}
@@ -221,20 +265,14 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			<-ctx.Done() // ctx notices a moment after our clock
 		}
 		l.mu.Lock()
-		switch {
-		case l.dead:
-			l.mu.Unlock()
-			return
-		case len(l.queue) == 0 || mine == nil && ctx.Err() != nil:
-			l.reading = false
-			l.mu.Unlock()
-			return
-		case ctx.Err() != nil:
-			go l.read(context.Background(), nil)
+		if l.dead || len(l.queue) == 0 || ctx.Err() != nil {
+			if l.reading = !l.dead && len(l.queue) > 0; l.reading {
+				go l.read(context.Background(), nil)
+			}
 			l.mu.Unlock()
 			return
 		}
-		front := l.queue[0]
+		front, once := l.queue[0], l.once
 		dl := front.deadline
 		if hasDeadline && cd.Before(dl) {
 			dl = cd
@@ -253,6 +291,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize)
 		}
+		features, ackErr := ackOutcome(body, once)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -260,78 +299,21 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			return
 		}
 		ex := l.queue[0]
-		l.queue[0] = nil
-		l.queue = l.queue[1:]
+		l.queue[0], l.queue = nil, l.queue[1:]
+		if once {
+			l.features = features
+		}
+		l.mu.Unlock()
+		ex.done <- ackErr
 		if ex == mine {
+			l.mu.Lock()
 			if l.reading = len(l.queue) > 0; l.reading {
 				go l.read(context.Background(), nil)
 			}
-		}
-		l.mu.Unlock()
-		_, ackErr := ackOutcome(body, false)
-		ex.done <- ackErr
-		if ex == mine {
+			l.mu.Unlock()
 			return
 		}
 	}
-}
-
-// adoptLink makes conn, just acknowledged by a peer that listed features
-// including "pipeline", the link of path, unless path has one. It closes
-// the links idle past linkIdleTimeout, at most once a second.
-func adoptLink(path string, conn net.Conn, br *bufio.Reader, features []string) bool {
-	links.Lock()
-	defer links.Unlock()
-	if links.m[path] != nil || conn.SetDeadline(time.Time{}) != nil {
-		return false
-	}
-	links.m[path] = &link{path: path, conn: conn, br: br, features: features, used: time.Now()}
-	if time.Since(links.swept) > time.Second {
-		links.swept = time.Now()
-		go closeIdleLinks(linkIdleTimeout)
-	}
-	return true
-}
-
-// exchangeOnce sends frame on a connection of its own and reads the
-// acknowledgement, all within ctx and timeout. The connection becomes the
-// link of path when the peer lists "pipeline"; otherwise it is closed.
-func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	cd, ctxBound := ctx.Deadline()
-	if ctxBound = ctxBound && cd.Before(deadline); ctxBound {
-		deadline = cd
-	}
-	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "unix", path)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	br := bufio.NewReaderSize(conn, 512)
-	var body []byte
-	if err = conn.SetDeadline(deadline); err == nil {
-		_, err = conn.Write(frame)
-	}
-	if err != nil {
-		err = exchangeError("send frame", err)
-	} else if body, err = readFrame(br, DefaultMaxFrameSize); err != nil {
-		err = exchangeError("read acknowledgement", err)
-	}
-	if ctxBound && errors.Is(err, os.ErrDeadlineExceeded) {
-		<-ctx.Done() // ctx notices a moment after the connection
-	}
-	if !stop() || ctx.Err() != nil || err != nil {
-		_ = conn.Close()
-		return cmp.Or(ctx.Err(), err)
-	}
-	features, err := ackOutcome(body, true)
-	if !slices.Contains(features, featurePipeline) || br.Buffered() > 0 || !adoptLink(path, conn, br, features) {
-		_ = conn.Close()
-	}
-	return err
 }
 
 // ackOutcome decodes an acknowledgement: the features it lists (when
@@ -352,8 +334,7 @@ func ackOutcome(body []byte, wantFeatures bool) ([]string, error) {
 
 // exchangeError wraps an error of a frame's exchange: one of the
 // connection matches ErrConnection, and a peer that hung up instead of
-// acknowledging is not a clean end (the frame may or may not have been
-// handled).
+// acknowledging is not a clean end (the frame may have been handled).
 func exchangeError(stage string, err error) error {
 	switch {
 	case isWireError(err):
