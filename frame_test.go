@@ -634,6 +634,7 @@ func TestServeFramesTimeouts(t *testing.T) {
 			frameTestWait(t, served)
 			afterRuns.Wait()
 			if tc.wantErrIs == nil {
+				require.Len(t, accepted, 1)
 				assert.Equal(t, "1", <-accepted)
 			}
 			assert.Empty(t, accepted)

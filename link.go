@@ -13,21 +13,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
-// Outgoing unix frames. A peer that listed "pipeline" in an
-// acknowledgement (our receivers) gets a link: one kept connection on
-// which frames are written as they come, several to a write under load,
-// without waiting for earlier acknowledgements, which are matched to
-// frames in order, as net/rpc's client matches replies. Any other peer
-// (the original acomm, a service written with UnixListener, one not heard
-// from yet) gets a connection per frame, so that no frame waits behind a
-// connection the peer has stopped reading; when the acknowledgement lists
-// "pipeline", that connection becomes the link. URLs go in the object
-// form to a peer not known to read strings.
+// Outgoing unix frames. A peer that listed "pipeline" (ours) gets a link:
+// one kept connection, frames written as they come (several to a write
+// under load) without waiting for earlier acknowledgements, which match
+// frames in order. Any other peer gets a connection per frame, so that no
+// frame waits behind a connection the peer no longer reads; one whose
+// acknowledgement lists "pipeline" becomes the link.
 
-// linkIdleTimeout is how long an idle link is kept; well below the
-// receivers' DefaultIdleTimeout, so that we close it before they do.
+// linkIdleTimeout is how long an idle link is kept: below the receivers'
+// DefaultIdleTimeout, so that we close it first.
 const linkIdleTimeout = 30 * time.Second
 
 // links holds the link of each socket path that has one.
@@ -37,9 +35,9 @@ var links = struct {
 	swept time.Time // see adoptLink
 }{m: make(map[string]*link)}
 
-// link is a connection to a peer. No goroutine waits on it: a sender that
-// finds nobody reading acknowledgements reads them itself until its own
-// is in, then passes the reading on to a goroutine if more are awaited.
+// link is a connection to a peer. No goroutine waits on an idle one: a
+// sender that finds nobody reading acknowledgements reads them until its
+// own is in, then passes the reading on if more are awaited.
 type link struct {
 	path     string
 	conn     net.Conn
@@ -67,8 +65,8 @@ type exchange struct {
 	done     chan error // gets the outcome, once
 }
 
-// peerFeatures returns the features that the peer at the unix socket path
-// listed when its link was made; nil when it has none.
+// peerFeatures returns the features listed by the peer at path when its
+// link was made; nil when it has none.
 func peerFeatures(path string) []string {
 	if l := linkFor(path); l != nil {
 		return l.features
@@ -83,9 +81,8 @@ func linkFor(path string) *link {
 	return links.m[path]
 }
 
-// CloseIdleConnections closes the unix connections that Send keeps open
-// for reuse and on which no acknowledgement is awaited. Later sends open
-// new ones as needed.
+// CloseIdleConnections closes the unix connections that Send keeps for
+// reuse and on which no acknowledgement is awaited.
 func CloseIdleConnections() { closeIdleLinks(0) }
 
 // closeIdleLinks closes the links idle for d or longer.
@@ -105,9 +102,8 @@ func closeIdleLinks(d time.Duration) {
 	}
 }
 
-// adoptLink makes l, a connection whose peer listed "pipeline", the link
-// of its path, unless the path has one. Now and then, it closes the links
-// idle past linkIdleTimeout.
+// adoptLink makes l the link of its path, unless the path has one; now and
+// then, it closes the links idle past linkIdleTimeout.
 func adoptLink(l *link) bool {
 	links.Lock()
 	defer links.Unlock()
@@ -122,10 +118,9 @@ func adoptLink(l *link) bool {
 	return true
 }
 
-// postUnix sends payload to the unix socket at path within ctx and cfg's
-// settings. It returns a channel that gets the acknowledgement's outcome:
-// at once when the frame is queued on the peer's link and another sender
-// reads acknowledgements, otherwise once the outcome is in.
+// postUnix sends payload to the socket at path, within ctx and cfg's
+// settings, and returns a channel that gets the acknowledgement's outcome
+// (at once if another sender reads the link's acknowledgements).
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-chan error, error) {
 	l := linkFor(path)
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
@@ -145,8 +140,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 }
 
 // exchangeOnce sends frame on a connection of its own and reads the
-// acknowledgement, within ctx and timeout. The connection becomes the
-// link of path if the peer lists "pipeline"; otherwise it is closed.
+// acknowledgement, within ctx and timeout.
 func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
@@ -172,9 +166,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	return err
 }
 
-// post queues frame on the link and writes it, unless a sender is writing
-// (which then writes it with its own). lead reports that the caller must
-// read acknowledgements (see read); ex is nil when the link is dead.
+// post queues frame and writes it, unless a sender is writing (which then
+// writes it too); lead says the caller must read acknowledgements (see
+// read). ex is nil when the link is dead.
 func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead bool) {
 	now := time.Now()
 	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1)}
@@ -189,9 +183,8 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 	l.used = now
 	lead, l.reading = !l.reading, true
 	for !l.flushing && len(l.out) > 0 && !l.dead {
-		// Write out, unlocked: frames posted meanwhile go with the next
-		// write. Frames of a link that a failed write did not reach the
-		// peer with are sent again on a connection of their own.
+		// Frames posted meanwhile go with the next write. Those that a
+		// failed write did not reach the peer with are sent again.
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
@@ -221,9 +214,8 @@ func (ex *exchange) resend(path string) {
 	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout)
 }
 
-// failLocked kills the link: it is forgotten, its connection closed, and
-// every frame awaiting acknowledgement fails with err, but those not yet
-// written, which are resent. l.mu must be held.
+// failLocked closes and forgets the link; the frames awaiting
+// acknowledgement fail with err, those not yet written are resent.
 func (l *link) failLocked(err error) {
 	if l.dead {
 		return
@@ -245,11 +237,10 @@ func (l *link) failLocked(err error) {
 	l.queue, l.out, l.unsent = nil, nil, 0
 }
 
-// read hands each acknowledgement to its frame, in order, until mine has
-// its own (for a nil mine, until none is awaited), ctx ends or the link
-// fails, each wait bounded by the oldest frame's deadline. The caller
-// holds the reading role (l.reading): read passes it on to a goroutine if
-// acknowledgements are still awaited, and releases it otherwise.
+// read hands acknowledgements to their frames until mine has its own (nil:
+// none is awaited), ctx ends or the link fails, each wait bounded by the
+// oldest frame's deadline. Its caller holds l.reading, which it passes on
+// to a goroutine if acknowledgements are still awaited.
 func (l *link) read(ctx context.Context, mine *exchange) {
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, func() { // wake the read
@@ -291,7 +282,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize)
 		}
-		features, ackErr := ackOutcome(body, once)
+		features, ackErr := ackOutcome(body)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -316,25 +307,22 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 	}
 }
 
-// ackOutcome decodes an acknowledgement: the features it lists (when
-// wanted), and nil when it accepts the frame, an error matching ErrRefused
-// (and, through RemoteError, the receiver's sentinel) when it refuses it,
-// one matching ErrMalformedFrame when it is no acknowledgement.
-func ackOutcome(body []byte, wantFeatures bool) ([]string, error) {
-	features, err := decodeResponse(body, nil, wantFeatures)
-	var re *RemoteError
-	switch {
-	case errors.As(err, &re):
-		return features, fmt.Errorf("%w: %w", ErrRefused, err)
-	case err != nil:
+// ackOutcome decodes an acknowledgement: its features, and
+// nil, a refusal (matching ErrRefused and the reason's sentinel) or an
+// error matching ErrMalformedFrame.
+func ackOutcome(body []byte) ([]string, error) {
+	var ack responseWire
+	if err := jsonv2.Unmarshal(body, &ack); err != nil {
 		return nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
 	}
-	return features, nil
+	if ack.Error != "" {
+		return ack.Features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
+	}
+	return ack.Features, nil
 }
 
-// exchangeError wraps an error of a frame's exchange: one of the
-// connection matches ErrConnection, and a peer that hung up instead of
-// acknowledging is not a clean end (the frame may have been handled).
+// exchangeError wraps an error of a frame's exchange: a connection's in
+// ErrConnection; a hang-up instead of an acknowledgement is no clean end.
 func exchangeError(stage string, err error) error {
 	switch {
 	case isWireError(err):

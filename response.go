@@ -59,7 +59,7 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 // message becomes a *RemoteError; the stream URL may be a string or the
 // original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
-	_, err := decodeResponse(data, r, false)
+	_, err := decodeResponse(data, r)
 	return err
 }
 

@@ -289,7 +289,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if _, err := decodeResponse(body, resp, false); err != nil {
+	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
