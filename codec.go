@@ -12,12 +12,12 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 )
 
-// The wire messages are decoded by github.com/go-json-experiment/json
-// (encoding/json/v2 to be), which refuses invalid UTF-8 and duplicate
-// names (that encoding/json passes on, altered or ambiguous) and costs
-// about a third as much (see the commit), through the structs below.
+// Wire messages are decoded by github.com/go-json-experiment/json, which
+// refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
+// and costs about a third as much (see the commit).
 
-// requestWire is the wire form of a Request.
+// requestWire and responseWire (also an acknowledgement's) are the forms
+// on the wire.
 type requestWire struct {
 	ID   string         `json:"id"`
 	Task string         `json:"task"`
@@ -25,7 +25,6 @@ type requestWire struct {
 	Args jsontext.Value `json:"args"`
 }
 
-// responseWire is the wire form of a Response, or of an acknowledgement.
 type responseWire struct {
 	ID       string         `json:"id"`
 	Result   jsontext.Value `json:"result"`
@@ -51,13 +50,10 @@ func rawMessage(v jsontext.Value) *json.RawMessage {
 	return &raw
 }
 
-// Encoding is a template per message whose values the library writes:
-// strings quoted by jsontext.AppendQuote, raw values checked with
-// jsontext's validator. (Its Encoder would check each raw value again,
-// name by name, deep in the stack of the goroutine that answers.)
+// Encoding fills a template per message with values the library quoted or
+// checked (its Encoder would check raw values again, deep in the stack).
 
-// appendRequest appends the wire JSON of req to b, with URLs in the
-// object form when legacy is set.
+// appendRequest appends the wire JSON of req to b (URLs as objects if legacy).
 func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	hook, err := urlValue(req.ResponseHook, legacy)
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), req.ID)
@@ -70,8 +66,8 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendResponse appends the wire JSON of resp to b, with URLs in the
-// object form when legacy is set; an acknowledgement lists features.
+// appendResponse appends the wire JSON of resp to b (URLs as objects if
+// legacy); an acknowledgement lists features.
 func appendResponse(b []byte, resp *Response, legacy bool, features ...string) ([]byte, error) {
 	stream, err := urlValue(resp.StreamURL, legacy)
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), resp.ID)
@@ -108,7 +104,7 @@ func appendRaw(b []byte, raw *json.RawMessage) ([]byte, error) {
 }
 
 // decodeRequest decodes the wire JSON of a request into req. Errors match
-// ErrInvalidRequest (and ErrInvalidURL for a bad response hook).
+// ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
 	var w requestWire
 	if err := jsonv2.Unmarshal(body, &w); err != nil {
@@ -122,9 +118,8 @@ func decodeRequest(body []byte, req *Request) error {
 	return nil
 }
 
-// decodeResponse decodes the wire JSON of a response into resp and
-// returns the features it lists (an acknowledgement's). Errors match
-// ErrInvalidResponse (and ErrInvalidURL for a bad stream URL).
+// decodeResponse decodes the wire JSON of a response into resp, and the
+// features it lists. Errors match ErrInvalidResponse (and ErrInvalidURL).
 func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	var w responseWire
 	if err := jsonv2.Unmarshal(body, &w); err != nil {
@@ -151,10 +146,8 @@ func decodeError(kind, err error) error {
 	return fmt.Errorf("%w: %w", kind, err)
 }
 
-// URLs travel as strings ("unix:///run/x.sock"), or as the object that
-// the original acomm's encoding/json made of a *url.URL, which encoding/json
-// still reads and writes. Both are read; the object form is written when
-// legacy is set.
+// URLs travel as strings ("unix:///run/x.sock") or in the object form the
+// original's encoding/json gave a *url.URL, which it still reads and writes.
 
 // urlValue returns the wire JSON of u in the form chosen; null for nil.
 func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
@@ -167,12 +160,11 @@ func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
 	return jsontext.AppendQuote(nil, u.String())
 }
 
-// readURL reads a URL in either form, reporting whether it was the object
-// form. The URL returned is what its text says, which is what gets
-// dialed, so that a check of its parts is a check of the destination: an
-// object whose parts say something else (an Opaque or RawPath beside a
-// Host and Path), or whose user info was lost ({}), is refused, and so is
-// an opaque http(s) URL. null, "" and "#" give nil.
+// readURL reads a URL in either form and says if it was an object. The URL
+// is what its text says, which is what gets dialed, so a check of its parts
+// checks the destination: an object whose parts say otherwise (Opaque or
+// RawPath beside Host and Path) or lost its user info ({}) is refused, as
+// is an opaque http(s) URL. null, "" and "#" give nil.
 func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 	switch legacy = v.Kind() == '{'; {
 	case legacy:
@@ -203,8 +195,7 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 	return u, legacy, opaqueHTTP(u)
 }
 
-// opaqueHTTP refuses an opaque http(s) URL ("http:h/p"), whose host is not
-// what it seems.
+// opaqueHTTP refuses an opaque http(s) URL ("http:h/p"): no host is seen.
 func opaqueHTTP(u *url.URL) error {
 	if u.Opaque != "" && (u.Scheme == "http" || u.Scheme == "https") {
 		return fmt.Errorf("%w: opaque %s url", ErrInvalidURL, u.Scheme)

@@ -11,9 +11,8 @@ import (
 	"time"
 )
 
-// The wire framing: every message on a unix socket is a 4-byte big-endian
-// length followed by that many bytes of JSON (README.md, "Wire format").
-// readFrame and appendFrame are the only code that reads or writes it.
+// Framing (README.md, "Wire format"): a 4-byte big-endian length, then that
+// many bytes of JSON. Only readFrame and appendFrame read or write it.
 
 const (
 	// frameHeaderSize is the size of the length prefix.
@@ -29,10 +28,9 @@ const (
 	frameChunk = 64 << 10
 )
 
-// readFrame reads one frame from r and returns its body. It returns io.EOF
-// when r ends before a frame starts, an error matching ErrTruncatedFrame
-// when r ends inside one, and a *FrameSizeError, with nothing of the body
-// read, when the declared length exceeds max (<= 0: DefaultMaxFrameSize).
+// readFrame reads one frame's body from r: io.EOF if r ends before it,
+// ErrTruncatedFrame inside it, a *FrameSizeError with the body unread if
+// it is longer than max (<= 0: DefaultMaxFrameSize).
 func readFrame(r io.Reader, max int) ([]byte, error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -62,10 +60,9 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 }
 
 // appendFrame appends payload to b as one frame: a *Request or *Response
-// in its wire form, with URLs in the original's object form when legacy
-// (or the message's LegacyURLs) is set; anything else as encoding/json
-// marshals it.
-func appendFrame(b []byte, payload any, legacy bool, max int) ([]byte, error) {
+// in its wire form (see appendRequest, appendResponse), anything else as
+// encoding/json marshals it.
+func appendFrame(b []byte, payload any, legacy bool, max int, features ...string) ([]byte, error) {
 	start := len(b)
 	b = append(b, 0, 0, 0, 0)
 	var err error
@@ -78,7 +75,7 @@ func appendFrame(b []byte, payload any, legacy bool, max int) ([]byte, error) {
 		b = append(b, "null"...)
 	case *Response:
 		if p != nil {
-			b, err = appendResponse(b, p, legacy || p.LegacyURLs)
+			b, err = appendResponse(b, p, legacy || p.LegacyURLs, features...)
 			break
 		}
 		b = append(b, "null"...)
@@ -101,18 +98,8 @@ func appendFrame(b []byte, payload any, legacy bool, max int) ([]byte, error) {
 	return b, nil
 }
 
-// encodeFrame writes payload (see appendFrame) as one frame.
-func encodeFrame(w io.Writer, payload any, max int) error {
-	frame, err := appendFrame(nil, payload, false, max)
-	if err == nil {
-		_, err = w.Write(frame)
-	}
-	return err
-}
-
-// decodeFrame reads one frame and unmarshals it into dest. A body that is
-// not what dest needs matches ErrMalformedFrame (and, for a request or a
-// response, ErrInvalidRequest or ErrInvalidResponse).
+// decodeFrame reads one frame and unmarshals it into dest; a body that is
+// not what dest needs matches ErrMalformedFrame.
 func decodeFrame(r io.Reader, dest any, max int) error {
 	body, err := readFrame(r, max)
 	if err != nil {
@@ -142,7 +129,11 @@ func SendConnData(conn net.Conn, payload interface{}) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
 		return fmt.Errorf("%w: set write deadline: %w", ErrConnection, err)
 	}
-	return connError(encodeFrame(conn, payload, DefaultMaxFrameSize))
+	frame, err := appendFrame(nil, payload, false, DefaultMaxFrameSize)
+	if err == nil {
+		_, err = conn.Write(frame)
+	}
+	return connError(err)
 }
 
 // UnmarshalConnData reads and unmarshals JSON data from the connection into
@@ -158,8 +149,7 @@ func UnmarshalConnData(conn net.Conn, dest interface{}) error {
 	return connError(decodeFrame(conn, dest, DefaultMaxFrameSize))
 }
 
-// isWireError reports whether err matches a sentinel of the wire format
-// or of bad input.
+// isWireError reports whether err matches a sentinel of the wire format.
 func isWireError(err error) bool {
 	for _, s := range []error{ErrTruncatedFrame, ErrFrameTooLarge, ErrMalformedFrame,
 		ErrInvalidArgument, ErrInvalidRequest, ErrInvalidResponse, ErrInvalidURL, ErrRefused} {
@@ -170,8 +160,7 @@ func isWireError(err error) bool {
 	return false
 }
 
-// connError wraps an I/O error of a connection (io.EOF included) in
-// ErrConnection; wire-format errors stay as they are.
+// connError wraps a connection's I/O error (io.EOF too) in ErrConnection.
 func connError(err error) error {
 	if err == nil || isWireError(err) {
 		return err

@@ -794,3 +794,12 @@ func writeFrame(w io.Writer, body []byte, max int) error {
 	_, err := w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
 	return err
 }
+
+// encodeFrame writes payload (see appendFrame) as one frame.
+func encodeFrame(w io.Writer, payload any, max int) error {
+	frame, err := appendFrame(nil, payload, false, max)
+	if err == nil {
+		_, err = w.Write(frame)
+	}
+	return err
+}

@@ -17,15 +17,12 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 )
 
-// Outgoing unix frames. A peer that listed "pipeline" (ours) gets a link:
-// one kept connection, frames written as they come (several to a write
-// under load) without waiting for earlier acknowledgements, which match
-// frames in order. Any other peer gets a connection per frame, so that no
-// frame waits behind a connection the peer no longer reads; one whose
-// acknowledgement lists "pipeline" becomes the link.
+// A peer that listed "pipeline" gets a link: one kept connection, frames
+// written as they come (several to a write under load) without waiting
+// for earlier acknowledgements, which match frames in order. Any other
+// gets a connection per frame (one acknowledged with "pipeline" is kept).
 
-// linkIdleTimeout is how long an idle link is kept: below the receivers'
-// DefaultIdleTimeout, so that we close it first.
+// linkIdleTimeout (below receivers' DefaultIdleTimeout) bounds idle links.
 const linkIdleTimeout = 30 * time.Second
 
 // links holds the link of each socket path that has one.
@@ -36,8 +33,8 @@ var links = struct {
 }{m: make(map[string]*link)}
 
 // link is a connection to a peer. No goroutine waits on an idle one: a
-// sender that finds nobody reading acknowledgements reads them until its
-// own is in, then passes the reading on if more are awaited.
+// sender that finds nobody reading acknowledgements reads until its own
+// is in, then passes the reading on if more are awaited.
 type link struct {
 	path     string
 	conn     net.Conn
@@ -57,12 +54,12 @@ type link struct {
 	used     time.Time   // when a frame was last posted
 }
 
-// exchange is a frame sent on a link, awaiting its acknowledgement.
+// exchange is a frame awaiting its acknowledgement, whose outcome done gets.
 type exchange struct {
 	frame    []byte
 	timeout  time.Duration
-	deadline time.Time  // for its acknowledgement
-	done     chan error // gets the outcome, once
+	deadline time.Time
+	done     chan error
 }
 
 // peerFeatures returns the features listed by the peer at path when its
@@ -102,8 +99,8 @@ func closeIdleLinks(d time.Duration) {
 	}
 }
 
-// adoptLink makes l the link of its path, unless the path has one; now and
-// then, it closes the links idle past linkIdleTimeout.
+// adoptLink makes l its path's link, unless there is one; it also closes
+// idle links now and then.
 func adoptLink(l *link) bool {
 	links.Lock()
 	defer links.Unlock()
@@ -139,8 +136,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout)
 }
 
-// exchangeOnce sends frame on a connection of its own and reads the
-// acknowledgement, within ctx and timeout.
+// exchangeOnce sends frame on a connection of its own, within ctx and timeout.
 func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
@@ -183,8 +179,8 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 	l.used = now
 	lead, l.reading = !l.reading, true
 	for !l.flushing && len(l.out) > 0 && !l.dead {
-		// Frames posted meanwhile go with the next write. Those that a
-		// failed write did not reach the peer with are sent again.
+		// (Frames posted meanwhile go with the next write; those a failed
+		// write did not deliver are resent.)
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
@@ -242,14 +238,12 @@ func (l *link) failLocked(err error) {
 // oldest frame's deadline. Its caller holds l.reading, which it passes on
 // to a goroutine if acknowledgements are still awaited.
 func (l *link) read(ctx context.Context, mine *exchange) {
-	if ctx.Done() != nil {
-		defer context.AfterFunc(ctx, func() { // wake the read
-			l.mu.Lock()
-			l.rdl = time.Unix(1, 0)
-			_ = l.conn.SetReadDeadline(l.rdl)
-			l.mu.Unlock()
-		})()
-	}
+	defer context.AfterFunc(ctx, func() { // wake the read
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.rdl = time.Unix(1, 0)
+		_ = l.conn.SetReadDeadline(l.rdl)
+	})()
 	for {
 		cd, hasDeadline := ctx.Deadline()
 		if hasDeadline && !time.Now().Before(cd) {
@@ -270,7 +264,6 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		}
 		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
 		l.mu.Unlock()
-
 		_, err := l.br.Peek(1)
 		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(front.deadline) {
 			l.mu.Lock()
@@ -307,9 +300,8 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 	}
 }
 
-// ackOutcome decodes an acknowledgement: its features, and
-// nil, a refusal (matching ErrRefused and the reason's sentinel) or an
-// error matching ErrMalformedFrame.
+// ackOutcome decodes an acknowledgement: its features, and nil, a refusal
+// (ErrRefused and the reason's sentinel) or an ErrMalformedFrame error.
 func ackOutcome(body []byte) ([]string, error) {
 	var ack responseWire
 	if err := jsonv2.Unmarshal(body, &ack); err != nil {

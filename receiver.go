@@ -2,7 +2,6 @@ package acomm
 
 import (
 	"bufio"
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -12,59 +11,49 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/sirupsen/logrus"
 )
 
-// Features a receiver lists in the "features" field of its
-// acknowledgements; a sender treats a peer whose acknowledgement lacks one
-// as not having it (the original acomm lists none).
+// Features a receiver lists in its acknowledgements ("features"); a peer
+// whose acknowledgement lacks one has not got it (the original lists none).
 const (
-	// featurePipeline: the receiver reads frame after frame on a
-	// connection and acknowledges them in order.
-	featurePipeline = "pipeline"
-	// featureStringURLs: the receiver reads URLs in the string form.
-	featureStringURLs = "string-urls"
+	featurePipeline   = "pipeline"    // reads frame after frame, acknowledges in order
+	featureStringURLs = "string-urls" // reads URLs in the string form
 )
 
 // baseFeatures are the features of every receiver in this package.
 var baseFeatures = []string{featurePipeline, featureStringURLs}
 
-// frameHandler handles one received frame body. It returns the ID to put in
-// the acknowledgement, the refusal reason (nil to accept), and a func to run
-// for an accepted frame (nil for none), which must not block.
+// frameHandler handles a frame body: the ID for the acknowledgement, the
+// refusal reason (nil: accepted) and a func to run, which must not block.
 type frameHandler func(body []byte) (id string, refusal error, after func())
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
-// frameServer is the state of serveFrames on one connection.
+// frameServer is serveFrames's state on a connection.
 type frameServer struct {
 	conn     net.Conn
 	cfg      *config
 	log      logrus.FieldLogger
 	features []string
-	ackTail  []byte    // an acceptance after its id
 	rdl, wdl time.Time // the deadlines set on conn
 	out      []byte    // acknowledgements not yet written
 	afters   []func()
 }
 
-// serveFrames reads frame after frame from conn until the peer closes it,
-// it idles past cfg.idleTimeout, or a frame cannot be read, allowing
-// cfg.ioTimeout for a frame begun to arrive whole. It reads ahead: frames
-// that arrived together are handled in turn, their after funcs run (so
-// that no answer waits for a write), then their acknowledgements, which
-// list baseFeatures and extra, go out with one write. A frame that is too
-// large is refused, then its body skipped.
+// serveFrames reads frames from conn until the peer closes it, it idles
+// past cfg.idleTimeout, or a frame cannot be read whole in cfg.ioTimeout.
+// Frames that arrived together are handled in turn, their after funcs run
+// (no answer waits for a write), then their acknowledgements, listing
+// baseFeatures and extra, go out in one write. An oversized frame is
+// refused, then skipped.
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, extra ...string) {
 	handle = countingHandler(handle, refused)
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...)}
-	tmpl, _ := appendResponse(nil, &Response{}, false, s.features...)
-	s.ackTail = tmpl[len(`{"id":""`):]
 	for {
 		if br.Buffered() == 0 {
 			if !s.flush() || s.readDeadline(cfg.idleTimeout) != nil {
@@ -121,10 +110,9 @@ func (s *frameServer) readDeadline(d time.Duration) error {
 	return lazyDeadline(s.conn.SetReadDeadline, &s.rdl, time.Now().Add(d), d)
 }
 
-// lazyDeadline moves a connection's deadline, last set to *at, to want,
-// unless it is no later and at most 1/16 of span earlier: setting one is
-// not free, and each frame would set several. A wait so bounded ends
-// after between 15/16 of its span and all of it.
+// lazyDeadline moves a deadline, last set to *at, to want unless it is no
+// later and at most span/16 earlier (setting one costs, and each frame
+// would set several): a wait then ends after 15/16 of span to all of it.
 func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span time.Duration) error {
 	if !at.After(want) && at.After(want.Add(-span/16)) {
 		return nil
@@ -133,23 +121,13 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 	return set(want)
 }
 
-// ack queues the acknowledgement of a frame. An acceptance is the
-// connection's template, made by the encoder, with the id quoted in.
+// ack queues the acknowledgement of a frame.
 func (s *frameServer) ack(id string, refusal error) {
-	start := len(s.out)
-	s.out = append(s.out, 0, 0, 0, 0)
-	var err error
-	if refusal == nil {
-		s.out, err = jsontext.AppendQuote(append(s.out, `{"id":`...), id)
-		s.out = append(s.out, s.ackTail...)
+	out, err := appendFrame(s.out, &Response{ID: id, Error: refusal}, false, 0, s.features...)
+	if err != nil { // text that is not UTF-8: a handler's bug
+		out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
 	}
-	if refusal != nil || err != nil { // (err: an id that is not UTF-8, a handler's bug)
-		s.out, err = appendResponse(s.out[:start+frameHeaderSize], &Response{ID: id, Error: cmp.Or(refusal, err)}, false, s.features...)
-		if err != nil {
-			s.out, _ = appendResponse(s.out[:start+frameHeaderSize], &Response{Error: err}, false, s.features...)
-		}
-	}
-	binary.BigEndian.PutUint32(s.out[start:], uint32(len(s.out)-start-frameHeaderSize))
+	s.out = out
 }
 
 // flush runs the queued after funcs, then writes the queued

@@ -12,47 +12,40 @@ import (
 	"time"
 )
 
-// DefaultHTTPTimeout bounds a whole HTTP exchange made by Send and the
-// tracker's response forwarding.
+// DefaultHTTPTimeout bounds a whole HTTP exchange made by Send.
 const DefaultHTTPTimeout = 30 * time.Second
 
-// httpClient is the client of HTTP sends: every phase has a timeout, and
-// no proxy is used.
+// httpClient is the client of HTTP sends: no proxy, every phase bounded.
 var httpClient = func() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy, t.MaxIdleConnsPerHost, t.ResponseHeaderTimeout = nil, 16, DefaultHTTPTimeout
 	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: t}
 }()
 
-// sendDefaults are the settings of Send and SendContext.
 var sendDefaults = config{maxFrameSize: DefaultMaxFrameSize, ioTimeout: DefaultIOTimeout}
 
 // Send sends the payload to the specified URL. For a unix URL it writes
-// one frame and waits for the receiver's acknowledgement frame; an
-// acknowledgement that carries an error is returned as an error matching
+// one frame and waits for the acknowledgement; a refusal matches
 // ErrRefused (and, through RemoteError, the receiver's sentinel). For an
 // http(s) URL it POSTs the JSON; a non-2xx status matches ErrHTTPStatus.
-// URLs in a frame to a peer not known to read the string form (such as
-// the original acomm) travel in the object form.
+// A peer not known to read URLs as strings gets them in the object form.
 func Send(addr *url.URL, payload interface{}) error {
 	return sendMsg(context.Background(), addr, payload, &sendDefaults)
 }
 
-// SendContext is Send bounded by ctx as well as DefaultIOTimeout: when
-// ctx ends first, it returns ctx.Err() (the frame may have been
-// delivered).
+// SendContext is Send bounded by ctx too: when ctx ends first, it returns
+// ctx.Err() (the frame may have been delivered).
 func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error {
 	return sendMsg(ctx, addr, payload, &sendDefaults)
 }
 
-// Send is SendContext with the tracker's settings (WithMaxFrameSize,
-// WithIOTimeout, WithLegacyURLs).
+// Send is SendContext with the tracker's settings (frame size, I/O timeout,
+// legacy URLs).
 func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) error {
 	return sendMsg(ctx, addr, payload, &t.cfg)
 }
 
-// sendMsg sends payload to addr and waits for the acknowledgement, within
-// ctx and cfg's settings.
+// sendMsg sends payload to addr and waits for its acknowledgement.
 func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error {
 	ack, err := post(ctx, addr, payload, cfg)
 	if err != nil || ack == nil {
@@ -66,8 +59,7 @@ func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error
 	}
 }
 
-// post starts sending payload to addr (see postUnix); an http(s) send is
-// made at once.
+// post starts sending payload to addr (see postUnix).
 func post(ctx context.Context, addr *url.URL, payload any, cfg *config) (<-chan error, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
