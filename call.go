@@ -25,10 +25,24 @@ import (
 // cannot be sent is not tracked either, and the send error is returned.
 // The tracker must be running.
 //
+// The request carries the time left until its timeout ("timeout_ms"; see
+// Request.Deadline) and the meta set on ctx by ContextWithMeta. When ctx
+// ends or the request times out, a service that understands it is told
+// to cancel the request (see the README's wire format). Call runs
+// through the middleware of WithCallMiddleware.
+//
 // The request's response hook is the tracker's unix socket, except for an
 // http(s) destination when the tracker has an HTTP hook (WithHTTPHook):
 // an acomm bridge on another machine answers there.
 func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
+	if t.callFn != nil {
+		return t.callFn(ctx, dest, task, args)
+	}
+	return t.call(ctx, dest, task, args)
+}
+
+// call is Call without its middleware.
+func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
@@ -56,6 +70,7 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 		SuccessHandler: h,
 		ErrorHandler:   h,
 		LegacyURLs:     t.cfg.legacyURLs,
+		Meta:           metaFromContext(ctx),
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -72,11 +87,11 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.trackInline(req, timeout); err != nil {
+	if err := t.trackInline(req, timeout, dest); err != nil {
 		return nil, err
 	}
 	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {
-		if t.RemoveRequest(req) {
+		if t.remove(req, false) {
 			return nil, err
 		}
 		// Answered (or timed out) while the send was failing: the

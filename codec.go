@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -25,6 +27,17 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	b = append(b, `,"args":`...)
 	if b, err = appendRaw(b, req.Args); err != nil {
 		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
+	}
+	if !req.deadline.IsZero() {
+		b = append(b, `,"timeout_ms":`...)
+		b = strconv.AppendInt(b, timeoutMS(req.deadline, time.Now()), 10)
+	}
+	if len(req.Meta) > 0 {
+		m, err := json.Marshal(req.Meta)
+		if err != nil {
+			return nil, fmt.Errorf("%w: meta: %w", ErrInvalidRequest, err)
+		}
+		b = append(append(b, `,"meta":`...), m...)
 	}
 	return append(b, '}'), nil
 }

@@ -91,7 +91,7 @@ func (m *MultiRequest) trackRequest(req *Request) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
 	}
-	return m.tracker.trackInline(req, m.timeout)
+	return m.tracker.trackInline(req, m.timeout, nil)
 }
 
 // handle records a response; it is both handlers of every added request.
@@ -210,7 +210,9 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 			if err := Send(s.dest, s.req); err != nil {
 				m.RemoveRequest(s.req)
 				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
+				continue
 			}
+			m.tracker.setDest(s.req.ID, s.dest)
 		}
 	}
 	var wg sync.WaitGroup

@@ -25,12 +25,13 @@ type config struct {
 	socketMode        os.FileMode
 	streamIdleTimeout time.Duration
 	legacyURLs        bool
-	gracePeriod       time.Duration // Server: see WithGracePeriod
-	maxHandlers       int           // Server: see WithMaxHandlers
-	peerCheck         PeerCheck     // see WithPeerCheck
-	maxConns          int           // see WithMaxConns
-	maxTracked        int           // Tracker: see WithMaxTracked
-	httpHook          *url.URL      // Tracker: see WithHTTPHook
+	gracePeriod       time.Duration             // Server: see WithGracePeriod
+	maxHandlers       int                       // Server: see WithMaxHandlers
+	peerCheck         PeerCheck                 // see WithPeerCheck
+	maxConns          int                       // see WithMaxConns
+	maxTracked        int                       // Tracker: see WithMaxTracked
+	httpHook          *url.URL                  // Tracker: see WithHTTPHook
+	callMiddleware    []func(CallFunc) CallFunc // Tracker: see WithCallMiddleware
 }
 
 // Defaults for the settings options change.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/pborman/uuid"
 )
@@ -18,7 +19,8 @@ type ResponseHandler func(*Request, *Response)
 // will be called appropriately to handle a response.
 //
 // On the wire a Request is the JSON object
-// {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...}.
+// {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...},
+// with "timeout_ms" (see Deadline) and "meta" when set.
 type Request struct {
 	ID             string           `json:"id"`
 	Task           string           `json:"task"`
@@ -33,14 +35,24 @@ type Request struct {
 	// form, and NewResponse copies it to the response, so replies to an
 	// original peer are readable by it.
 	LegacyURLs bool `json:"-"`
+
+	// Meta is data about the request beside its args, such as trace
+	// context or the caller's identity, as gRPC's metadata: see
+	// ContextWithMeta, and MaxMetaEntries for its limits and the form
+	// of its keys. Omitted from the wire when empty.
+	Meta map[string]string `json:"meta,omitempty"`
+
+	deadline time.Time // see Deadline
 }
 
 // requestJSON is the wire form of a Request.
 type requestJSON struct {
-	ID           string           `json:"id"`
-	Task         string           `json:"task"`
-	ResponseHook json.RawMessage  `json:"responsehook"`
-	Args         *json.RawMessage `json:"args"`
+	ID           string            `json:"id"`
+	Task         string            `json:"task"`
+	ResponseHook json.RawMessage   `json:"responsehook"`
+	Args         *json.RawMessage  `json:"args"`
+	TimeoutMS    *int64            `json:"timeout_ms,omitempty"`
+	Meta         map[string]string `json:"meta,omitempty"`
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
@@ -155,6 +167,7 @@ func (req *Request) MarshalJSON() ([]byte, error) {
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
+	req.Meta, req.deadline = nil, time.Time{}
 	if decodeRequestFast(data, req) {
 		return nil
 	}
@@ -167,6 +180,10 @@ func (req *Request) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
+	req.Meta = rj.Meta
+	if rj.TimeoutMS != nil {
+		req.deadline = deadlineFromMS(*rj.TimeoutMS, time.Now())
+	}
 	return nil
 }
 
@@ -214,7 +231,8 @@ func unmarshalRaw(src *json.RawMessage, dest interface{}, kind error) error {
 }
 
 // Validate validates the request: it must have an ID, a task and a unix,
-// http or https response hook.
+// http or https response hook, and its Meta must be within the limits
+// (see MaxMetaEntries).
 func (req *Request) Validate() error {
 	switch {
 	case req == nil:
@@ -229,5 +247,5 @@ func (req *Request) Validate() error {
 	if err := checkURL(req.ResponseHook); err != nil {
 		return fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
-	return nil
+	return validateMeta(req.Meta)
 }

@@ -101,8 +101,10 @@ type Server struct {
 	socketPath string
 	tracker    *Tracker
 
-	handlersMu sync.Mutex                             // serializes Handle
-	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
+	handlersMu sync.Mutex                             // serializes Handle and Use; protects raw, middleware
+	handlers   atomic.Pointer[map[string]TaskHandler] // wrapped in middleware; copied on write
+	raw        map[string]TaskHandler                 // as given to Handle
+	middleware []func(TaskHandler) TaskHandler        // see Use
 
 	mu       sync.Mutex // protects the fields below
 	cfg      config     // not changed once started
@@ -111,6 +113,8 @@ type Server struct {
 	ctx      context.Context // handlers' context; cancelled by Stop
 	cancel   context.CancelFunc
 	jobs     map[*job]struct{} // handlers running, answer not yet sent
+	byID     map[string]*job   // the jobs, by request ID; see cancelJob
+	early    idRing            // cancel notices that came before their request
 	answers  chan struct{}     // slots for immediate answers; see answerNow
 	idle     chan struct{}     // made by Stop; closed when jobs is empty
 	stopDone chan struct{}     // closed when Stop finishes
@@ -121,8 +125,10 @@ type Server struct {
 
 // job is one running handler.
 type job struct {
-	req   *Request
-	state atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	req      *Request
+	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	cancel   context.CancelFunc
+	byCaller atomic.Bool // cancelled by a cancel notice
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -149,6 +155,7 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 		cfg:        defaultConfig(),
 	}
 	s.handlers.Store(&map[string]TaskHandler{})
+	s.raw = map[string]TaskHandler{}
 	return s
 }
 
@@ -183,16 +190,17 @@ func (s *Server) Handle(task string, h TaskHandler) {
 	}
 	s.handlersMu.Lock()
 	defer s.handlersMu.Unlock()
+	s.raw[task] = h
 	old := *s.handlers.Load()
 	m := make(map[string]TaskHandler, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[task] = h
+	m[task] = s.wrapLocked(h)
 	s.handlers.Store(&m)
 }
 
-// handler returns the handler of task, or nil.
+// handler returns the handler of task, wrapped in the middleware, or nil.
 func (s *Server) handler(task string) TaskHandler {
 	return (*s.handlers.Load())[task]
 }
@@ -230,6 +238,7 @@ func (s *Server) Start() error {
 	s.ul = ul
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(map[*job]struct{})
+	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
 	s.state = serverRunning
 	s.bg.Add(1)
@@ -263,6 +272,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		}
 		return "", err, nil
 	}
+	if req.Task == cancelTask {
+		return req.ID, s.cancelNotice(req), nil
+	}
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
 	}
@@ -273,6 +285,11 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 // dispatch starts the handler of req, or answers it at once when there is
 // none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
+	if req.expired(time.Now()) {
+		s.stats.expired.Add(1)
+		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
+		return
+	}
 	h := s.handler(req.Task)
 	if h == nil {
 		s.stats.unknownTask.Add(1)
@@ -322,16 +339,31 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 	if len(s.jobs) >= s.cfg.maxHandlers {
 		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
 	}
+	if s.early.take(req.ID) {
+		s.stats.cancelled.Add(1)
+		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
+	}
 	j := &job{req: req}
+	var ctx context.Context
+	if dl, ok := req.Deadline(); ok {
+		ctx, j.cancel = context.WithDeadline(s.ctx, dl)
+	} else {
+		ctx, j.cancel = context.WithCancel(s.ctx)
+	}
 	s.jobs[j] = struct{}{}
-	return j, s.ctx, nil
+	s.byID[req.ID] = j
+	return j, ctx, nil
 }
 
 // release forgets j, and tells Stop when no job is left.
 func (s *Server) release(j *job) {
+	j.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.jobs, j)
+	if s.byID[j.req.ID] == j {
+		delete(s.byID, j.req.ID)
+	}
 	if len(s.jobs) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -352,8 +384,8 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 			Debug("dropped result of a handler that returned after Stop answered for it")
 		return
 	}
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrServerStopped) {
-		err = fmt.Errorf("%w: task %q: %w", ErrServerStopped, j.req.Task, err)
+	if err != nil && ctx.Err() != nil {
+		err = s.contextError(ctx, j, err)
 	}
 	s.respond(j.req, s.response(j.req, result, stream, err))
 }
@@ -489,6 +521,9 @@ func (s *Server) abandon() {
 		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
 			abandoned = append(abandoned, j)
 			delete(s.jobs, j)
+			if s.byID[j.req.ID] == j {
+				delete(s.byID, j.req.ID)
+			}
 		}
 	}
 	if len(s.jobs) == 0 && s.idle != nil {

@@ -32,6 +32,8 @@ type ServerStats struct {
 	Panics        uint64 // handlers that panicked
 	RefusedFrames uint64 // frames refused (undecodable, invalid, too large)
 	RefusedConns  uint64 // connections refused (peer check, connection bound)
+	Expired       uint64 // requests answered with ErrTimeout: past their deadline on arrival
+	Cancelled     uint64 // handlers cancelled by their caller's cancel notice
 }
 
 // trackerCounters are a tracker's live counters.
@@ -44,6 +46,7 @@ type trackerCounters struct {
 type serverCounters struct {
 	received, handled, responded, respondFailed atomic.Uint64
 	busy, unknownTask, panics, refusedFrames    atomic.Uint64
+	expired, cancelled                          atomic.Uint64
 }
 
 // Stats returns the tracker's counters.
@@ -71,6 +74,7 @@ func (s *Server) Stats() ServerStats {
 		Responded: c.responded.Load(), RespondFailed: c.respondFailed.Load(), Busy: c.busy.Load(),
 		UnknownTask: c.unknownTask.Load(), Panics: c.panics.Load(),
 		RefusedFrames: c.refusedFrames.Load(), RefusedConns: ul.totalRefused(),
+		Expired: c.expired.Load(), Cancelled: c.cancelled.Load(),
 	}
 }
 

@@ -44,8 +44,10 @@ type Tracker struct {
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
-	epoch time.Time // origin of the tracker's clock; see now
-	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
+	epoch   time.Time     // origin of the tracker's clock; see now
+	hook    *url.URL      // URL(), for the requests the tracker makes; never changed
+	callFn  CallFunc      // Call wrapped in its middleware; nil for none
+	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
 
 	mu               sync.Mutex // protects the fields below
 	state            int
@@ -82,8 +84,9 @@ const noTimer = int64(math.MaxInt64)
 type trackedRequest struct {
 	req       *Request
 	forwardTo *url.URL // for proxied requests: the original response hook
+	dest      *url.URL // where Call or SendAll sent it: for cancel notices
 	timeout   time.Duration
-	index     int32 // in the timeouts heap (32 bits: the struct fits 32 bytes)
+	index     int32 // in the timeouts heap
 	inline    bool  // the handlers never block: run them on any goroutine
 }
 
@@ -186,6 +189,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		requests:       make(map[string]*trackedRequest),
 		timerAt:        noTimer,
 		streams:        make(map[string]*unixStream),
+		cancels:        make(chan struct{}, maxCancelsInFlight),
 	}
 	if socketPath == "" {
 		dir, err := os.MkdirTemp("", "acomm-")
@@ -206,7 +210,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// WithLegacyURLs, WithCallMiddleware. It fails with ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -217,7 +221,11 @@ func (t *Tracker) Configure(opts ...Option) error {
 	if err := cfg.apply(opts); err != nil {
 		return err
 	}
-	t.cfg = cfg
+	callFn, err := chainCalls(cfg.callMiddleware, t.call)
+	if err != nil {
+		return err
+	}
+	t.cfg, t.callFn = cfg, callFn
 	return nil
 }
 
@@ -343,17 +351,19 @@ func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
 
 // track registers req; forwardTo is set for proxied requests.
 func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
-	return t.trackRequest(req, timeout, forwardTo, false)
+	return t.trackRequest(req, timeout, forwardTo, nil, false)
 }
 
 // trackInline registers req, whose handlers are the tracker's own and never
 // block, so that they may run on the goroutine that reads the response.
-func (t *Tracker) trackInline(req *Request, timeout time.Duration) error {
-	return t.trackRequest(req, timeout, nil, true)
+// dest, when known, is where it will be sent.
+func (t *Tracker) trackInline(req *Request, timeout time.Duration, dest *url.URL) error {
+	return t.trackRequest(req, timeout, nil, dest, true)
 }
 
-// trackRequest registers req; see track and trackInline.
-func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *url.URL, inline bool) error {
+// trackRequest registers req; see track and trackInline. It sets req's
+// deadline (see Request.Deadline) to the end of its timeout.
+func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, dest *url.URL, inline bool) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
@@ -362,7 +372,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
 	}
-	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
+	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, dest: dest, inline: inline}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -378,6 +388,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
 	}
 	t.stats.tracked.Add(1)
+	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
 		t.requestsPeak = n
@@ -468,6 +479,7 @@ func (t *Tracker) take(id string) *trackedRequest {
 func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
 	t.stats.timedOut.Add(1)
+	t.notifyCancel(tr)
 	resp := &Response{
 		ID:    tr.req.ID,
 		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
@@ -529,15 +541,26 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 // RemoveRequest should be used to remove a tracked request. Use in cases
 // such as sending failures, where there is no hope of a response being
 // received. It reports whether the request was tracked; once it returns
-// true, the request's handlers will not run.
+// true, the request's handlers will not run. A request sent by Call or
+// MultiRequest.SendAll is cancelled at its service (see the README's
+// wire format).
 func (t *Tracker) RemoveRequest(req *Request) bool {
+	return t.remove(req, true)
+}
+
+// remove is RemoveRequest; notify says whether to send a cancel notice.
+func (t *Tracker) remove(req *Request, notify bool) bool {
 	if req == nil {
 		return false
 	}
-	if t.take(req.ID) == nil {
+	tr := t.take(req.ID)
+	if tr == nil {
 		return false
 	}
 	t.stats.removed.Add(1)
+	if notify {
+		t.notifyCancel(tr)
+	}
 	t.pending.Done()
 	return true
 }
@@ -555,6 +578,13 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 	if req.ResponseHook.Scheme == "unix" {
 		return req, nil
 	}
+	if timeout <= 0 {
+		timeout = t.defaultTimeout
+	}
+	if dl, ok := req.Deadline(); ok {
+		// The caller waits no longer than it said.
+		timeout = max(min(timeout, time.Until(dl)), 1)
+	}
 	if err := t.track(req, timeout, req.ResponseHook); err != nil {
 		return nil, err
 	}
@@ -564,6 +594,8 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		ResponseHook: t.URL(),
 		Args:         req.Args,
 		LegacyURLs:   t.cfg.legacyURLs,
+		Meta:         req.Meta,
+		deadline:     req.deadline,
 	}, nil
 }
 
@@ -670,6 +702,7 @@ func (t *Tracker) failOutstanding() {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for _, tr := range outstanding {
+		t.notifyCancel(tr)
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(tr *trackedRequest) {
