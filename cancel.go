@@ -57,6 +57,7 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 		return
 	}
 	id := tr.req.ID
+	t.stats.cancelNotices.Add(1)
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()

@@ -18,6 +18,7 @@ type TrackerStats struct {
 	RefusedFrames  uint64 // frames refused at the response socket
 	RefusedConns   uint64 // connections refused (peer check, connection bound)
 	Streams        uint64 // streams made by NewStreamUnix
+	CancelNotices  uint64 // acomm.cancel notices sent to services
 }
 
 // ServerStats counts what a server has done since it was created.
@@ -39,7 +40,7 @@ type ServerStats struct {
 // trackerCounters are a tracker's live counters.
 type trackerCounters struct {
 	tracked, answered, timedOut, removed, abandoned, refused atomic.Uint64
-	droppedUnknown, refusedFrames, streams                   atomic.Uint64
+	droppedUnknown, refusedFrames, streams, cancelNotices    atomic.Uint64
 }
 
 // serverCounters are a server's live counters.
@@ -60,6 +61,7 @@ func (t *Tracker) Stats() TrackerStats {
 		TimedOut: c.timedOut.Load(), Removed: c.removed.Load(), Abandoned: c.abandoned.Load(),
 		Refused: c.refused.Load(), DroppedUnknown: c.droppedUnknown.Load(),
 		RefusedFrames: c.refusedFrames.Load(), RefusedConns: ul.totalRefused(), Streams: c.streams.Load(),
+		CancelNotices: c.cancelNotices.Load(),
 	}
 }
 
