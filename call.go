@@ -58,12 +58,13 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	ch := make(chan *Response, 1) // the tracker hands over exactly one response
 	h := func(_ *Request, resp *Response) { ch <- resp }
+	id := newID()
 	hook := t.hook // only encoded: it may be shared
 	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
-		hook = t.cfg.httpHook // a remote bridge answers over HTTP
+		hook = t.BindHook(t.cfg.httpHook, id) // a remote bridge answers over HTTP
 	}
 	req := &Request{
-		ID:             newID(),
+		ID:             id,
 		Task:           task,
 		ResponseHook:   hook,
 		Args:           raw,

@@ -49,6 +49,8 @@ type Tracker struct {
 	callFn  CallFunc      // Call wrapped in its middleware; nil for none
 	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
 
+	hookKey hookKey // see BindHook
+
 	mu               sync.Mutex // protects the fields below
 	state            int
 	requests         map[string]*trackedRequest

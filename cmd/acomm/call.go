@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 	"github.com/spf13/cobra"
 )
 
@@ -152,8 +153,8 @@ func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task
 		_ = ln.Close()
 		return nil, err
 	}
-	bridge := &acomm.Bridge{Tracker: tracker}
-	srv := acomm.NewHTTPServer(ln.Addr().String(), bridge.Handler())
+	br := &bridge.Bridge{Tracker: tracker}
+	srv := bridge.NewHTTPServer(ln.Addr().String(), br.Handler())
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -172,6 +173,8 @@ func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task
 	if err != nil {
 		return nil, usageErr("%w", err)
 	}
+	// Only the bridge sent this request may answer it at our hook.
+	req.ResponseHook = tracker.BindHook(req.ResponseHook, req.ID)
 	timeout := time.Until(deadlineOf(ctx))
 	if err := tracker.TrackRequest(req, timeout); err != nil {
 		return nil, err

@@ -221,15 +221,17 @@ type bridgeProc struct {
 
 var addrRE = regexp.MustCompile(`addr="?([0-9.]+:[0-9]+)"?`)
 
-// startBridge runs acomm bridge in front of srv with a token, stopped at
-// cleanup.
-func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
+// startBridge runs acomm bridge in front of srv with a token and extra
+// flags, stopped at cleanup.
+func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 	t.Helper()
 	dir := shortDir(t)
 	tokenFile := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600))
 	cmd := exec.Command(binary, "bridge", "--listen", "127.0.0.1:0",
-		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar")
+		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar",
+		"--allow-hook", "127.0.0.1")
+	cmd.Args = append(cmd.Args, extra...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -370,7 +372,7 @@ func TestBridgeCommand(t *testing.T) {
 	}{
 		{"missing token", http.MethodPost, "/requests", "", request("text.upper", `"x"`), http.StatusUnauthorized},
 		{"wrong token", http.MethodPost, "/requests", "nope", request("text.upper", `"x"`), http.StatusUnauthorized},
-		{"responses without token", http.MethodPost, "/responses", "", []byte(`{"id":"x"}`), http.StatusUnauthorized},
+		{"responses without capability", http.MethodPost, "/responses", "s3cret", []byte(`{"id":"x"}`), http.StatusForbidden},
 		{"invalid json", http.MethodPost, "/requests", "s3cret", []byte(`{"id":`), http.StatusBadRequest},
 		{"missing hook", http.MethodPost, "/requests", "s3cret", []byte(`{"id":"a","task":"text.upper","args":null}`), http.StatusBadRequest},
 		{"unix hook", http.MethodPost, "/requests", "s3cret", []byte(`{"id":"a","task":"text.upper","responsehook":"unix:///tmp/x.sock","args":null}`), http.StatusBadRequest},
