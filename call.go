@@ -111,12 +111,26 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if resp.Error == nil {
 		return resp, nil
 	}
-	if fromCtx && isLocalTimeout(resp.Error) {
+	if fromCtx && ctxTimeout(ctx, resp.Error) {
 		// The tracker's timer is ctx's deadline: report it as ctx does.
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
 	return resp, resp.Error
+}
+
+// ctxTimeout reports whether err, the error of a response to a request
+// whose timeout is ctx's deadline, is that deadline passing: the tracker's
+// own timeout, or the service's answer that the deadline it was sent has
+// passed. The service's deadline is the caller's give or take the frame's
+// transit and rounding (under a millisecond), so a remote timeout that
+// arrives when ctx's deadline is that close is taken as ctx's.
+func ctxTimeout(ctx context.Context, err error) bool {
+	if isLocalTimeout(err) {
+		return true
+	}
+	dl, _ := ctx.Deadline()
+	return errors.Is(err, ErrTimeout) && time.Until(dl) <= time.Millisecond
 }
 
 // isLocalTimeout reports whether err is the tracker's own timeout, not a
