@@ -21,8 +21,9 @@ import (
 // running the request. The handler's eventual answer is sent as usual
 // and dropped by the tracker, which no longer tracks the request.
 
-// cancelTask is the reserved task of the cancel notice.
-const cancelTask = "acomm.cancel"
+// CancelTask is the reserved task of the cancel notice, whose args are
+// {"id": "<id of the request to cancel>"}.
+const CancelTask = "acomm.cancel"
 
 // featureCancel is the feature a receiver advertises in its
 // acknowledgements when it understands the cancel notice.
@@ -80,7 +81,7 @@ func (t *Tracker) sendCancel(dest *url.URL, id string) error {
 	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
 		hook = t.cfg.httpHook
 	}
-	notice := &Request{ID: newID(), Task: cancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
+	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
 	return sendHTTPOrUnix(dest, notice, &t.cfg)
 }
 
@@ -88,6 +89,22 @@ func (t *Tracker) sendCancel(dest *url.URL, id string) error {
 // acknowledgements.
 func (t *Tracker) peerHas(dest *url.URL, feature string) bool {
 	return true // TODO(wire): the transport's negotiation
+}
+
+// SendRequest sends req, which t tracks (see TrackRequest), to dest as
+// SendContext does, and records dest: if the request then times out or is
+// removed (RemoveRequest) before it is answered, dest is sent a cancel
+// notice, when it advertised that it understands one. A request that
+// cannot be sent is not removed; remove it, as after Send.
+func (t *Tracker) SendRequest(ctx context.Context, dest *url.URL, req *Request) error {
+	if req == nil {
+		return fmt.Errorf("%w: nil request", ErrInvalidArgument)
+	}
+	if err := SendContext(ctx, dest, req); err != nil {
+		return err
+	}
+	t.setDest(req.ID, dest)
+	return nil
 }
 
 // setDest records where the tracked request with id was sent, so that a
@@ -106,10 +123,10 @@ func (t *Tracker) setDest(id string, dest *url.URL) {
 func (s *Server) cancelNotice(notice *Request) error {
 	var args cancelArgs
 	if err := notice.UnmarshalArgs(&args); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalidRequest, cancelTask, err)
+		return fmt.Errorf("%w: %s: %w", ErrInvalidRequest, CancelTask, err)
 	}
 	if args.ID == "" {
-		return fmt.Errorf("%w: %s: missing id in args", ErrInvalidRequest, cancelTask)
+		return fmt.Errorf("%w: %s: missing id in args", ErrInvalidRequest, CancelTask)
 	}
 	s.mu.Lock()
 	j := s.byID[args.ID]

@@ -25,7 +25,9 @@ const maxTimeoutMS = math.MaxInt64 / int64(time.Millisecond)
 // its context's deadline. On a request being sent it is set by
 // TrackRequest (its timeout, or the tracker's default), by Call (its
 // context's deadline, or the tracker's default) and by MultiRequest, and
-// the time left until it is what the frame carries.
+// the time left until it is what the frame carries. A received request
+// (or a copy of it) tracked to be passed on, as a bridge or ProxyUnix
+// does, is tracked no longer than its caller's deadline.
 func (req *Request) Deadline() (time.Time, bool) {
 	if req == nil || req.deadline.IsZero() {
 		return time.Time{}, false

@@ -42,7 +42,8 @@ type Request struct {
 	// of its keys. Omitted from the wire when empty.
 	Meta map[string]string `json:"meta,omitempty"`
 
-	deadline time.Time // see Deadline
+	deadline       time.Time // see Deadline
+	callerDeadline bool      // deadline is a received frame's timeout_ms
 }
 
 // requestJSON is the wire form of a Request.
@@ -167,7 +168,7 @@ func (req *Request) MarshalJSON() ([]byte, error) {
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
-	req.Meta, req.deadline = nil, time.Time{}
+	req.Meta, req.deadline, req.callerDeadline = nil, time.Time{}, false
 	if decodeRequestFast(data, req) {
 		return nil
 	}
@@ -182,7 +183,7 @@ func (req *Request) UnmarshalJSON(data []byte) error {
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
 	req.Meta = rj.Meta
 	if rj.TimeoutMS != nil {
-		req.deadline = deadlineFromMS(*rj.TimeoutMS, time.Now())
+		req.deadline, req.callerDeadline = deadlineFromMS(*rj.TimeoutMS, time.Now()), true
 	}
 	return nil
 }

@@ -272,7 +272,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		}
 		return "", err, nil
 	}
-	if req.Task == cancelTask {
+	if req.Task == CancelTask {
 		return req.ID, s.cancelNotice(req), nil
 	}
 	if err := req.Validate(); err != nil {

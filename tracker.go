@@ -369,6 +369,11 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
+	if req.callerDeadline {
+		// A received request, tracked to be passed on: its caller
+		// waits no longer than it said.
+		timeout = max(min(timeout, time.Until(req.deadline)), 1)
+	}
 	now := t.now()
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
@@ -580,24 +585,18 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 	if req.ResponseHook.Scheme == "unix" {
 		return req, nil
 	}
-	if timeout <= 0 {
-		timeout = t.defaultTimeout
-	}
-	if dl, ok := req.Deadline(); ok {
-		// The caller waits no longer than it said.
-		timeout = max(min(timeout, time.Until(dl)), 1)
-	}
 	if err := t.track(req, timeout, req.ResponseHook); err != nil {
 		return nil, err
 	}
 	return &Request{
-		ID:           req.ID,
-		Task:         req.Task,
-		ResponseHook: t.URL(),
-		Args:         req.Args,
-		LegacyURLs:   t.cfg.legacyURLs,
-		Meta:         req.Meta,
-		deadline:     req.deadline,
+		ID:             req.ID,
+		Task:           req.Task,
+		ResponseHook:   t.URL(),
+		Args:           req.Args,
+		LegacyURLs:     t.cfg.legacyURLs,
+		Meta:           req.Meta,
+		deadline:       req.deadline,
+		callerDeadline: req.callerDeadline,
 	}, nil
 }
 

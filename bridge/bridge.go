@@ -241,6 +241,10 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
 	}
+	if req.Task == acomm.CancelTask {
+		b.serveCancel(w, r, req)
+		return
+	}
 	if err := req.Validate(); err != nil {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
@@ -261,7 +265,15 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 
 	t := b.Tracker
-	fwd := &acomm.Request{ID: req.ID, Task: req.Task, ResponseHook: t.URL(), Args: req.Args}
+	// A copy, so that the caller's deadline and meta go on to the service.
+	fwd := new(acomm.Request)
+	*fwd = *req
+	fwd.ResponseHook, fwd.LegacyURLs = t.URL(), false
+	fwd.Meta = metaFromHeader(r.Header, req.Meta)
+	if err := fwd.Validate(); err != nil {
+		b.refuse(w, r, http.StatusBadRequest, err)
+		return
+	}
 	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
 	if !b.begin(fwd) {
@@ -280,7 +292,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, code, err)
 		return
 	}
-	if err := acomm.SendContext(r.Context(), route.Addr, fwd); err != nil {
+	if err := t.SendRequest(r.Context(), route.Addr, fwd); err != nil {
 		if !t.RemoveRequest(fwd) {
 			// The answer (or the timeout) came first and goes to the
 			// hook: the request was delivered after all.
@@ -371,7 +383,7 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 	}
 	go func() {
 		defer b.work.Done()
-		if err := b.deliver(b.deliveryContext(), hook, &out); err != nil {
+		if err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out); err != nil {
 			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
 				Warn("delivering response to hook failed")
 		}
