@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"regexp"
 	"testing"
 	"testing/iotest"
 	"unicode/utf8"
@@ -150,10 +151,12 @@ func refDecodeURL(raw json.RawMessage) (*url.URL, bool, error) {
 // into the wire struct, and refDecodeURL.
 func refDecodeRequest(data []byte) (*Request, error) {
 	var w struct {
-		ID           string           `json:"id"`
-		Task         string           `json:"task"`
-		ResponseHook json.RawMessage  `json:"responsehook"`
-		Args         *json.RawMessage `json:"args"`
+		ID           string            `json:"id"`
+		Task         string            `json:"task"`
+		ResponseHook json.RawMessage   `json:"responsehook"`
+		Args         *json.RawMessage  `json:"args"`
+		TimeoutMS    *int64            `json:"timeout_ms"`
+		Meta         map[string]string `json:"meta"`
 	}
 	if err := json.Unmarshal(data, &w); err != nil {
 		return nil, err
@@ -162,7 +165,7 @@ func refDecodeRequest(data []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Request{ID: w.ID, Task: w.Task, ResponseHook: u, Args: w.Args, LegacyURLs: legacy}, nil
+	return &Request{ID: w.ID, Task: w.Task, ResponseHook: u, Args: w.Args, LegacyURLs: legacy, Meta: w.Meta, callerDeadline: w.TimeoutMS != nil}, nil
 }
 
 // refDecodeResponse is the reference decoding of a response.
@@ -218,6 +221,9 @@ func FuzzRequestJSON(f *testing.F) {
 	f.Add([]byte(`{"id":"1","args":01}`))
 	f.Add([]byte(`{"id":"1","args":{"a":1,}}`))
 	f.Add([]byte(`{"id":"1"} x`))
+	f.Add([]byte(`{"id":"1","task":"t","responsehook":"unix:///x","args":null,"timeout_ms":1500,"meta":{"k":"v","traceparent":"00-ab-cd-01"}}`))
+	f.Add([]byte(`{"id":"1","timeout_ms":-1,"meta":{}}`))
+	f.Add([]byte(`{"id":"1","timeout_ms":1.5,"meta":{"k":1}}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		assert.Equal(t, json.Valid(data), validJSON(data), "validJSON differs from json.Valid")
@@ -242,6 +248,9 @@ func FuzzRequestJSON(f *testing.F) {
 			assert.Equal(t, ref.ResponseHook, got.ResponseHook)
 			assert.Equal(t, rawString(ref.Args), rawString(got.Args))
 			assert.Equal(t, ref.LegacyURLs, got.LegacyURLs)
+			assert.Equal(t, ref.Meta, got.Meta)
+			_, hasDeadline := got.Deadline()
+			assert.Equal(t, ref.callerDeadline, hasDeadline)
 		}
 
 		b, err := json.Marshal(&r1)
@@ -257,10 +266,16 @@ func FuzzRequestJSON(f *testing.F) {
 			assert.Equal(t, r1.LegacyURLs, r2.LegacyURLs)
 		}
 
-		// Encoding again is stable.
+		if len(r1.Meta) > 0 || len(r2.Meta) > 0 { // empty meta is not written
+			assert.Equal(t, r1.Meta, r2.Meta)
+		}
+
+		// Encoding again is stable, but for the time left, which the
+		// moments between the encodings can round differently.
 		b2, err := json.Marshal(&r2)
 		require.NoError(t, err)
-		assert.Equal(t, string(b), string(b2))
+		timeLeft := regexp.MustCompile(`"timeout_ms":\d+`)
+		assert.Equal(t, timeLeft.ReplaceAllString(string(b), "T"), timeLeft.ReplaceAllString(string(b2), "T"))
 
 		checkFrameMatchesMarshal(t, &r1, b)
 	})
