@@ -152,17 +152,7 @@ func TestServerCancelNotice(t *testing.T) {
 		ran <- req.ID
 		return nil, nil, nil
 	})
-	conn, err := net.Dial("unix", srv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	exchange := func(t *testing.T, body string) *acomm.Response {
-		t.Helper()
-		_, err := conn.Write(srvFrame(body))
-		require.NoError(t, err)
-		var ack acomm.Response
-		require.NoError(t, acomm.UnmarshalConnData(conn, &ack))
-		return &ack
-	}
+	exchange := frameExchanger(t, srv.Addr())
 
 	t.Run("a notice before its request: the request is answered, not run", func(t *testing.T) {
 		got := make(chan result, 1)
@@ -196,6 +186,24 @@ func TestServerCancelNotice(t *testing.T) {
 			ack := exchange(t, `{"id":"n3","task":"acomm.cancel","args":`+tc.args+`}`)
 			assert.ErrorIs(t, ack.Error, acomm.ErrInvalidRequest)
 		})
+	}
+}
+
+// frameExchanger connects to the socket at path, closed at cleanup, and
+// returns a func that writes a frame with body on the connection and
+// returns its acknowledgement.
+func frameExchanger(t *testing.T, path string) func(t *testing.T, body string) *acomm.Response {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return func(t *testing.T, body string) *acomm.Response {
+		t.Helper()
+		_, err := conn.Write(srvFrame(body))
+		require.NoError(t, err)
+		var ack acomm.Response
+		require.NoError(t, acomm.UnmarshalConnData(conn, &ack))
+		return &ack
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -199,14 +198,8 @@ func TestExpiredRequestNeverReachesHandler(t *testing.T) {
 	require.NoError(t, tr.TrackRequest(req, 5*time.Second))
 
 	// The frame a caller sends once its deadline has passed.
-	conn, err := net.Dial("unix", srv.Addr())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
 	body := `{"id":"` + req.ID + `","task":"work","responsehook":"` + tr.URL().String() + `","args":null,"timeout_ms":0}`
-	_, err = conn.Write(srvFrame(body))
-	require.NoError(t, err)
-	var ack acomm.Response
-	require.NoError(t, acomm.UnmarshalConnData(conn, &ack))
+	ack := frameExchanger(t, srv.Addr())(t, body)
 	require.NoError(t, ack.Error, "an expired request is accepted, then answered")
 
 	r := waitFor(t, got, 5*time.Second, "the answer")
@@ -216,7 +209,7 @@ func TestExpiredRequestNeverReachesHandler(t *testing.T) {
 
 	// The handler did not run: a request after it is handled, and is the
 	// first the handler sees.
-	_, err = tr.Call(context.Background(), srv.URL(), "work", nil)
+	_, err := tr.Call(context.Background(), srv.URL(), "work", nil)
 	require.NoError(t, err)
 	assert.NotEqual(t, req.ID, waitFor(t, ran, 5*time.Second, "the next request"))
 	assert.EqualValues(t, 1, srv.Stats().Expired)

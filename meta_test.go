@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -160,15 +159,9 @@ func TestMetaLimits(t *testing.T) {
 			require.ErrorIs(t, callErr, acomm.ErrInvalidRequest, "Call refuses it before sending")
 
 			// A receiver refuses such a frame in its acknowledgement.
-			conn, derr := net.Dial("unix", srv.Addr())
-			require.NoError(t, derr)
-			defer conn.Close()
 			wire, merr := json.Marshal(map[string]any{"id": "1", "task": "meta", "responsehook": tr.URL().String(), "meta": tc.meta})
 			require.NoError(t, merr)
-			_, werr := conn.Write(srvFrame(string(wire)))
-			require.NoError(t, werr)
-			var ack acomm.Response
-			require.NoError(t, acomm.UnmarshalConnData(conn, &ack))
+			ack := frameExchanger(t, srv.Addr())(t, string(wire))
 			assert.ErrorIs(t, ack.Error, acomm.ErrInvalidRequest)
 		})
 	}
