@@ -26,10 +26,11 @@
 // gracefully. Tracker.Call is the synchronous call on top of the
 // asynchronous core: send, wait for the answer or the context.
 //
-// A Bridge puts HTTP in front of local services for callers on other
-// machines: it routes POSTed requests by task to unix services, forwards
-// their answers to the callers' HTTP hooks, serves announced streams once,
-// and receives responses over HTTP for a tracker. The acomm command
+// Package github.com/acommgo/acomm/bridge puts HTTP in front of local
+// services for callers on other machines, on this package's exported API:
+// it routes POSTed requests by task to unix services, delivers their
+// answers to the callers' HTTP hooks, serves announced streams once, and
+// receives responses over HTTP for a tracker. The acomm command
 // (cmd/acomm) wraps it as a daemon, with call, stream and demo
 // subcommands.
 //

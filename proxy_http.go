@@ -46,19 +46,21 @@ func serveAnnounced(w http.ResponseWriter, r *http.Request, by *Tracker) {
 	if !ok {
 		return
 	}
-	if r.Method == http.MethodHead {
-		// HEAD is safe: it must not use up the stream's one read.
-		if !announcedOK(findAnnounced(path, by, false)) {
-			streamNotFound(w)
-			return
-		}
-		setStreamHeaders(w)
-		w.WriteHeader(http.StatusOK)
-		return
+	// HEAD is safe: it must not use up the stream's one read.
+	claim := r.Method != http.MethodHead
+	t, ok := by, false
+	if by != nil {
+		ok = by.findAnnounced(path, claim)
+	} else {
+		t, ok = findAnyAnnounced(path, claim)
 	}
-	t, ok := findAnnounced(path, by, true)
 	if !ok {
 		streamNotFound(w)
+		return
+	}
+	if !claim {
+		setStreamHeaders(w)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if s := t.takeLocalStream(path); s != nil {
@@ -77,8 +79,8 @@ func serveAnnounced(w http.ResponseWriter, r *http.Request, by *Tracker) {
 
 	fw := startStreamBody(w, nil)
 	defer fw.finish()
-	_, err = copyStream(fw, conn.Conn)
-	if conn.end(err) != nil {
+	_, err = conn.copyTo(r.Context(), fw, DefaultStreamReadTimeout)
+	if conn.end(err) != nil || r.Context().Err() != nil {
 		// Headers are gone: abort so the client sees a broken stream
 		// rather than a short one.
 		panic(http.ErrAbortHandler)

@@ -49,7 +49,8 @@ type Tracker struct {
 	callFn  CallFunc      // Call wrapped in its middleware; nil for none
 	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
 
-	hookKey hookKey // see BindHook
+	hookKey   hookKey        // see BindHook
+	announced streamRegistry // streams ProxyStreamHandler may serve
 
 	mu               sync.Mutex // protects the fields below
 	state            int
@@ -212,7 +213,8 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithLegacyURLs, WithCallMiddleware. It fails with ErrAlreadyStarted on a running tracker.
+// WithMaxStreams, WithLegacyURLs, WithCallMiddleware. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

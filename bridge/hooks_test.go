@@ -304,3 +304,40 @@ func TestBridgeHealthz(t *testing.T) {
 	require.NoError(t, shutdownBridge(env.b, time.Second))
 	requireBridgeError(t, bridgeDo(t, http.MethodGet, env.base+"/healthz", "", nil), http.StatusServiceUnavailable)
 }
+
+// TestBridgeStreamFromOriginalPeer reads, through the bridge, a stream
+// served by an original acomm (2016) service, which closes without
+// reading the ready byte: it ends cleanly after its last byte.
+func TestBridgeStreamFromOriginalPeer(t *testing.T) {
+	data := strings.Repeat("original ", 10000)
+	path := sockPath(t, "4815162342") // ioutil.TempFile's kind of name
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = c.Write([]byte(data))
+		_ = c.Close()
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-served
+	})
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, func(req *acomm.Request) *acomm.Response {
+		resp, _ := acomm.NewResponse(req, nil, &url.URL{Scheme: "unix", Path: path}, nil)
+		return resp
+	})
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "dump", Addr: svc})
+	body, req := bridgeRequestJSON(t, "dump", hook.url, nil)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	got := waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	require.NotNil(t, got.StreamURL)
+	var buf strings.Builder
+	require.NoError(t, acomm.Stream(&buf, got.StreamURL))
+	assert.Equal(t, data, buf.String())
+}
