@@ -27,20 +27,25 @@ func (s *Server) Use(mw ...func(TaskHandler) TaskHandler) {
 	}
 	s.handlersMu.Lock()
 	defer s.handlersMu.Unlock()
-	s.middleware = append(s.middleware, mw...)
-	wrapped := make(map[string]TaskHandler, len(s.raw))
-	for task, h := range s.raw {
-		wrapped[task] = s.wrapLocked(h)
+	var all []func(TaskHandler) TaskHandler
+	if old := s.middleware.Load(); old != nil {
+		all = append(all, *old...)
 	}
-	s.handlers.Store(&wrapped)
+	all = append(all, mw...)
+	s.middleware.Store(&all)
 }
 
-// wrapLocked returns h wrapped in the server's middleware, the first
-// outermost. s.handlersMu must be held.
-func (s *Server) wrapLocked(h TaskHandler) TaskHandler {
-	for i := len(s.middleware) - 1; i >= 0; i-- {
-		h = s.middleware[i](h)
-		if h == nil {
+// wrap returns h wrapped in the server's middleware, the first outermost.
+// It wraps when a request runs rather than when a handler is registered,
+// so that every handler a request can reach is wrapped, however it was
+// found.
+func (s *Server) wrap(h TaskHandler) TaskHandler {
+	mw := s.middleware.Load()
+	if mw == nil {
+		return h
+	}
+	for i := len(*mw) - 1; i >= 0; i-- {
+		if h = (*mw)[i](h); h == nil {
 			panic(fmt.Sprintf("acomm: Server.Use: middleware %d returned a nil handler", i))
 		}
 	}

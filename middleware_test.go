@@ -109,6 +109,14 @@ func TestServerUse(t *testing.T) {
 	t.Run("nil middleware panics", func(t *testing.T) {
 		assert.Panics(t, func() { srv.Use(nil) })
 	})
+
+	t.Run("a middleware that returns no handler is a panic, answered", func(t *testing.T) {
+		srv := srvStart(t, tk)
+		srv.Handle("echo", srvEcho)
+		srv.Use(func(acomm.TaskHandler) acomm.TaskHandler { return nil })
+		_, err := tk.Call(context.Background(), srv.URL(), "echo", 1)
+		assert.ErrorIs(t, err, acomm.ErrHandlerPanic)
+	})
 }
 
 func TestCallMiddleware(t *testing.T) {

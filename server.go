@@ -101,10 +101,9 @@ type Server struct {
 	socketPath string
 	tracker    *Tracker
 
-	handlersMu sync.Mutex                             // serializes Handle and Use; protects raw, middleware
-	handlers   atomic.Pointer[map[string]TaskHandler] // wrapped in middleware; copied on write
-	raw        map[string]TaskHandler                 // as given to Handle
-	middleware []func(TaskHandler) TaskHandler        // see Use
+	handlersMu sync.Mutex                                      // serializes Handle and Use
+	handlers   atomic.Pointer[map[string]TaskHandler]          // copied on write
+	middleware atomic.Pointer[[]func(TaskHandler) TaskHandler] // see Use; copied on write
 
 	mu       sync.Mutex // protects the fields below
 	cfg      config     // not changed once started
@@ -155,7 +154,6 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 		cfg:        defaultConfig(),
 	}
 	s.handlers.Store(&map[string]TaskHandler{})
-	s.raw = map[string]TaskHandler{}
 	return s
 }
 
@@ -190,17 +188,16 @@ func (s *Server) Handle(task string, h TaskHandler) {
 	}
 	s.handlersMu.Lock()
 	defer s.handlersMu.Unlock()
-	s.raw[task] = h
 	old := *s.handlers.Load()
 	m := make(map[string]TaskHandler, len(old)+1)
 	for k, v := range old {
 		m[k] = v
 	}
-	m[task] = s.wrapLocked(h)
+	m[task] = h
 	s.handlers.Store(&m)
 }
 
-// handler returns the handler of task, wrapped in the middleware, or nil.
+// handler returns the handler of task, or nil.
 func (s *Server) handler(task string) TaskHandler {
 	return (*s.handlers.Load())[task]
 }
@@ -390,7 +387,8 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 	s.respond(j.req, s.response(j.req, result, stream, err))
 }
 
-// invoke calls h, turning a panic into an error matching ErrHandlerPanic.
+// invoke calls h, wrapped in the server's middleware, turning a panic into
+// an error matching ErrHandlerPanic.
 func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (result interface{}, stream io.ReadCloser, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -400,7 +398,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return h(ctx, req)
+	return s.wrap(h)(ctx, req)
 }
 
 // response builds the response to req from what its handler returned. It
