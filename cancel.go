@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -37,6 +38,11 @@ type cancelArgs struct {
 // errCancelledByCaller is the error a Server answers a request with when
 // its caller cancelled it.
 var errCancelledByCaller = fmt.Errorf("acomm: cancelled by the caller: %w", context.Canceled)
+
+// cancelNoticeTimeout bounds the sending of one cancel notice: it only
+// saves the service work, so a peer that is slow to take it is not waited
+// for long (Shutdown waits for the notices under way).
+const cancelNoticeTimeout = 2 * time.Second
 
 // maxCancelsInFlight bounds the cancel notices a tracker sends at once;
 // beyond it a notice is dropped (a notice only saves the service work).
@@ -82,7 +88,9 @@ func (t *Tracker) sendCancel(dest *url.URL, id string) error {
 		hook = t.cfg.httpHook
 	}
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
-	return sendHTTPOrUnix(dest, notice, &t.cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), min(cancelNoticeTimeout, t.cfg.ioTimeout))
+	defer cancel()
+	return SendContext(ctx, dest, notice)
 }
 
 // peerHas reports whether the receiver at dest advertised feature in its

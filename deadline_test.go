@@ -214,3 +214,30 @@ func TestExpiredRequestNeverReachesHandler(t *testing.T) {
 	assert.NotEqual(t, req.ID, waitFor(t, ran, 5*time.Second, "the next request"))
 	assert.EqualValues(t, 1, srv.Stats().Expired)
 }
+
+func TestForwardedRequestKeepsCallersDeadline(t *testing.T) {
+	tr := newTracker(t, nil, time.Minute)
+	var in acomm.Request
+	require.NoError(t, json.Unmarshal([]byte(`{"id":"f1","task":"t","responsehook":"http://127.0.0.1:9/hook","args":null,"timeout_ms":2000,"meta":{"tenant":"a"}}`), &in))
+	callers, _ := in.Deadline()
+
+	proxied, err := tr.ProxyUnix(&in, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.RemoveRequest(&in) })
+	assert.Equal(t, map[string]string{"tenant": "a"}, proxied.Meta)
+	dl, ok := proxied.Deadline()
+	require.True(t, ok)
+	assert.False(t, dl.After(callers), "tracked no longer than the caller waits, not the tracker's minute")
+	assert.WithinDuration(t, callers, dl, 5*time.Millisecond)
+
+	t.Run("a copy tracked with TrackRequest too", func(t *testing.T) {
+		var in acomm.Request
+		require.NoError(t, json.Unmarshal([]byte(`{"id":"f2","task":"t","responsehook":"unix:///x","args":null,"timeout_ms":1500}`), &in))
+		callers, _ := in.Deadline()
+		fwd := in
+		require.NoError(t, tr.TrackRequest(&fwd, 0))
+		t.Cleanup(func() { tr.RemoveRequest(&fwd) })
+		dl, _ := fwd.Deadline()
+		assert.False(t, dl.After(callers))
+	})
+}

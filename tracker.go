@@ -371,15 +371,18 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
-	if req.callerDeadline {
-		// A received request, tracked to be passed on: its caller
-		// waits no longer than it said.
-		timeout = max(min(timeout, time.Until(req.deadline)), 1)
-	}
 	now := t.now()
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
+	}
+	if req.callerDeadline {
+		// A received request, tracked to be passed on: its caller
+		// waits no longer than it said.
+		if cd := int64(req.deadline.Sub(t.epoch)); cd < at {
+			at = max(cd, now+1)
+			timeout = time.Duration(at - now)
+		}
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, dest: dest, inline: inline}
 	t.mu.Lock()
