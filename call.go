@@ -88,7 +88,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.trackInline(req, timeout, dest); err != nil {
+	if err := t.trackInline(req, timeout); err != nil {
 		return nil, err
 	}
 	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {
@@ -97,6 +97,8 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		}
 		// Answered (or timed out) while the send was failing: the
 		// response is on its way to ch.
+	} else {
+		t.sentTo(req.ID, dest)
 	}
 
 	var resp *Response

@@ -48,13 +48,13 @@ const cancelNoticeTimeout = 2 * time.Second
 // beyond it a notice is dropped (a notice only saves the service work).
 const maxCancelsInFlight = 64
 
-// notifyCancel tells the service that tr was sent to, if it is known to
-// understand it, that its caller no longer waits. It sends from a
-// goroutine of its own, bounded by maxCancelsInFlight. The caller must
-// hold tr's count in t.pending, so that Shutdown waits for the goroutine.
+// notifyCancel tells the service that tr was sent to, if it takes cancel
+// notices, that its caller no longer waits. It sends from a goroutine of
+// its own, bounded by maxCancelsInFlight. The caller must hold tr's count
+// in t.pending, so that Shutdown waits for the goroutine.
 func (t *Tracker) notifyCancel(tr *trackedRequest) {
-	dest := tr.dest
-	if dest == nil || !t.peerHas(dest, featureCancel) {
+	dest := tr.cancelAt
+	if dest == nil {
 		return
 	}
 	select {
@@ -111,17 +111,22 @@ func (t *Tracker) SendRequest(ctx context.Context, dest *url.URL, req *Request) 
 	if err := SendContext(ctx, dest, req); err != nil {
 		return err
 	}
-	t.setDest(req.ID, dest)
+	t.sentTo(req.ID, dest)
 	return nil
 }
 
-// setDest records where the tracked request with id was sent, so that a
-// cancel notice can follow it.
-func (t *Tracker) setDest(id string, dest *url.URL) {
+// sentTo records that the tracked request with id was sent to dest, so
+// that a cancel notice can follow it there if dest takes them. It is
+// called once the send succeeded: the receiver's acknowledgement, which
+// lists its features, has arrived.
+func (t *Tracker) sentTo(id string, dest *url.URL) {
+	if !t.peerHas(dest, featureCancel) {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if tr, ok := t.requests[id]; ok {
-		tr.dest = dest
+		tr.cancelAt = dest
 	}
 }
 

@@ -91,7 +91,7 @@ func (m *MultiRequest) trackRequest(req *Request) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
 	}
-	return m.tracker.trackInline(req, m.timeout, nil)
+	return m.tracker.trackInline(req, m.timeout)
 }
 
 // handle records a response; it is both handlers of every added request.
@@ -212,7 +212,7 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
 				continue
 			}
-			m.tracker.setDest(s.req.ID, s.dest)
+			m.tracker.sentTo(s.req.ID, s.dest)
 		}
 	}
 	var wg sync.WaitGroup
