@@ -70,6 +70,14 @@ func TestServerUse(t *testing.T) {
 		})
 	}
 
+	t.Run("built-in tasks too", func(t *testing.T) {
+		for _, task := range []string{acomm.PingTask, acomm.InfoTask} {
+			_, err := tk.Call(context.Background(), srv.URL(), task, nil)
+			require.NoError(t, err)
+			assert.Equal(t, []string{"a>" + task, "b>" + task, "c>" + task, "c<", "b<", "a<"}, steps.take())
+		}
+	})
+
 	t.Run("once per call, with many in flight", func(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 20 {

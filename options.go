@@ -33,6 +33,9 @@ type config struct {
 	maxStreams        int                       // Tracker: see WithMaxStreams
 	httpHook          *url.URL                  // Tracker: see WithHTTPHook
 	callMiddleware    []func(CallFunc) CallFunc // Tracker: see WithCallMiddleware
+
+	noIntrospection bool            // Server: see WithoutIntrospection (introspect.go)
+	handed          *handedListener // see WithListener (handoff.go)
 }
 
 // Defaults for the settings options change.

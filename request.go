@@ -14,7 +14,7 @@ import (
 type ResponseHandler func(*Request, *Response)
 
 // Request is a request data structure for asynchronous requests. The ID is
-// used to identify the request throught its life cycle. The ResponseHook is
+// used to identify the request throughout its life cycle. The ResponseHook is
 // a URL where response data should be sent. SuccessHandler and ErrorHandler
 // will be called appropriately to handle a response.
 //

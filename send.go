@@ -38,7 +38,7 @@ var httpClient = &http.Client{
 	},
 }
 
-// Send attempts send the payload to the specified URL. For a unix URL it
+// Send sends the payload to the specified URL. For a unix URL it
 // writes one frame and waits for the receiver's acknowledgement frame; an
 // acknowledgement that carries an error is returned as an error matching
 // ErrRefused (and, through RemoteError, the receiver's sentinel). For an

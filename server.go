@@ -104,6 +104,7 @@ type Server struct {
 	handlersMu sync.Mutex                                      // serializes Handle and Use
 	handlers   atomic.Pointer[map[string]TaskHandler]          // copied on write
 	middleware atomic.Pointer[[]func(TaskHandler) TaskHandler] // see Use; copied on write
+	docs       taskDocs                                        // see Describe
 
 	mu       sync.Mutex // protects the fields below
 	cfg      config     // not changed once started
@@ -159,8 +160,9 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod,
-// WithMaxHandlers, and the listener's WithPeerCheck and WithMaxConns. It
-// fails with ErrAlreadyStarted once the server has been started.
+// WithMaxHandlers, WithoutIntrospection, WithListener, and the
+// listener's WithPeerCheck and WithMaxConns. It fails with
+// ErrAlreadyStarted once the server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,6 +290,9 @@ func (s *Server) dispatch(req *Request) {
 		return
 	}
 	h := s.handler(req.Task)
+	if h == nil {
+		h = s.reservedHandler(req.Task) // introspect.go
+	}
 	if h == nil {
 		s.stats.unknownTask.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))

@@ -100,7 +100,7 @@ func (s *unixStream) setAbort(abort func()) {
 	}
 }
 
-// NewStreamUnix sets up an ad-hoc unix listner to stream data. The socket
+// NewStreamUnix sets up an ad-hoc unix listener to stream data. The socket
 // is created in dir (the directory of the tracker's response socket when
 // dir is empty). The first connection receives everything src yields; then
 // src is closed and the socket removed. A stream nobody connects to within

@@ -93,12 +93,12 @@ func (ul *UnixListener) Start() error {
 	if ul.running {
 		return nil
 	}
-	l, err := listenUnix(ul.socketPath, ul.cfg.socketMode)
+	l, handed, err := ul.listen() // handoff.go
 	if err != nil {
 		return err
 	}
 	ul.listener = l
-	ul.removed = false
+	ul.removed = handed // a handed socket's file is not ours to remove
 	ul.conns = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
 	ul.done = make(chan struct{})
