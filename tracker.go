@@ -209,7 +209,8 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithMaxStreams, WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// WithMaxStreams, WithLegacyURLs, WithListener. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
