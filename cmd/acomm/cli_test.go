@@ -325,9 +325,33 @@ func TestStreamCommandFailures(t *testing.T) {
 		assert.ErrorIs(t, err, os.ErrNotExist, "no partial file")
 	})
 	t.Run("a service socket is not a stream", func(t *testing.T) {
-		r := runAcomm(t, "stream", "--timeout", "300ms", srv.Addr())
-		assert.Equal(t, exitUsage, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "is a service's socket, not a stream")
+		for _, timeout := range []string{"300ms", "1m"} { // found out before a long --timeout
+			r := runAcomm(t, "stream", "--timeout", timeout, srv.Addr())
+			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "is a service's socket, not a stream")
+			assert.Empty(t, r.stdout)
+		}
+	})
+	t.Run("a slow stream is still read", func(t *testing.T) {
+		// Nothing for longer than the probe waits, then data: the probe
+		// finds no socket to ask (a stream takes one connection).
+		pr, pw := io.Pipe()
+		u, err := tr.NewStreamUnix("", pr)
+		require.NoError(t, err)
+		late := time.AfterFunc(1500*time.Millisecond, func() {
+			_, _ = pw.Write([]byte("late data"))
+			_ = pw.Close()
+		})
+		t.Cleanup(func() { late.Stop(); _ = pw.Close() })
+		r := runAcomm(t, "stream", "--timeout", "10s", u.String())
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "late data", r.stdout)
+	})
+	t.Run("an empty stream is a success", func(t *testing.T) {
+		u, err := tr.NewStreamUnix("", io.NopCloser(strings.NewReader("")))
+		require.NoError(t, err)
+		r := runAcomm(t, "stream", u.String())
+		assert.Equal(t, exitOK, r.code, r.stderr)
 		assert.Empty(t, r.stdout)
 	})
 	t.Run("bad timeout", func(t *testing.T) {
