@@ -113,6 +113,17 @@ func TestCallOutput(t *testing.T) {
 		require.Equal(t, exitOK, r.code, r.stderr)
 		assert.Equal(t, `{"a":[1,2],"b":"c"}`+"\n", r.stdout)
 	})
+	t.Run("indented on a terminal", func(t *testing.T) {
+		scriptPath, err := exec.LookPath("script") // util-linux: runs a command on a pseudo-terminal
+		if err != nil {
+			t.Skip("no script(1) to give the command a terminal")
+		}
+		line := binary + ` call ` + svc + ` text.echo '{"a":[1,2]}'`
+		out, err := exec.Command(scriptPath, "-qec", line, "/dev/null").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		got := strings.ReplaceAll(string(out), "\r\n", "\n")
+		assert.Equal(t, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n", got)
+	})
 	t.Run("full response", func(t *testing.T) {
 		r := runAcomm(t, "call", "--full", svc, "text.upper", `"a"`)
 		require.Equal(t, exitOK, r.code, r.stderr)
