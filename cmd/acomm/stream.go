@@ -116,9 +116,7 @@ func (o *outputFile) save(ctx context.Context, stderr io.Writer, u *url.URL, tok
 	if err := readStream(ctx, dst, u, token, idle); err != nil {
 		return err
 	}
-	mask := syscall.Umask(0)
-	syscall.Umask(mask)
-	if err := o.f.Chmod(0o666 &^ os.FileMode(mask)); err != nil {
+	if err := o.f.Chmod(0o666 &^ os.FileMode(umask())); err != nil {
 		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
 	}
 	if err := o.f.Close(); err != nil {
