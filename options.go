@@ -32,6 +32,9 @@ type config struct {
 	maxTracked        int           // Tracker: see WithMaxTracked
 	maxStreams        int           // Tracker: see WithMaxStreams
 	httpHook          *url.URL      // Tracker: see WithHTTPHook
+
+	noIntrospection bool            // Server: see WithoutIntrospection (introspect.go)
+	handed          *handedListener // see WithListener (handoff.go)
 }
 
 // Defaults for the settings options change.

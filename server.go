@@ -103,6 +103,7 @@ type Server struct {
 
 	handlersMu sync.Mutex                             // serializes Handle
 	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
+	docs       taskDocs                               // see Describe
 
 	mu       sync.Mutex // protects the fields below
 	cfg      config     // not changed once started
@@ -154,8 +155,9 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod,
-// WithMaxHandlers, and the listener's WithPeerCheck and WithMaxConns. It
-// fails with ErrAlreadyStarted once the server has been started.
+// WithMaxHandlers, WithoutIntrospection, WithListener, and the
+// listener's WithPeerCheck and WithMaxConns. It fails with
+// ErrAlreadyStarted once the server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,6 +269,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		return req.ID, err, nil
 	}
 	s.stats.received.Add(1)
+	req.via = &s.cfg
 	return req.ID, nil, func() { s.dispatch(req) }
 }
 
@@ -274,6 +277,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 // none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
 	h := s.handler(req.Task)
+	if h == nil {
+		h = s.reservedHandler(req.Task) // introspect.go
+	}
 	if h == nil {
 		s.stats.unknownTask.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))
@@ -409,12 +415,12 @@ func errorResponse(req *Request, err error) *Response {
 // respond sends resp to req's response hook. A result too large to send
 // is replaced by an error, so the caller is not left waiting.
 func (s *Server) respond(req *Request, resp *Response) {
-	err := sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+	err := sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	if err != nil && resp.Error == nil && errors.Is(err, ErrFrameTooLarge) {
 		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task}).
 			Warn("response too large; sending an error instead")
 		resp = errorResponse(req, fmt.Errorf("%w: the response to task %q is too large to send", ErrFrameTooLarge, req.Task))
-		err = sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+		err = sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	}
 	if err != nil {
 		s.stats.respondFailed.Add(1)

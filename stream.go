@@ -100,7 +100,7 @@ func (s *unixStream) setAbort(abort func()) {
 	}
 }
 
-// NewStreamUnix sets up an ad-hoc unix listner to stream data. The socket
+// NewStreamUnix sets up an ad-hoc unix listener to stream data. The socket
 // is created in dir (the directory of the tracker's response socket when
 // dir is empty). The first connection receives everything src yields; then
 // src is closed and the socket removed. A stream nobody connects to within
@@ -232,7 +232,7 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 		// A source's WriteTo may hand over all it has at once: bound
 		// each buffer's worth, not the whole.
 		chunk := p[:min(len(p), streamBufferSize)]
-		if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
+		if now := time.Now(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
 			if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
 				return written, err
 			}

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -209,7 +210,8 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithMaxStreams, WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// WithMaxStreams, WithLegacyURLs, WithListener. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -288,7 +290,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if err := decodeResponse(body, resp); err != nil {
+	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
@@ -364,6 +366,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
+	}
+	if !utf8.ValidString(req.ID) {
+		// It would travel as U+FFFD, and its answer never match.
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
 	t.mu.Lock()
@@ -523,7 +529,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 		fwd.StreamURL = su
 	}
-	if err := sendHTTPOrUnix(tr.forwardTo, &fwd, &t.cfg); err != nil {
+	if err := sendMsg(context.Background(), tr.forwardTo, &fwd, &t.cfg); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
 			Warn("forwarding response failed")
 	}
@@ -566,7 +572,7 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		Task:         req.Task,
 		ResponseHook: t.URL(),
 		Args:         req.Args,
-		LegacyURLs:   t.cfg.legacyURLs,
+		LegacyURLs:   req.LegacyURLs || t.cfg.legacyURLs,
 	}, nil
 }
 

@@ -59,8 +59,8 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 	}
 }
 
-// Configure applies options (WithSocketMode, WithLogger) before Start. It
-// fails with ErrAlreadyStarted on a running listener.
+// Configure applies options (WithSocketMode, WithLogger, WithListener)
+// before Start. It fails with ErrAlreadyStarted on a running listener.
 func (ul *UnixListener) Configure(opts ...Option) error {
 	ul.mu.Lock()
 	defer ul.mu.Unlock()
@@ -93,12 +93,12 @@ func (ul *UnixListener) Start() error {
 	if ul.running {
 		return nil
 	}
-	l, err := listenUnix(ul.socketPath, ul.cfg.socketMode)
+	l, handed, err := ul.listen() // handoff.go
 	if err != nil {
 		return err
 	}
 	ul.listener = l
-	ul.removed = false
+	ul.removed = handed // a handed socket's file is not ours to remove
 	ul.conns = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
 	ul.done = make(chan struct{})

@@ -134,6 +134,11 @@ type Bridge struct {
 	// DefaultHookTimeout.
 	HookTimeout time.Duration
 
+	// OnDelivery, when not nil, is called after each delivery to a hook,
+	// from the delivery's goroutine, with how long it took and its error
+	// (nil when the hook acknowledged the answer): a hook for metrics.
+	OnDelivery func(took time.Duration, err error)
+
 	// Logger receives a line for every refused or failed exchange
 	// (refusals at Debug, failures to reach a service or a hook at
 	// Warn). Nil means none.
@@ -384,7 +389,12 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 	}
 	go func() {
 		defer b.work.Done()
-		if err := b.deliver(b.deliveryContext(), hook, &out); err != nil {
+		start := time.Now()
+		err := b.deliver(b.deliveryContext(), hook, &out)
+		if b.OnDelivery != nil {
+			b.OnDelivery(time.Since(start), err)
+		}
+		if err != nil {
 			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
 				Warn("delivering response to hook failed")
 		}

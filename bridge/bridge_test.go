@@ -848,3 +848,19 @@ func TestBridgeSlowClient(t *testing.T) {
 	_, err = io.Copy(io.Discard, conn)
 	assert.NoError(t, err, "the server hung up before the client's deadline")
 }
+
+func TestBridgeOnDelivery(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, bridgeEcho)
+	delivered := make(chan error, 1)
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.OnDelivery = func(took time.Duration, err error) {
+			assert.Positive(t, took)
+			delivered <- err
+		}
+	}, bridge.Route{Pattern: "echo", Addr: svc})
+	body, req := bridgeRequestJSON(t, "echo", hook.url, 1)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	assert.NoError(t, waitFor(t, delivered, 5*time.Second, "the delivery reported"))
+}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/acommgo/acomm"
@@ -32,6 +33,7 @@ type bridgeFlags struct {
 	drain     time.Duration
 	expvar    bool
 	allowHook []string
+	metrics   string
 }
 
 func newBridgeCmd() *cobra.Command {
@@ -59,7 +61,12 @@ the bridge can reach. --allow-hook opens a CIDR range, an address or a
 host name (repeatable). Deliveries never follow redirects.
 
 SIGINT or SIGTERM stops the bridge: it stops taking requests and delivers
-the answers still due within --drain, then exits, whatever the hooks do.`,
+the answers still due within --drain, then exits, whatever the hooks do.
+
+Under systemd, the bridge may be socket-activated: it then serves the
+socket systemd passes (LISTEN_FDS) and takes no --listen; see
+contrib/systemd. --metrics serves Prometheus metrics (the tracker's
+counters, hook-delivery latency) on a separate address, without token.`,
 		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,8 +74,8 @@ the answers still due within --drain, then exits, whatever the hooks do.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required)")
-	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks (repeatable)")
+	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required unless socket-activated)")
+	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks; a plain socket path does too (repeatable)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on every endpoint")
 	fl.StringVar(&f.advertise, "advertise", "", "base `URL` written into forwarded stream_urls (default derived from --listen)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `FILE`")
@@ -77,7 +84,10 @@ the answers still due within --drain, then exits, whatever the hooks do.`,
 	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long shutdown waits for in-flight requests and their deliveries")
 	fl.StringArrayVar(&f.allowHook, "allow-hook", nil, "deliver answers to this `CIDR|address|host` too, though loopback, link-local or local (repeatable)")
 	fl.BoolVar(&f.expvar, "expvar", false, "serve the tracker's stats as expvar JSON at GET /debug/vars (token required too)")
-	_ = cmd.MarkFlagRequired("listen")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9102")
+	fromEnv(fl, "token-file", "ACOMM_TOKEN_FILE")
+	fromEnv(fl, "tls-cert", "ACOMM_TLS_CERT")
+	fromEnv(fl, "tls-key", "ACOMM_TLS_KEY")
 	return cmd
 }
 
@@ -106,8 +116,10 @@ func advertiseURL(f bridgeFlags, addr net.Addr) (*url.URL, error) {
 }
 
 func runBridge(ctx context.Context, f bridgeFlags) error {
-	log := logrus.New()
-	log.SetOutput(os.Stderr)
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
 	}
@@ -116,9 +128,9 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	}
 	routes := make([]bridge.Route, 0, len(f.routes))
 	for _, s := range f.routes {
-		r, err := bridge.ParseRoute(s)
+		r, err := parseRoute(s)
 		if err != nil {
-			return usageErr("--route %q: %w", s, err)
+			return err
 		}
 		routes = append(routes, r)
 	}
@@ -133,11 +145,16 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	if f.tokenFile != "" && token == "" {
 		return usageErr("token file %s is empty", f.tokenFile)
 	}
-
-	ln, err := net.Listen("tcp", f.listen)
+	metricsLn, err := listenMetrics(f.metrics)
 	if err != nil {
-		return usageErr("listen on %s: %w", f.listen, err)
+		return err
 	}
+	ln, activated, err := bridgeListener(f.listen)
+	if err != nil {
+		closeAll(metricsLn)
+		return err
+	}
+	defer closeAll(metricsLn) // after the server's Shutdown
 	base, err := advertiseURL(f, ln.Addr())
 	if err != nil {
 		_ = ln.Close()
@@ -167,6 +184,11 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	br.Timeout = f.timeout
 	br.Logger = log
 	br.HookPolicy = policy
+	var metrics *bridgeMetrics
+	if metricsLn != nil {
+		metrics = newBridgeMetrics(tracker)
+		br.OnDelivery = metrics.observeDelivery
+	}
 
 	handler := br.Handler()
 	if f.expvar {
@@ -185,8 +207,13 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 			serveErr <- srv.Serve(ln)
 		}
 	}()
-	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != ""}).
+	if metrics != nil {
+		msrv := serveMetrics(log, metricsLn[0], metrics)
+		defer shutdownQuickly(msrv)
+	}
+	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != "", "socket_activated": activated}).
 		Info("bridge listening")
+	warnConfig(log, ln.Addr(), token, routes)
 
 	select {
 	case <-ctx.Done():
@@ -293,4 +320,43 @@ func logRequests(log logrus.FieldLogger, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// warnConfig warns about a configuration that serves, but probably not as
+// meant: no token, or routes to sockets that are not there (yet).
+func warnConfig(log logrus.FieldLogger, addr net.Addr, token string, routes []bridge.Route) {
+	if token == "" {
+		log.WithField("addr", addr.String()).
+			Warn("no --token-file: anyone who can reach this address may call the routed services and read their streams")
+	}
+	for _, r := range routes {
+		path := r.Addr.Path
+		fi, err := os.Stat(path)
+		switch {
+		case err != nil:
+			log.WithFields(logrus.Fields{"route": r.Pattern, "socket": path}).WithError(err).
+				Warn("route's socket is not there (yet): its requests fail until its service listens")
+		case fi.Mode()&os.ModeSocket == 0:
+			log.WithFields(logrus.Fields{"route": r.Pattern, "socket": path}).
+				Warn("route's socket path is not a socket: its requests will fail")
+		}
+	}
+}
+
+// parseRoute reads a --route: PATTERN=ADDRESS, the address written as
+// every command takes one (unix:///path.sock, /path.sock, ./path.sock).
+func parseRoute(s string) (bridge.Route, error) {
+	pattern, addr, ok := strings.Cut(s, "=")
+	if ok && isPath(addr) {
+		u, err := parseAddress(addr)
+		if err != nil {
+			return bridge.Route{}, usageErr("--route %q: %w", s, err)
+		}
+		s = pattern + "=" + u.String()
+	}
+	r, err := bridge.ParseRoute(s)
+	if err != nil {
+		return bridge.Route{}, usageErr("--route %q: %w", s, err)
+	}
+	return r, nil
 }
