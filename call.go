@@ -91,24 +91,40 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if err := t.trackInline(req, timeout); err != nil {
 		return nil, err
 	}
-	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {
-		if t.remove(req, false) {
-			return nil, err
-		}
-		// Answered (or timed out) while the send was failing: the
-		// response is on its way to ch.
-	} else {
-		t.sentTo(req.ID, dest)
+	// Over a pipe, the acknowledgement is not waited for before the
+	// response: whichever comes first.
+	ack, err := post(ctx, dest, req, &t.cfg)
+	if err == nil && ack == nil {
+		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
-
 	var resp *Response
-	select {
-	case resp = <-ch:
-	case <-ctx.Done():
-		if t.RemoveRequest(req) {
-			return nil, ctx.Err()
+	for resp == nil {
+		if err != nil {
+			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				// Given up before the acknowledgement was read: the
+				// request may be there, so a peer known to take
+				// cancel notices gets one (one that comes first
+				// keeps the request from running).
+				t.sentTo(req.ID, dest)
+			}
+			if t.RemoveRequest(req) {
+				return nil, err
+			}
+			// Answered (or timed out) while the send was failing or
+			// ctx ending: the response is on its way to ch.
+			resp = <-ch
+			break
 		}
-		resp = <-ch // it was handed over as ctx ended
+		select {
+		case resp = <-ch:
+		case err = <-ack:
+			ack = nil
+			if err == nil {
+				t.sentTo(req.ID, dest)
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
 	if resp.Error == nil {
 		return resp, nil

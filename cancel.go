@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -90,29 +92,55 @@ func (t *Tracker) sendCancel(dest *url.URL, id string) error {
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
 	ctx, cancel := context.WithTimeout(context.Background(), min(cancelNoticeTimeout, t.cfg.ioTimeout))
 	defer cancel()
-	return SendContext(ctx, dest, notice)
+	return sendMsg(ctx, dest, notice, &t.cfg)
 }
 
-// peerHas reports whether the receiver at dest advertised feature in its
-// acknowledgements.
+// peerHas reports whether the receiver at dest listed feature in its
+// latest acknowledgement.
 func (t *Tracker) peerHas(dest *url.URL, feature string) bool {
-	return true // TODO(wire): the transport's negotiation
+	var features []string
+	if dest.Scheme == "unix" {
+		features = peerFeatures(unixPath(dest))
+	} else {
+		httpFeatures.Lock()
+		features = httpFeatures.m[httpPeerKey(dest)]
+		httpFeatures.Unlock()
+	}
+	return slices.Contains(features, feature)
 }
 
-// SendRequest sends req, which t tracks (see TrackRequest), to dest as
-// SendContext does, and records dest: if the request then times out or is
-// removed (RemoveRequest) before it is answered, dest is sent a cancel
-// notice, when it advertised that it understands one. A request that
-// cannot be sent is not removed; remove it, as after Send.
-func (t *Tracker) SendRequest(ctx context.Context, dest *url.URL, req *Request) error {
-	if req == nil {
-		return fmt.Errorf("%w: nil request", ErrInvalidArgument)
+// httpFeatures are the features that http(s) receivers (bridges) listed in
+// their latest acknowledgements, by httpPeerKey. Unix receivers' are kept
+// by their links (see peerFeatures).
+var httpFeatures struct {
+	sync.Mutex
+	m map[string][]string
+}
+
+// maxHTTPPeers bounds httpFeatures: past it, it starts afresh (a peer
+// forgotten is only not sent cancel notices until its next ack).
+const maxHTTPPeers = 256
+
+// httpPeerKey identifies an http(s) receiver: its scheme, host and path,
+// without the credentials or query a URL may carry.
+func httpPeerKey(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// noteHTTPFeatures records the features that the receiver at addr listed
+// in an acknowledgement.
+func noteHTTPFeatures(addr *url.URL, features []string) {
+	k := httpPeerKey(addr)
+	httpFeatures.Lock()
+	defer httpFeatures.Unlock()
+	if len(features) == 0 {
+		delete(httpFeatures.m, k)
+		return
 	}
-	if err := SendContext(ctx, dest, req); err != nil {
-		return err
+	if httpFeatures.m == nil || len(httpFeatures.m) >= maxHTTPPeers {
+		httpFeatures.m = make(map[string][]string)
 	}
-	t.sentTo(req.ID, dest)
-	return nil
+	httpFeatures.m[k] = features
 }
 
 // sentTo records that the tracked request with id was sent to dest, so

@@ -2,7 +2,10 @@ package acomm
 
 import (
 	"math"
+	"strconv"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Deadlines travel as the wire field "timeout_ms": the whole milliseconds
@@ -48,6 +51,12 @@ func timeoutMS(d, now time.Time) int64 {
 		return 0
 	}
 	return int64((left + time.Millisecond/2) / time.Millisecond)
+}
+
+// timeoutValue returns the wire value of timeout_ms for deadline d: the
+// time left now.
+func timeoutValue(d time.Time) jsontext.Value {
+	return strconv.AppendInt(nil, timeoutMS(d, time.Now()), 10)
 }
 
 // deadlineFromMS returns the deadline that a wire timeout of ms gives a

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Limits on Request.Meta. A request beyond them is refused with an error
@@ -62,6 +65,19 @@ func checkMetaKey(k string) error {
 		}
 	}
 	return nil
+}
+
+// metaValue returns the wire value of meta, its keys sorted; nil for no
+// entries, which are not written.
+func metaValue(m map[string]string) (jsontext.Value, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	v, err := jsonv2.Marshal(m, jsonv2.Deterministic(true))
+	if err != nil {
+		return nil, fmt.Errorf("%w: meta: %w", ErrInvalidRequest, err)
+	}
+	return v, nil
 }
 
 // metaKey is the context key of the meta set by ContextWithMeta.

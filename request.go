@@ -1,11 +1,13 @@
 package acomm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pborman/uuid"
 )
@@ -42,18 +44,12 @@ type Request struct {
 	// of its keys. Omitted from the wire when empty.
 	Meta map[string]string `json:"meta,omitempty"`
 
+	// via holds the settings of the Server that received the request,
+	// which Respond uses; nil for Send's defaults.
+	via *config
+
 	deadline       time.Time // see Deadline
 	callerDeadline bool      // deadline is a received frame's timeout_ms
-}
-
-// requestJSON is the wire form of a Request.
-type requestJSON struct {
-	ID           string            `json:"id"`
-	Task         string            `json:"task"`
-	ResponseHook json.RawMessage   `json:"responsehook"`
-	Args         *json.RawMessage  `json:"args"`
-	TimeoutMS    *int64            `json:"timeout_ms,omitempty"`
-	Meta         map[string]string `json:"meta,omitempty"`
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
@@ -92,7 +88,10 @@ func parseHook(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
 	}
-	u, err := parseURL(s)
+	u, err := url.Parse(s)
+	if err == nil {
+		u, err = normalizeURL(u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
@@ -142,7 +141,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		if r == nil || len(*r) == 0 {
 			return nil, nil
 		}
-		if !validJSON(*r) {
+		if !json.Valid(*r) {
 			return nil, errors.New("raw message is not valid JSON")
 		}
 		return r, nil
@@ -161,31 +160,14 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 // MarshalJSON marshals a Request into its wire form, with the response
 // hook as a string (or as the legacy object when LegacyURLs is set).
 func (req *Request) MarshalJSON() ([]byte, error) {
-	return appendRequest(make([]byte, 0, 128), req, req.LegacyURLs)
+	return marshalRequest(req, req.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals a Request from its wire form. The response hook
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
-	req.Meta, req.deadline, req.callerDeadline = nil, time.Time{}, false
-	if decodeRequestFast(data, req) {
-		return nil
-	}
-	var rj requestJSON
-	if err := json.Unmarshal(data, &rj); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	hook, legacy, err := decodeURL(rj.ResponseHook)
-	if err != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
-	}
-	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
-	req.Meta = rj.Meta
-	if rj.TimeoutMS != nil {
-		req.deadline, req.callerDeadline = deadlineFromMS(*rj.TimeoutMS, time.Now()), true
-	}
-	return nil
+	return decodeRequest(data, req)
 }
 
 // HandleResponse determines whether a response indicates success or error
@@ -206,12 +188,18 @@ func (req *Request) HandleResponse(resp *Response) {
 	}
 }
 
-// Respond sends a Response to a Request's ResponseHook.
+// Respond sends a Response to a Request's ResponseHook, as Send does, with
+// the settings (WithIOTimeout, WithMaxFrameSize) of the Server that
+// received the request, if one did.
 func (req *Request) Respond(resp *Response) error {
 	if resp == nil {
 		return fmt.Errorf("%w: nil response", ErrInvalidArgument)
 	}
-	return Send(req.ResponseHook, resp)
+	cfg := &sendDefaults
+	if req.via != nil {
+		cfg = req.via
+	}
+	return sendMsg(context.Background(), req.ResponseHook, resp, cfg)
 }
 
 // UnmarshalArgs unmarshals the request args into the destination object.
@@ -240,6 +228,8 @@ func (req *Request) Validate() error {
 		return fmt.Errorf("%w: nil request", ErrInvalidRequest)
 	case req.ID == "":
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	case !utf8.ValidString(req.ID):
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	case req.Task == "":
 		return fmt.Errorf("%w: missing task", ErrInvalidRequest)
 	case req.ResponseHook == nil:

@@ -254,7 +254,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer s.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel)
 		}(conn)
 	}
 }
@@ -278,6 +278,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		return req.ID, err, nil
 	}
 	s.stats.received.Add(1)
+	req.via = &s.cfg
 	return req.ID, nil, func() { s.dispatch(req) }
 }
 
@@ -444,12 +445,12 @@ func errorResponse(req *Request, err error) *Response {
 // respond sends resp to req's response hook. A result too large to send
 // is replaced by an error, so the caller is not left waiting.
 func (s *Server) respond(req *Request, resp *Response) {
-	err := sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+	err := sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	if err != nil && resp.Error == nil && errors.Is(err, ErrFrameTooLarge) {
 		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task}).
 			Warn("response too large; sending an error instead")
 		resp = errorResponse(req, fmt.Errorf("%w: the response to task %q is too large to send", ErrFrameTooLarge, req.Task))
-		err = sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+		err = sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	}
 	if err != nil {
 		s.stats.respondFailed.Add(1)

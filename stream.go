@@ -232,7 +232,7 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 		// A source's WriteTo may hand over all it has at once: bound
 		// each buffer's worth, not the whole.
 		chunk := p[:min(len(p), streamBufferSize)]
-		if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
+		if now := time.Now(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
 			if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
 				return written, err
 			}

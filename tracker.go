@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -213,8 +214,8 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 
 // Configure applies options before Start: WithLogger, WithMaxFrameSize,
 // WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithMaxStreams, WithLegacyURLs, WithCallMiddleware. It fails with
-// ErrAlreadyStarted on a running tracker.
+// WithMaxStreams, WithLegacyURLs, WithListener, WithCallMiddleware. It
+// fails with ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -297,7 +298,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if err := decodeResponse(body, resp); err != nil {
+	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
@@ -382,6 +383,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 			at = max(cd, now+1)
 			timeout = time.Duration(at - now)
 		}
+	}
+	if !utf8.ValidString(req.ID) {
+		// It would travel as U+FFFD, and its answer never match.
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
 	t.mu.Lock()
@@ -543,7 +548,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 		fwd.StreamURL = su
 	}
-	if err := sendHTTPOrUnix(tr.forwardTo, &fwd, &t.cfg); err != nil {
+	if err := sendMsg(context.Background(), tr.forwardTo, &fwd, &t.cfg); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
 			Warn("forwarding response failed")
 	}
@@ -597,7 +602,7 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		Task:           req.Task,
 		ResponseHook:   t.URL(),
 		Args:           req.Args,
-		LegacyURLs:     t.cfg.legacyURLs,
+		LegacyURLs:     req.LegacyURLs || t.cfg.legacyURLs,
 		Meta:           req.Meta,
 		deadline:       req.deadline,
 		callerDeadline: req.callerDeadline,

@@ -59,8 +59,8 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 	}
 }
 
-// Configure applies options (WithSocketMode, WithLogger) before Start. It
-// fails with ErrAlreadyStarted on a running listener.
+// Configure applies options (WithSocketMode, WithLogger, WithListener)
+// before Start. It fails with ErrAlreadyStarted on a running listener.
 func (ul *UnixListener) Configure(opts ...Option) error {
 	ul.mu.Lock()
 	defer ul.mu.Unlock()

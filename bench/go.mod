@@ -17,6 +17,7 @@ require (
 
 require (
 	github.com/containerd/log v0.1.0 // indirect
+	github.com/go-json-experiment/json v1.27.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/pborman/uuid v1.2.1 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect

@@ -144,6 +144,10 @@ func TestBridgeCarriesMeta(t *testing.T) {
 func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
 	svc := newWireService(t)
 	tr, dest := callerThroughBridge(t, svc)
+	// A first exchange: the caller learns that the bridge takes cancel
+	// notices, and the bridge that the service does.
+	_, err := tr.Call(context.Background(), dest, "meta", nil)
+	require.NoError(t, err)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
