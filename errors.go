@@ -23,6 +23,10 @@ var (
 	ErrUnsupportedScheme = errors.New("acomm: unsupported url scheme")
 	// ErrInvalidArgument reports a nil or otherwise unusable argument.
 	ErrInvalidArgument = errors.New("acomm: invalid argument")
+	// ErrOptionNotApplicable reports an Option given to the Configure
+	// of a component it does not apply to. It also matches
+	// ErrInvalidArgument.
+	ErrOptionNotApplicable = fmt.Errorf("%w: option not applicable", ErrInvalidArgument)
 
 	// ErrFrameTooLarge reports a frame whose declared length exceeds the
 	// maximum frame size. See FrameSizeError.
@@ -75,6 +79,13 @@ var (
 	// ErrListen reports a socket that could not be set up: its directory,
 	// the listen call, its mode.
 	ErrListen = errors.New("acomm: cannot listen")
+	// ErrUnsafeSocketPath reports a socket path that another user could
+	// redirect or replace: a directory on it that is world-writable
+	// without the sticky bit, a symbolic link on it owned by a user other
+	// than root and this process's, or a private directory (a Tracker's
+	// temporary one) that is not, or no longer, this process's own.
+	// It also matches ErrListen.
+	ErrUnsafeSocketPath = fmt.Errorf("%w: unsafe socket path", ErrListen)
 	// ErrStreamBroken reports a stream that ended before its source did:
 	// the source failed, or the server stopped, midway. (Reading a stream
 	// served by an original acomm process reports it too, after the last

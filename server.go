@@ -52,26 +52,26 @@ const minCancelWait = 100 * time.Millisecond
 // finish before it cancels their context (default DefaultGracePeriod).
 // Zero cancels them at once.
 func WithGracePeriod(d time.Duration) Option {
-	return func(c *config) error {
+	return option("WithGracePeriod", forServer, func(c *config) error {
 		if d < 0 {
 			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
 		}
 		c.gracePeriod = d
 		return nil
-	}
+	})
 }
 
 // WithMaxHandlers sets how many handlers a Server runs at once (default
 // DefaultMaxHandlers). A request arriving when that many are running is
 // answered at once with an error matching ErrBusy.
 func WithMaxHandlers(n int) Option {
-	return func(c *config) error {
+	return option("WithMaxHandlers", forServer, func(c *config) error {
 		if n <= 0 {
 			return fmt.Errorf("%w: max handlers %d", ErrInvalidArgument, n)
 		}
 		c.maxHandlers = n
 		return nil
-	}
+	})
 }
 
 // Server states.
@@ -146,16 +146,19 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 	s := &Server{
 		socketPath: socketPath,
 		tracker:    tracker,
-		cfg:        defaultConfig(),
+		cfg:        configFor(forServer),
 	}
 	s.handlers.Store(&map[string]TaskHandler{})
 	return s
 }
 
-// Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod,
-// WithMaxHandlers, and the listener's WithPeerCheck and WithMaxConns. It
-// fails with ErrAlreadyStarted once the server has been started.
+// Configure applies options before Start. These apply to a Server:
+// WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
+// WithSocketMode, WithMaxConns, WithPeerCheck, WithGracePeriod and
+// WithMaxHandlers. Any other option fails with an error matching
+// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
+// error no option is applied. It fails with ErrAlreadyStarted once the
+// server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

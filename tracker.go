@@ -179,7 +179,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		defaultTimeout = DefaultRequestTimeout
 	}
 	t := &Tracker{
-		cfg:            defaultConfig(),
+		cfg:            configFor(forTracker),
 		httpStreamURL:  httpStreamURL,
 		defaultTimeout: defaultTimeout,
 		epoch:          time.Now(),
@@ -204,9 +204,14 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 	return t, nil
 }
 
-// Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// Configure applies options before Start. These apply to a Tracker:
+// WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
+// WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
+// stream sockets), WithStreamIdleTimeout, WithLegacyURLs, WithMaxTracked
+// and WithHTTPHook. Any other option fails with an error matching
+// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
+// error no option is applied. It fails with ErrAlreadyStarted on a running
+// tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -55,12 +55,16 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 	return &UnixListener{
 		socketPath:  socketPath,
 		acceptLimit: acceptLimit,
-		cfg:         defaultConfig(),
+		cfg:         configFor(forListener),
 	}
 }
 
-// Configure applies options (WithSocketMode, WithLogger) before Start. It
-// fails with ErrAlreadyStarted on a running listener.
+// Configure applies options before Start. These apply to a UnixListener:
+// WithLogger, WithSocketMode, WithMaxConns and WithPeerCheck. Any other
+// option (those about frames, which a UnixListener leaves to its user)
+// fails with an error matching ErrOptionNotApplicable, and an invalid one
+// with ErrInvalidArgument; on error no option is applied. It fails with
+// ErrAlreadyStarted on a running listener.
 func (ul *UnixListener) Configure(opts ...Option) error {
 	ul.mu.Lock()
 	defer ul.mu.Unlock()
