@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -40,7 +41,8 @@ const (
 type Tracker struct {
 	cfg            config
 	socketPath     string
-	tmpDir         string // created by NewTracker, removed by Stop
+	tmpDir         string // named by NewTracker, made by Start, removed by Stop
+	tmpMade        bool   // Start made tmpDir; protected by mu
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
@@ -165,7 +167,10 @@ func (h timeoutHeap) down(i int) bool {
 func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
 // NewTracker creates and initializes a new Tracker. If a socketPath is not
-// provided, the response socket will be created in a temporary directory.
+// provided, the response socket will be created in a temporary directory,
+// which Start makes (mode 0700) and Stop removes; Start refuses, with an
+// error matching ErrUnsafeSocketPath, to use that directory if someone
+// else has made it meanwhile.
 // httpStreamURL, when not nil, is the base URL of a ProxyStreamHandler
 // that makes this tracker's streams readable over HTTP. A defaultTimeout
 // of zero or less means DefaultRequestTimeout.
@@ -188,12 +193,10 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		streams:        make(map[string]*unixStream),
 	}
 	if socketPath == "" {
-		dir, err := os.MkdirTemp("", "acomm-")
-		if err != nil {
-			return nil, fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
-		}
-		t.tmpDir = dir
-		socketPath = filepath.Join(dir, "tracker.sock")
+		// Named now, made by Start: a tracker never started leaves
+		// nothing behind.
+		t.tmpDir = filepath.Join(os.TempDir(), "acomm-"+rand.Text())
+		socketPath = filepath.Join(t.tmpDir, "tracker.sock")
 	}
 	if abs, err := filepath.Abs(socketPath); err == nil {
 		socketPath = abs
@@ -253,13 +256,16 @@ func (t *Tracker) Start() error {
 		return fmt.Errorf("%w: tracker is stopping", ErrNotStarted)
 	}
 	if t.tmpDir != "" {
-		if err := os.MkdirAll(t.tmpDir, 0o700); err != nil {
-			return fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
+		created, err := makePrivateDir(t.tmpDir)
+		if err != nil {
+			return err
 		}
+		t.tmpMade = created
 	}
 	ul := NewUnixListener(t.socketPath, 0)
 	ul.cfg = t.cfg
 	if err := ul.Start(); err != nil {
+		t.removeTmpDir()
 		return err
 	}
 	t.responseListener = ul
@@ -590,9 +596,6 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	switch t.state {
 	case stateNew:
 		t.mu.Unlock()
-		if t.tmpDir != "" {
-			_ = os.RemoveAll(t.tmpDir)
-		}
 		return nil
 	case stateStopping:
 		done := t.stopDone
@@ -646,15 +649,22 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	}
 	t.bg.Wait()
 	unannounceAll(t)
-	if t.tmpDir != "" {
-		_ = os.RemoveAll(t.tmpDir)
-	}
 
 	t.mu.Lock()
+	t.removeTmpDir()
 	t.state = stateNew
 	close(t.stopDone)
 	t.mu.Unlock()
 	return err
+}
+
+// removeTmpDir removes the temporary directory if Start made it. t.mu
+// must be held (or the tracker be in Start).
+func (t *Tracker) removeTmpDir() {
+	if t.tmpMade {
+		_ = os.RemoveAll(t.tmpDir)
+		t.tmpMade = false
+	}
 }
 
 // failOutstanding hands every tracked request an ErrTrackerStopped

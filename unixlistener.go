@@ -24,7 +24,11 @@ const maxSocketPath = 107
 //
 // The socket's directory is created without world access, the socket is
 // not world-writable (see WithSocketMode), a stale socket file left by a
-// dead process is replaced, and the socket file is removed by Stop.
+// dead process is replaced, and the socket file is removed by Stop. Start
+// refuses, with an error matching ErrUnsafeSocketPath, a socket path that
+// another user could redirect or replace: one through a world-writable
+// directory without the sticky bit, or through a symbolic link owned by
+// a user other than root and this process's.
 type UnixListener struct {
 	socketPath  string
 	acceptLimit int
@@ -114,7 +118,8 @@ func (ul *UnixListener) Start() error {
 }
 
 // listenUnix creates the socket's directory if needed, clears a stale
-// socket file, listens, and sets the socket's mode.
+// socket file, listens, and sets the socket's mode. A directory that
+// another user controls is refused (see checkSocketDir).
 func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty socket path", ErrInvalidArgument)
@@ -122,8 +127,15 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("%w: %d bytes (max %d): %s", ErrSocketPathTooLong, len(path), maxSocketPath, path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := checkSocketDir(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("%w: create socket directory: %w", ErrListen, err)
+	}
+	if err := checkSocketDir(dir); err != nil { // again: it may have changed meanwhile
+		return nil, err
 	}
 	if err := clearStaleSocket(path); err != nil {
 		return nil, err
