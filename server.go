@@ -104,16 +104,17 @@ type Server struct {
 	handlersMu sync.Mutex                             // serializes Handle
 	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
 
-	mu       sync.Mutex // protects the fields below
-	cfg      config     // not changed once started
-	state    int
-	ul       *UnixListener
-	ctx      context.Context // handlers' context; cancelled by Stop
-	cancel   context.CancelFunc
-	jobs     map[*job]struct{} // handlers running, answer not yet sent
-	answers  chan struct{}     // slots for immediate answers; see answerNow
-	idle     chan struct{}     // made by Stop; closed when jobs is empty
-	stopDone chan struct{}     // closed when Stop finishes
+	mu        sync.Mutex // protects the fields below
+	cfg       config     // not changed once started
+	state     int
+	ul        *UnixListener
+	ctx       context.Context // handlers' context; cancelled by Stop
+	cancel    context.CancelFunc
+	jobs      map[*job]struct{} // handlers running, answer not yet sent
+	answers   chan struct{}     // slots for immediate answers; see answerNow
+	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
+	stopDone  chan struct{}     // closed when the stop finishes
+	stopHurry chan struct{}     // closed when a Shutdown gives up waiting
 
 	stats serverCounters
 	bg    sync.WaitGroup // accept loop, connections, immediate answers
@@ -371,7 +372,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return h(ctx, req)
+	return runTaskHandler(ctx, h, req)
 }
 
 // response builds the response to req from what its handler returned. It
@@ -442,34 +443,54 @@ func (s *Server) respond(req *Request, resp *Response) {
 // Requests that arrive while the server stops are answered with
 // ErrServerStopped. Stopping a server that was not started does nothing;
 // Stop may be called more than once and from several goroutines, each
-// call returning when the server has stopped.
+// call returning when the server has stopped. Called from a task handler,
+// Stop begins the stop and returns at once: the stop waits for that
+// handler as for the others.
 func (s *Server) Stop() {
+	_ = s.Shutdown(context.Background())
+}
+
+// Shutdown stops the server as Stop does, but gives up waiting when ctx
+// ends: it then cancels the context of the handlers still running,
+// answers their callers with ErrServerStopped, abandons them, and returns
+// ctx.Err() at once, leaving the sending of those answers to finish in the
+// background. Several calls may run at once; each returns when the server
+// has stopped or its own ctx ends. Called from a task handler, Shutdown
+// begins the stop and returns nil at once, as Stop does.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.state {
 	case serverNew:
 		s.mu.Unlock()
-		return
-	case serverStopping, serverStopped:
-		done := s.stopDone
-		s.mu.Unlock()
-		<-done
-		return
+		return nil
+	case serverRunning:
+		s.state = serverStopping
+		s.stopDone = make(chan struct{})
+		s.stopHurry = make(chan struct{})
+		idle := make(chan struct{})
+		if len(s.jobs) == 0 {
+			close(idle)
+		} else {
+			s.idle = idle
+		}
+		go s.teardown(idle, s.stopDone, s.stopHurry)
 	}
-	s.state = serverStopping
-	s.stopDone = make(chan struct{})
-	idle := make(chan struct{})
-	if len(s.jobs) == 0 {
-		close(idle)
-	} else {
-		s.idle = idle
-	}
+	done, hurry := s.stopDone, s.stopHurry
 	s.mu.Unlock()
+	if calledFrom(taskHandlerFunc) {
+		return nil // the stop waits for this handler: it cannot wait for the stop
+	}
+	return waitStopped(ctx, done, func() { closeOnce(&s.mu, hurry) })
+}
 
+// teardown stops the server: see Stop. Closing hurry skips what is left
+// of the grace periods.
+func (s *Server) teardown(idle, done, hurry chan struct{}) {
 	s.ul.Stop(0)
 	grace := s.cfg.gracePeriod
-	if !waitClosed(idle, grace) {
+	if !waitClosed(idle, hurry, grace) {
 		s.cancel()
-		if !waitClosed(idle, max(grace, minCancelWait)) {
+		if !waitClosed(idle, hurry, max(grace, minCancelWait)) {
 			s.abandon()
 			<-idle // the responses being sent when the handlers returned
 		}
@@ -479,7 +500,7 @@ func (s *Server) Stop() {
 
 	s.mu.Lock()
 	s.state = serverStopped
-	close(s.stopDone)
+	close(done)
 	s.mu.Unlock()
 }
 
@@ -510,24 +531,4 @@ func (s *Server) abandon() {
 		}(j.req)
 	}
 	wg.Wait()
-}
-
-// waitClosed reports whether ch is closed within d.
-func waitClosed(ch <-chan struct{}, d time.Duration) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-	}
-	if d <= 0 {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	}
 }

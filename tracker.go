@@ -59,7 +59,8 @@ type Tracker struct {
 	timerOff         bool        // Stop has disarmed the timer for good
 	responseListener *UnixListener
 	streams          map[string]*unixStream // by socket path
-	stopDone         chan struct{}          // closed when a Stop finishes
+	stopDone         chan struct{}          // closed when a stop finishes
+	stopHurry        chan struct{}          // closed when a Shutdown gives up waiting
 
 	stats   trackerCounters
 	pending sync.WaitGroup // one count per tracked request until handled
@@ -516,7 +517,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 	}()
 	if tr.forwardTo == nil {
-		tr.req.HandleResponse(resp)
+		runResponseHandler(tr.req, resp)
 		return
 	}
 	fwd := *resp
@@ -580,48 +581,57 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 
 // Stop deactivates the tracker. It blocks until all active connections or
 // tracked requests to finish: every tracked request is answered or times
-// out first, then the response listener and every stream listener are
-// closed and their socket files removed. Stop returns at once when idle.
-// Stopping a tracker that is not running does nothing.
+// out and its handler returns first, then the response listener and every
+// stream listener are closed and their socket files removed. Stop returns
+// at once when idle. Stopping a tracker that is not running does nothing.
+// Called from a response handler, Stop begins the stop and returns at
+// once: the stop waits for that handler, and finishes after it returns.
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
 
-// Shutdown is Stop with a bound: when ctx ends before every tracked request
-// is handled, the handlers of those still outstanding run at once with an
-// error response matching ErrTrackerStopped, the tracker finishes stopping,
-// and Shutdown returns ctx.Err().
+// Shutdown is Stop with a bound: when ctx ends before the tracker has
+// stopped, it returns ctx.Err() at once, and the stop goes on in the
+// background without waiting for responses any more: the handlers of the
+// requests still tracked run with an error response matching
+// ErrTrackerStopped, and the stop finishes when the handlers running
+// return. Until then Start fails. Several calls may run at once; each
+// returns when the tracker has stopped or its own ctx ends. Called from a
+// response handler, Shutdown begins the stop and returns nil at once, as
+// Stop does.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	switch t.state {
 	case stateNew:
 		t.mu.Unlock()
 		return nil
-	case stateStopping:
-		done := t.stopDone
-		t.mu.Unlock()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	case stateRunning:
+		t.state = stateStopping
+		t.stopDone = make(chan struct{})
+		t.stopHurry = make(chan struct{})
+		go t.teardown(t.responseListener, t.stopDone, t.stopHurry)
 	}
-	t.state = stateStopping
-	t.stopDone = make(chan struct{})
-	ul := t.responseListener
+	done, hurry := t.stopDone, t.stopHurry
 	t.mu.Unlock()
+	if calledFrom(responseHandlerFunc) {
+		return nil // the stop waits for this handler: it cannot wait for the stop
+	}
+	return waitStopped(ctx, done, func() { closeOnce(&t.mu, hurry) })
+}
 
+// teardown stops the tracker: it waits until every tracked request is
+// handled (or, once hurry is closed, hands those left ErrTrackerStopped),
+// then closes the listeners, waits for the background goroutines and
+// closes done.
+func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 	idle := make(chan struct{})
 	go func() {
 		t.pending.Wait()
 		close(idle)
 	}()
-	var err error
 	select {
 	case <-idle:
-	case <-ctx.Done():
-		err = ctx.Err()
+	case <-hurry:
 		t.failOutstanding()
 		<-idle
 	}
@@ -653,9 +663,8 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	t.removeTmpDir()
 	t.state = stateNew
-	close(t.stopDone)
+	close(done)
 	t.mu.Unlock()
-	return err
 }
 
 // removeTmpDir removes the temporary directory if Start made it. t.mu

@@ -1,6 +1,7 @@
 package acomm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -378,14 +379,35 @@ func (ul *UnixListener) DoneConn(conn net.Conn) {
 // listener that is not running does nothing; a Stop called while another
 // is under way returns when that one has finished.
 func (ul *UnixListener) Stop(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if stopped, _ := ul.shutdown(ctx); stopped != nil {
+		<-stopped // the stop under way, which has a bound of its own
+	}
+}
+
+// Shutdown stops listening for new connections and removes the socket
+// file, then waits for the connections handed out by NextConn to be
+// finished with DoneConn. When ctx ends first, it closes those still open
+// and returns ctx.Err(). Shutting down a listener that is not running
+// does nothing; a call made while another is under way returns when that
+// one has finished or its own ctx ends.
+func (ul *UnixListener) Shutdown(ctx context.Context) error {
+	_, err := ul.shutdown(ctx)
+	return err
+}
+
+// shutdown is Shutdown; it also returns the channel closed when the stop
+// has finished (nil when the listener never ran).
+func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
 	ul.mu.Lock()
 	if !ul.running {
 		stopped := ul.stopped
 		ul.mu.Unlock()
-		if stopped != nil {
-			<-stopped
+		if stopped == nil {
+			return nil, nil
 		}
-		return
+		return stopped, waitStopped(ctx, stopped, func() {})
 	}
 	ul.running = false
 	close(ul.done)
@@ -407,25 +429,19 @@ func (ul *UnixListener) Stop(timeout time.Duration) {
 		ul.connWG.Wait()
 		close(idle)
 	}()
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		select {
-		case <-idle:
-			t.Stop()
-			return
-		case <-t.C:
+	err := waitStopped(ctx, idle, func() {
+		// Out of time: close what is left and count it done, so the
+		// stop never depends on a handler that forgets DoneConn.
+		ul.mu.Lock()
+		for c := range ul.conns {
+			_ = c.Close()
+			delete(ul.conns, c)
+			ul.connWG.Done()
 		}
-	}
-	// Out of time: close what is left and count it done, so Stop never
-	// depends on a handler that forgets DoneConn.
-	ul.mu.Lock()
-	for c := range ul.conns {
-		_ = c.Close()
-		delete(ul.conns, c)
-		ul.connWG.Done()
-	}
-	ul.mu.Unlock()
+		ul.mu.Unlock()
+	})
 	<-idle
+	return stopped, err
 }
 
 // errAddrInUse is the errno of listening on a bound address.
