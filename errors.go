@@ -159,7 +159,7 @@ func (e *RemoteError) Is(target error) bool {
 var wireSentinels = []error{
 	ErrTimeout, ErrRefused, ErrInvalidRequest, ErrInvalidResponse,
 	ErrFrameTooLarge, ErrMalformedFrame, ErrTruncatedFrame,
-	ErrBusy, ErrUnknownTask, ErrServerStopped, ErrHandlerPanic,
+	ErrBusy, ErrUnknownTask, ErrServerStopped, ErrHandlerPanic, ErrTooManyConns,
 }
 
 // Errors that services report to callers inside responses. They are
@@ -168,6 +168,10 @@ var (
 	// ErrBusy is the error a Server answers with when it already runs its
 	// maximum number of handlers.
 	ErrBusy = errors.New("acomm: server busy")
+	// ErrTooManyConns is the refusal a Server or Tracker acknowledges a
+	// frame with when it arrives on a connection over the listener's
+	// bound (see WithMaxConns).
+	ErrTooManyConns = errors.New("acomm: too many connections")
 	// ErrUnknownTask is the error a Server answers with for a task that no
 	// handler is registered for.
 	ErrUnknownTask = errors.New("acomm: unknown task")

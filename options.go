@@ -105,6 +105,7 @@ func defaultConfig() config {
 		streamIdleTimeout: DefaultStreamIdleTimeout,
 		gracePeriod:       DefaultGracePeriod,
 		maxHandlers:       DefaultMaxHandlers,
+		maxConns:          DefaultMaxConns,
 	}
 }
 
@@ -215,8 +216,11 @@ func WithLegacyURLs() Option {
 }
 
 // WithMaxConns bounds the connections a listener keeps open at once
-// (0, the default, means no bound). A connection above the bound is
-// closed as soon as it is accepted, and logged.
+// (default DefaultMaxConns; 0 means no bound). A connection above the
+// bound is refused as soon as it is accepted, logged and counted (Refused,
+// and RefusedConns in the stats): a Server or Tracker acknowledges its
+// first frame with an error matching ErrTooManyConns, so that the
+// sender's Send fails with it; a UnixListener closes it unread.
 func WithMaxConns(n int) Option {
 	return option("WithMaxConns", forAll, func(c *config) error {
 		if n < 0 {

@@ -228,6 +228,7 @@ func (s *Server) Start() error {
 	}
 	ul := NewUnixListener(s.socketPath, 0)
 	ul.cfg = s.cfg
+	ul.frames = true
 	if err := ul.Start(); err != nil {
 		return err
 	}

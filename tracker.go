@@ -265,6 +265,7 @@ func (t *Tracker) Start() error {
 	}
 	ul := NewUnixListener(t.socketPath, 0)
 	ul.cfg = t.cfg
+	ul.frames = true
 	if err := ul.Start(); err != nil {
 		t.removeTmpDir()
 		return err

@@ -46,6 +46,9 @@ type UnixListener struct {
 	loopDone chan struct{}         // closed when the accept loop returns
 	connWG   sync.WaitGroup        // one count per entry of conns
 	refused  atomic.Int64          // connections refused by admit
+	frames   bool                  // its connections carry frames: see refuseConn
+	refusing map[net.Conn]struct{} // connections being refused
+	refuseWG sync.WaitGroup        // one count per entry of refusing
 }
 
 // NewUnixListener creates and initializes a new UnixListener. AcceptLimit
@@ -109,6 +112,7 @@ func (ul *UnixListener) Start() error {
 	ul.listener = l
 	ul.removed = false
 	ul.conns = make(map[net.Conn]struct{})
+	ul.refusing = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
 	ul.done = make(chan struct{})
 	ul.stopped = make(chan struct{})
@@ -305,8 +309,7 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 	if ul.cfg.maxConns > 0 && len(ul.conns) >= ul.cfg.maxConns {
 		ul.mu.Unlock()
 		log.WithField("max_conns", ul.cfg.maxConns).Warn("refused connection: too many open")
-		ul.refused.Add(1)
-		_ = conn.Close()
+		ul.refuseConn(conn)
 		return false
 	}
 	ul.conns[conn] = struct{}{}
@@ -315,8 +318,9 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 	return true
 }
 
-// Refused returns how many connections were closed unread because the
-// peer check refused them or the connection bound was reached.
+// Refused returns how many connections were refused because the peer
+// check refused them or the connection bound (WithMaxConns, default
+// DefaultMaxConns) was reached.
 func (ul *UnixListener) Refused() int64 {
 	return ul.refused.Load()
 }
@@ -417,6 +421,7 @@ func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
 
 	_ = l.Close()
 	<-loopDone
+	ul.stopRefusing()
 	ul.mu.Lock()
 	removed := ul.removed
 	ul.mu.Unlock()
