@@ -44,12 +44,13 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	ch := make(chan *Response, 1) // the tracker hands over exactly one response
 	h := func(_ *Request, resp *Response) { ch <- resp }
+	id := newID()
 	hook := t.hook // only encoded: it may be shared
 	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
-		hook = t.cfg.httpHook // a remote bridge answers over HTTP
+		hook = t.BindHook(t.cfg.httpHook, id) // a remote bridge answers over HTTP
 	}
 	req := &Request{
-		ID:             newID(),
+		ID:             id,
 		Task:           task,
 		ResponseHook:   hook,
 		Args:           raw,
@@ -75,22 +76,27 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 	if err := t.trackInline(req, timeout); err != nil {
 		return nil, err
 	}
-	if err := sendHTTPOrUnix(dest, req, &t.cfg); err != nil {
-		if t.RemoveRequest(req) {
-			return nil, err
-		}
-		// Answered (or timed out) while the send was failing: the
-		// response is on its way to ch.
-	}
-
+	// Over a pipe, the acknowledgement is not waited for before the
+	// response: whichever comes first.
+	ack, err := post(ctx, dest, req, &t.cfg)
 	var resp *Response
-	select {
-	case resp = <-ch:
-	case <-ctx.Done():
-		if t.RemoveRequest(req) {
-			return nil, ctx.Err()
+	for resp == nil {
+		if err != nil {
+			if t.RemoveRequest(req) {
+				return nil, err
+			}
+			// Answered (or timed out) while the send was failing or
+			// ctx ending: the response is on its way to ch.
+			resp = <-ch
+			break
 		}
-		resp = <-ch // it was handed over as ctx ended
+		select {
+		case resp = <-ch:
+		case err = <-ack:
+			ack = nil
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 	}
 	if resp.Error == nil {
 		return resp, nil

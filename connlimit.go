@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -30,25 +31,26 @@ const (
 	refuseWait  = time.Second
 )
 
-// refuseFrames acknowledges the first frame on conn with refusal, within
-// refuseWait, and closes conn.
+// refuseFrames acknowledges the first frame on conn with refusal, all
+// within refuseWait, and closes conn.
 func refuseFrames(conn net.Conn, cfg *config, refusal error) {
 	defer conn.Close()
-	c := *cfg
-	c.idleTimeout = min(c.idleTimeout, refuseWait)
-	c.ioTimeout = min(c.ioTimeout, refuseWait)
+	if conn.SetDeadline(time.Now().Add(min(cfg.ioTimeout, refuseWait))) != nil {
+		return
+	}
+	body, err := readFrame(conn, cfg.maxFrameSize)
+	var fse *FrameSizeError
+	if err != nil && !errors.As(err, &fse) {
+		return
+	}
 	var id struct {
 		ID string `json:"id"`
 	}
-	body, err := readFrameConn(conn, &c)
-	if err != nil {
-		return
-	}
 	_ = json.Unmarshal(body, &id) // the ack names the frame's ID if it has one
-	if conn.SetWriteDeadline(time.Now().Add(c.ioTimeout)) != nil {
-		return
+	ack, err := marshalResponse(&Response{ID: id.ID, Error: refusal}, false, baseFeatures...)
+	if err == nil {
+		_ = writeFrame(conn, ack, DefaultMaxFrameSize)
 	}
-	_ = encodeResponseFrame(conn, &Response{ID: id.ID, Error: refusal}, DefaultMaxFrameSize)
 }
 
 // refuseConn closes conn, a connection over the bound; a listener that

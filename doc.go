@@ -2,6 +2,17 @@
 // between services on one machine, over unix sockets, with a bridge to
 // HTTP for callers elsewhere.
 //
+// # Where to start
+//
+// To offer tasks, create a Server with NewServer, register a TaskHandler
+// per task with Server.Handle (and, optionally, a description with
+// Server.Describe), then Server.Start. To call them, create a Tracker with
+// NewTracker, Tracker.Start it, and use Tracker.Call. The runnable
+// examples (Example, ExampleServer) show both; the acomm command
+// (cmd/acomm) calls, pings and introspects services from a shell.
+//
+// # How it works
+//
 // Like JSON-RPC, requests specify the task to run, arguments for the task,
 // and an id. Additionally, they specify a response hook (a unix or http(s)
 // URL) where the response should be sent, and success and error handlers
@@ -23,13 +34,16 @@
 // acknowledges and validates each request, dispatches it by task to a
 // TaskHandler with a bounded number running at once (ErrBusy above it),
 // contains panics, turns returned streams into stream URLs, and stops
-// gracefully. Tracker.Call is the synchronous call on top of the
+// gracefully. Every Server also answers two reserved tasks, InfoTask
+// (what it offers) and PingTask (whether it is alive), unless configured
+// WithoutIntrospection. Tracker.Call is the synchronous call on top of the
 // asynchronous core: send, wait for the answer or the context.
 //
-// A Bridge puts HTTP in front of local services for callers on other
-// machines: it routes POSTed requests by task to unix services, forwards
-// their answers to the callers' HTTP hooks, serves announced streams once,
-// and receives responses over HTTP for a tracker. The acomm command
+// Package github.com/acommgo/acomm/bridge puts HTTP in front of local
+// services for callers on other machines, on this package's exported API:
+// it routes POSTed requests by task to unix services, delivers their
+// answers to the callers' HTTP hooks, serves announced streams once, and
+// receives responses over HTTP for a tracker. The acomm command
 // (cmd/acomm) wraps it as a daemon, with call, stream and demo
 // subcommands.
 //

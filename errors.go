@@ -87,13 +87,17 @@ var (
 	// It also matches ErrListen.
 	ErrUnsafeSocketPath = fmt.Errorf("%w: unsafe socket path", ErrListen)
 	// ErrStreamBroken reports a stream that ended before its source did:
-	// the source failed, or the server stopped, midway. (Reading a stream
-	// served by an original acomm process reports it too, after the last
-	// byte, since that server closes without reading the ready byte.)
+	// the source failed, or the server stopped, midway, or it made no
+	// progress for the reader's read timeout. (Streams served by an
+	// original acomm process, which cannot signal it, end without it.)
 	ErrStreamBroken = errors.New("acomm: stream broken")
 	// ErrStreamNotAnnounced reports a stream address that no tracker in
-	// this process announced, or that was already served.
+	// this process announced, or that was already served: Stream returns
+	// it (with ErrHTTPStatus) for a 404 of our HTTP stream handlers.
 	ErrStreamNotAnnounced = errors.New("acomm: stream not announced")
+	// ErrTooManyStreams reports a tracker whose streams waiting for their
+	// readers are already as many as WithMaxStreams allows.
+	ErrTooManyStreams = errors.New("acomm: too many streams waiting")
 )
 
 // timeoutError is the type of ErrTimeout.

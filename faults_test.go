@@ -58,6 +58,8 @@ func runHelperProcess(role string) int {
 		}
 		fmt.Println("ready")
 		select {}
+	case "activated-server":
+		return runActivatedServer(path) // handoff_test.go
 	}
 	return 2
 }
@@ -68,6 +70,13 @@ func startHelper(t *testing.T, role, sock string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperRoleEnv+"="+role, helperSockEnv+"="+sock)
+	return startHelperCmd(t, cmd)
+}
+
+// startHelperCmd starts cmd, a helper process, and waits until it says
+// ready.
+func startHelperCmd(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -191,18 +190,18 @@ func pipe(t *testing.T) (client, server net.Conn) {
 // socketPair returns two connected unix stream sockets, closed at cleanup.
 func socketPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	dir, err := os.MkdirTemp("", "sp")
 	require.NoError(t, err)
-	conns := make([]net.Conn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprint("socketpair-", i))
-		conns[i], err = net.FileConn(f)
-		_ = f.Close()
-		require.NoError(t, err)
-		c := conns[i]
-		t.Cleanup(func() { _ = c.Close() })
-	}
-	return conns[0], conns[1]
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	l, err := net.Listen("unix", dir+"/s")
+	require.NoError(t, err)
+	defer l.Close()
+	client, err := net.Dial("unix", dir+"/s")
+	require.NoError(t, err)
+	server, err := l.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+	return client, server
 }
 
 // writeSlowly writes data to conn one byte per Write in a goroutine that is
@@ -555,7 +554,9 @@ func shortConfig(idle, ioTimeout time.Duration) *config {
 	return &cfg
 }
 
-func TestReadFrameConn(t *testing.T) {
+// TestServeFramesTimeouts checks that a served connection is given up
+// when its peer idles or stalls mid-frame, by the short timeout of the two.
+func TestServeFramesTimeouts(t *testing.T) {
 	const short = 50 * time.Millisecond
 	wire := []byte(golden(t, "request").wire)
 
@@ -612,16 +613,31 @@ func TestReadFrameConn(t *testing.T) {
 				cfg.maxFrameSize = tc.maxFrame
 			}
 			start := time.Now()
-			body, err := readFrameConn(server, cfg)
+			served := make(chan struct{})
+			var afterRuns sync.WaitGroup
+			accepted := make(chan string, 1)
+			handle := func(body []byte) (string, error, func()) {
+				id, refusal, after := serveFramesHandler(&afterRuns)(body)
+				if refusal == nil {
+					accepted <- id
+				}
+				return id, refusal, after
+			}
+			go func() {
+				defer close(served)
+				serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64))
+			}()
+			if tc.maxFrame > 0 {
+				assert.ErrorIs(t, readAck(t, client).Error, ErrFrameTooLarge)
+				_ = client.Close()
+			}
+			frameTestWait(t, served)
+			afterRuns.Wait()
 			if tc.wantErrIs == nil {
-				require.NoError(t, err)
-				assert.Equal(t, tc.wantBody, body)
-				return
+				assert.Equal(t, "1", <-accepted)
 			}
-			for _, want := range tc.wantErrIs {
-				assert.ErrorIs(t, err, want)
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			assert.Empty(t, accepted)
+			if tc.stall {
 				// The short timeout, not the minute-long one, fired.
 				assert.Less(t, time.Since(start), 10*time.Second)
 			}
@@ -750,4 +766,17 @@ func frameTestWait(t *testing.T, ch <-chan struct{}) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("timed out")
 	}
+}
+
+// TestReadFrameMemoryFollowsBytes checks that a peer declaring a large
+// frame and sending little of it does not make readFrame allocate what it
+// declared.
+func TestReadFrameMemoryFollowsBytes(t *testing.T) {
+	in := append(binary.BigEndian.AppendUint32(nil, 64<<20), "0123456789"...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := readFrame(bytes.NewReader(in), DefaultMaxFrameSize)
+	runtime.ReadMemStats(&after)
+	require.ErrorIs(t, err, ErrTruncatedFrame)
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "allocated for bytes never sent")
 }

@@ -1,10 +1,10 @@
 package acomm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,7 +152,8 @@ func (m *MultiRequest) Responses() map[string]*Response {
 // SendAll sends requests added to the MultiRequest, several at a time:
 // dests maps the name of each request to send to the URL to send it to
 // (as Send does: a unix URL gets the request as a frame and waits for its
-// acknowledgement, an http(s) URL gets it POSTed). It returns when every
+// acknowledgement, an http(s) URL gets it POSTed), with the tracker's
+// settings (WithIOTimeout, WithMaxFrameSize, WithLegacyURLs). It returns when every
 // send has finished, so it can be followed by Responses.
 //
 // Sending one after the other, each send waits for its acknowledgement
@@ -207,14 +208,14 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 				return
 			}
 			s := &sends[i]
-			if err := Send(s.dest, s.req); err != nil {
+			if err := sendMsg(context.Background(), s.dest, s.req, &m.tracker.cfg); err != nil {
 				m.RemoveRequest(s.req)
 				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
 			}
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(len(sends), sendAllParallelism()) - 1 {
+	for range min(len(sends), sendAllParallelism) - 1 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -234,8 +235,7 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 
 // sendAllParallelism is how many sends SendAll has under way at once. A
 // send mostly waits (for the receiver to read the frame and acknowledge
-// it), so this is more than the CPUs, but bounded so a fan-out to
-// thousands does not start thousands of goroutines and connections.
-func sendAllParallelism() int {
-	return min(runtime.GOMAXPROCS(0)+2, 16)
-}
+// it), and sends to services with a link share its connection, so this is
+// well above the CPUs, but bounded so a fan-out to thousands does not
+// start thousands of goroutines and connections.
+const sendAllParallelism = 64

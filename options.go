@@ -70,7 +70,11 @@ type config struct {
 	peerCheck         PeerCheck     // see WithPeerCheck
 	maxConns          int           // see WithMaxConns
 	maxTracked        int           // Tracker: see WithMaxTracked
+	maxStreams        int           // Tracker: see WithMaxStreams
 	httpHook          *url.URL      // Tracker: see WithHTTPHook
+
+	noIntrospection bool            // Server: see WithoutIntrospection (introspect.go)
+	handed          *handedListener // see WithListener (handoff.go)
 }
 
 // Defaults for the settings options change.
@@ -84,6 +88,11 @@ const (
 	// DefaultStreamIdleTimeout is how long a stream made by NewStreamUnix
 	// waits for its reader before it is cleaned up.
 	DefaultStreamIdleTimeout = 5 * time.Minute
+	// DefaultMaxStreams is how many streams made by NewStreamUnix may wait
+	// for their readers at once. Each holds a socket and its source's
+	// descriptors until read or cleaned up; 128 keeps a tracker well
+	// within the usual limit of 1024 descriptors.
+	DefaultMaxStreams = 128
 )
 
 // configFor returns the default settings of component, whose Configure
@@ -106,6 +115,7 @@ func defaultConfig() config {
 		gracePeriod:       DefaultGracePeriod,
 		maxHandlers:       DefaultMaxHandlers,
 		maxConns:          DefaultMaxConns,
+		maxStreams:        DefaultMaxStreams,
 	}
 }
 
@@ -254,6 +264,20 @@ func WithHTTPHook(u *url.URL) Option {
 			return fmt.Errorf("%w: http hook must be an absolute http(s) url", ErrInvalidURL)
 		}
 		c.httpHook = u
+		return nil
+	})
+}
+
+// WithMaxStreams bounds the streams a tracker's NewStreamUnix keeps
+// waiting for their readers at once (default DefaultMaxStreams; 0 means
+// no bound). NewStreamUnix fails with an error matching ErrTooManyStreams
+// above it; a stream being read no longer counts.
+func WithMaxStreams(n int) Option {
+	return option("WithMaxStreams", forTracker, func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max streams %d", ErrInvalidArgument, n)
+		}
+		c.maxStreams = n
 		return nil
 	})
 }

@@ -1,8 +1,14 @@
 package acomm_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +22,9 @@ import (
 // ErrInvalidArgument), instead of ignoring them.
 func TestConfigureOptionApplicability(t *testing.T) {
 	hook := &url.URL{Scheme: "http", Host: "127.0.0.1:1"}
+	handed, err := net.ListenUnix("unix", &net.UnixAddr{Name: sockPath(t, "h.sock"), Net: "unix"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = handed.Close() })
 	options := map[string]acomm.Option{
 		"WithLogger":            acomm.WithLogger(logrus.New()),
 		"WithMaxFrameSize":      acomm.WithMaxFrameSize(1 << 16),
@@ -30,13 +39,17 @@ func TestConfigureOptionApplicability(t *testing.T) {
 		"WithPeerCheck":         acomm.WithPeerCheck(acomm.SameUser()),
 		"WithGracePeriod":       acomm.WithGracePeriod(time.Second),
 		"WithMaxHandlers":       acomm.WithMaxHandlers(8),
+		"WithMaxStreams":        acomm.WithMaxStreams(8),
+		"WithoutIntrospection":  acomm.WithoutIntrospection(),
+		"WithListener":          acomm.WithListener(handed),
 	}
 	applies := map[string]map[string]bool{
 		"Tracker": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
-			"WithStreamIdleTimeout", "WithLegacyURLs", "WithMaxConns", "WithMaxTracked", "WithHTTPHook", "WithPeerCheck"),
+			"WithStreamIdleTimeout", "WithLegacyURLs", "WithMaxConns", "WithMaxTracked", "WithHTTPHook", "WithPeerCheck",
+			"WithMaxStreams", "WithListener"),
 		"Server": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
-			"WithMaxConns", "WithPeerCheck", "WithGracePeriod", "WithMaxHandlers"),
-		"UnixListener": set("WithLogger", "WithSocketMode", "WithMaxConns", "WithPeerCheck"),
+			"WithMaxConns", "WithPeerCheck", "WithGracePeriod", "WithMaxHandlers", "WithoutIntrospection", "WithListener"),
+		"UnixListener": set("WithLogger", "WithSocketMode", "WithMaxConns", "WithPeerCheck", "WithListener"),
 	}
 	configure := map[string]func(t *testing.T) func(...acomm.Option) error{
 		"Tracker": func(t *testing.T) func(...acomm.Option) error {
@@ -51,6 +64,11 @@ func TestConfigureOptionApplicability(t *testing.T) {
 			return acomm.NewUnixListener(sockPath(t, "l.sock"), 0).Configure
 		},
 	}
+	t.Run("every option is in this table", func(t *testing.T) {
+		for _, name := range optionFuncs(t) {
+			require.Contains(t, options, name, "classify %s: which components does it apply to?", name)
+		}
+	})
 	for component, ok := range applies {
 		for name, opt := range options {
 			t.Run(component+"/"+name, func(t *testing.T) {
@@ -86,4 +104,31 @@ func set(names ...string) map[string]bool {
 		m[n] = true
 	}
 	return m
+}
+
+// optionFuncs returns the names of the package's exported functions that
+// return an Option.
+func optionFuncs(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	var names []string
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !fn.Name.IsExported() || fn.Type.Results == nil || len(fn.Type.Results.List) != 1 {
+				continue
+			}
+			if id, ok := fn.Type.Results.List[0].Type.(*ast.Ident); ok && id.Name == "Option" {
+				names = append(names, fn.Name.Name)
+			}
+		}
+	}
+	require.NotEmpty(t, names)
+	return names
 }

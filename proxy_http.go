@@ -16,31 +16,51 @@ import (
 // ProxyStreamHandler is an HTTP HandlerFunc for simple proxy streaming.
 //
 // It serves GET and HEAD requests whose "addr" query parameter is the unix
-// URL of a stream that a tracker in this process announced (made with
-// NewStreamUnix or passed through ProxyStreamHTTPURL), each once: a GET
-// uses the stream up, a HEAD only reports whether it is there. Any other
-// address is refused without connecting anywhere: 400 when addr is missing
-// or malformed, 403 when it is not a unix URL, 404 when it was not
+// URL of a stream that a running tracker in this process announced (made
+// with NewStreamUnix or passed through ProxyStreamHTTPURL), each once: a
+// GET uses the stream up, a HEAD only reports whether it is there. Any
+// other address is refused without connecting anywhere: 400 when addr is
+// missing or malformed, 403 when it is not a unix URL, 404 when it was not
 // announced, was already served, or expired. The body is flushed as it
-// arrives and the copy stops when the HTTP client goes away.
+// arrives, each write is bounded by DefaultHTTPTimeout (so a stream may
+// outlast the server's WriteTimeout, but a client that stops reading
+// cannot hold it), and the copy stops when the HTTP client goes away.
 func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
+	serveAnnounced(w, r, nil)
+}
+
+// ProxyStreamHandler is the package's ProxyStreamHandler limited to the
+// streams t announced: a bridge serves its own tracker's streams, and no
+// other's.
+func (t *Tracker) ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
+	serveAnnounced(w, r, t)
+}
+
+// streamWriteTimeout bounds each write of a stream served over HTTP.
+const streamWriteTimeout = DefaultHTTPTimeout
+
+// serveAnnounced serves an announced stream: one announced by by, or by
+// any tracker when by is nil.
+func serveAnnounced(w http.ResponseWriter, r *http.Request, by *Tracker) {
 	path, ok := streamRequestPath(w, r)
 	if !ok {
 		return
 	}
-	if r.Method == http.MethodHead {
-		// HEAD is safe: it must not use up the stream's one read.
-		if !announcedOK(findAnnounced(path, nil, false)) {
-			httpError(w, http.StatusNotFound, "stream not found")
-			return
-		}
-		setStreamHeaders(w)
-		w.WriteHeader(http.StatusOK)
+	// HEAD is safe: it must not use up the stream's one read.
+	claim := r.Method != http.MethodHead
+	t, ok := by, false
+	if by != nil {
+		ok = by.findAnnounced(path, claim)
+	} else {
+		t, ok = findAnyAnnounced(path, claim)
+	}
+	if !ok {
+		streamNotFound(w)
 		return
 	}
-	t, ok := findAnnounced(path, nil, true)
-	if !ok {
-		httpError(w, http.StatusNotFound, "stream not found")
+	if !claim {
+		setStreamHeaders(w)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if s := t.takeLocalStream(path); s != nil {
@@ -57,16 +77,37 @@ func ProxyStreamHandler(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(r.Context(), func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	setStreamHeaders(w)
-	w.WriteHeader(http.StatusOK)
-	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	fw := startStreamBody(w, nil)
 	defer fw.finish()
-	_, err = copyStream(fw, conn.Conn)
-	if conn.end(err) != nil {
+	_, err = conn.copyTo(r.Context(), fw, DefaultStreamReadTimeout)
+	if conn.end(err) != nil || r.Context().Err() != nil {
 		// Headers are gone: abort so the client sees a broken stream
 		// rather than a short one.
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// streamNotFound answers 404 for a stream that is not (or no longer)
+// announced; the header lets Stream report ErrStreamNotAnnounced.
+func streamNotFound(w http.ResponseWriter) {
+	w.Header().Set(streamStatusHeader, "not-announced")
+	httpError(w, http.StatusNotFound, "stream not found")
+}
+
+// streamStatusHeader tells a reader why a stream is not served.
+const streamStatusHeader = "Acomm-Stream"
+
+// startStreamBody sends a stream answer's headers at once, so the client
+// learns that the stream is there, and returns the body's writer: each
+// write is bounded by streamWriteTimeout instead of the server's
+// WriteTimeout, and stop, when not nil, makes writes fail.
+func startStreamBody(w http.ResponseWriter, stop *atomic.Bool) *flushWriter {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	setStreamHeaders(w)
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	return &flushWriter{w: w, rc: rc, stop: stop, timeout: streamWriteTimeout}
 }
 
 // serveLocalStream serves a stream that a tracker of this process made
@@ -86,9 +127,7 @@ func serveLocalStream(w http.ResponseWriter, r *http.Request, s *unixStream) {
 	stop := context.AfterFunc(r.Context(), s.close) // the stream is lost with its client
 	defer stop()
 
-	setStreamHeaders(w)
-	w.WriteHeader(http.StatusOK)
-	fw := &flushWriter{w: w, rc: rc, stop: &s.closed}
+	fw := startStreamBody(w, &s.closed)
 	defer fw.finish()
 	if _, err := copyStream(fw, s.src); err != nil || s.closed.Load() {
 		panic(http.ErrAbortHandler) // a broken stream, not a short one
@@ -97,8 +136,10 @@ func serveLocalStream(w http.ResponseWriter, r *http.Request, s *unixStream) {
 
 // setStreamHeaders sets the headers of a stream body.
 func setStreamHeaders(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
 }
 
 // flushWriter writes a stream body so that the client gets the data as it
@@ -152,6 +193,12 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	}
 	if f.timeout > 0 {
 		_ = f.rc.SetWriteDeadline(time.Now().Add(f.timeout))
+		// stop is set before the stream's abort moves the deadline
+		// into the past: checked after our move, either it is seen
+		// here or the abort's move comes after ours.
+		if f.stop != nil && f.stop.Load() {
+			return 0, net.ErrClosed
+		}
 	}
 	n, err := f.w.Write(p)
 	if err != nil {

@@ -1,10 +1,12 @@
 package acomm
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"unicode/utf8"
 
 	"github.com/pborman/uuid"
 )
@@ -13,7 +15,7 @@ import (
 type ResponseHandler func(*Request, *Response)
 
 // Request is a request data structure for asynchronous requests. The ID is
-// used to identify the request throught its life cycle. The ResponseHook is
+// used to identify the request throughout its life cycle. The ResponseHook is
 // a URL where response data should be sent. SuccessHandler and ErrorHandler
 // will be called appropriately to handle a response.
 //
@@ -33,14 +35,10 @@ type Request struct {
 	// form, and NewResponse copies it to the response, so replies to an
 	// original peer are readable by it.
 	LegacyURLs bool `json:"-"`
-}
 
-// requestJSON is the wire form of a Request.
-type requestJSON struct {
-	ID           string           `json:"id"`
-	Task         string           `json:"task"`
-	ResponseHook json.RawMessage  `json:"responsehook"`
-	Args         *json.RawMessage `json:"args"`
+	// via holds the settings of the Server that received the request,
+	// which Respond uses; nil for Send's defaults.
+	via *config
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
@@ -79,7 +77,10 @@ func parseHook(s string) (*url.URL, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: missing response hook", ErrInvalidRequest)
 	}
-	u, err := parseURL(s)
+	u, err := url.Parse(s)
+	if err == nil {
+		u, err = normalizeURL(u)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
@@ -129,7 +130,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		if r == nil || len(*r) == 0 {
 			return nil, nil
 		}
-		if !validJSON(*r) {
+		if !json.Valid(*r) {
 			return nil, errors.New("raw message is not valid JSON")
 		}
 		return r, nil
@@ -148,26 +149,14 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 // MarshalJSON marshals a Request into its wire form, with the response
 // hook as a string (or as the legacy object when LegacyURLs is set).
 func (req *Request) MarshalJSON() ([]byte, error) {
-	return appendRequest(make([]byte, 0, 128), req, req.LegacyURLs)
+	return marshalRequest(req, req.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals a Request from its wire form. The response hook
 // may be a string or the original acomm's object form. It does not
 // validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
-	if decodeRequestFast(data, req) {
-		return nil
-	}
-	var rj requestJSON
-	if err := json.Unmarshal(data, &rj); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidRequest, err)
-	}
-	hook, legacy, err := decodeURL(rj.ResponseHook)
-	if err != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
-	}
-	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = rj.ID, rj.Task, hook, rj.Args, legacy
-	return nil
+	return decodeRequest(data, req)
 }
 
 // HandleResponse determines whether a response indicates success or error
@@ -188,12 +177,18 @@ func (req *Request) HandleResponse(resp *Response) {
 	}
 }
 
-// Respond sends a Response to a Request's ResponseHook.
+// Respond sends a Response to a Request's ResponseHook, as Send does, with
+// the settings (WithIOTimeout, WithMaxFrameSize) of the Server that
+// received the request, if one did.
 func (req *Request) Respond(resp *Response) error {
 	if resp == nil {
 		return fmt.Errorf("%w: nil response", ErrInvalidArgument)
 	}
-	return Send(req.ResponseHook, resp)
+	cfg := &sendDefaults
+	if req.via != nil {
+		cfg = req.via
+	}
+	return sendMsg(context.Background(), req.ResponseHook, resp, cfg)
 }
 
 // UnmarshalArgs unmarshals the request args into the destination object.
@@ -221,6 +216,8 @@ func (req *Request) Validate() error {
 		return fmt.Errorf("%w: nil request", ErrInvalidRequest)
 	case req.ID == "":
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
+	case !utf8.ValidString(req.ID):
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	case req.Task == "":
 		return fmt.Errorf("%w: missing task", ErrInvalidRequest)
 	case req.ResponseHook == nil:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/acommgo/acomm"
 	"github.com/stretchr/testify/assert"
@@ -268,11 +269,6 @@ func TestRequestWireDecode(t *testing.T) {
 			wantHook: "http://h:8080/p?q=1", wantArgs: strPtr(`[1]`), wantLegacy: true,
 		},
 		{
-			name:     "legacy hook with user info object",
-			wire:     `{"id":"1","task":"t","responsehook":{"Scheme":"http","User":{},"Host":"h","Path":"/p"}}`,
-			wantHook: "http://h/p", wantLegacy: true,
-		},
-		{
 			name:     "legacy hook as a modern Go writes url.URL",
 			wire:     `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Opaque":"","User":null,"Host":"","Path":"/run/x.sock","RawPath":"","OmitHost":false,"ForceQuery":false,"RawQuery":"","Fragment":"","RawFragment":""}}`,
 			wantHook: "unix:///run/x.sock", wantLegacy: true,
@@ -313,6 +309,13 @@ func TestRequestWireDecode(t *testing.T) {
 		{"unparsable string hook", `{"id":"1","responsehook":"http://[::1"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"legacy hook field of wrong type", `{"id":"1","responsehook":{"Path":7}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"id of wrong type", `{"id":1}`, []error{acomm.ErrInvalidRequest}},
+		// Issue 10 item 1: the URL checked is the URL dialed, so parts
+		// that say something else than the text are refused.
+		{"legacy hook with user info object", `{"id":"1","task":"t","responsehook":{"Scheme":"http","User":{},"Host":"h","Path":"/p"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"legacy hook with an opaque destination", `{"id":"1","task":"t","responsehook":{"Scheme":"http","Host":"allowed.example","Opaque":"//127.0.0.1:9/admin"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"legacy unix hook with both path and opaque", `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Path":"/run/a.sock","Opaque":"b.sock"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"opaque http hook", `{"id":"1","task":"t","responsehook":"http:h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"id not valid UTF-8", "{\"id\":\"\xff\",\"task\":\"t\"}", []error{acomm.ErrInvalidRequest}},
 		{"not an object", `[]`, []error{acomm.ErrInvalidRequest}},
 	}
 	for _, tc := range bad {
@@ -406,4 +409,16 @@ func TestRequestWireEncode(t *testing.T) {
 		var old oldRequest
 		assert.Error(t, json.Unmarshal(b, &old))
 	})
+}
+
+// TestRequestIDMustBeUTF8 checks that an id that would travel altered
+// (as U+FFFD) is refused where a request enters: its answer would never
+// match.
+func TestRequestIDMustBeUTF8(t *testing.T) {
+	tr := newTracker(t, nil, time.Second)
+	req := &acomm.Request{ID: "a\xffb", Task: "t", ResponseHook: tr.URL()}
+	assert.ErrorIs(t, tr.TrackRequest(req, 0), acomm.ErrInvalidArgument)
+	assert.ErrorIs(t, req.Validate(), acomm.ErrInvalidArgument)
+	assert.ErrorIs(t, acomm.NewMultiRequest(tr, 0).AddRequest("x", req), acomm.ErrInvalidArgument)
+	assert.Zero(t, tr.NumRequests())
 }

@@ -25,14 +25,6 @@ type Response struct {
 	LegacyURLs bool `json:"-"`
 }
 
-// responseJSON is the wire form of a Response.
-type responseJSON struct {
-	ID        string           `json:"id"`
-	Result    *json.RawMessage `json:"result"`
-	StreamURL json.RawMessage  `json:"stream_url"`
-	Error     string           `json:"error"`
-}
-
 // NewResponse creates a new Response instance based on a Request. The
 // result is marshalled to JSON; a result that cannot be, or a result given
 // together with an error, is refused with ErrInvalidResponse.
@@ -60,30 +52,15 @@ func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error
 // message ("" for none) and the stream URL as a string, or as the legacy
 // object when LegacyURLs is set.
 func (r *Response) MarshalJSON() ([]byte, error) {
-	return appendResponse(make([]byte, 0, 128), r, r.LegacyURLs)
+	return marshalResponse(r, r.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals JSON data into a Response. A non-empty error
 // message becomes a *RemoteError; the stream URL may be a string or the
 // original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
-	if decodeResponseFast(data, r) {
-		return nil
-	}
-	var rj responseJSON
-	if err := json.Unmarshal(data, &rj); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidResponse, err)
-	}
-	su, legacy, err := decodeURL(rj.StreamURL)
-	if err != nil {
-		return fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, err)
-	}
-	r.ID, r.Result, r.StreamURL, r.LegacyURLs = rj.ID, rj.Result, su, legacy
-	r.Error = nil
-	if rj.Error != "" {
-		r.Error = &RemoteError{Message: rj.Error}
-	}
-	return nil
+	_, err := decodeResponse(data, r)
+	return err
 }
 
 // UnmarshalResult unmarshals the response result into the destination

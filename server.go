@@ -103,6 +103,7 @@ type Server struct {
 
 	handlersMu sync.Mutex                             // serializes Handle
 	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
+	docs       taskDocs                               // see Describe
 
 	mu        sync.Mutex // protects the fields below
 	cfg       config     // not changed once started
@@ -155,11 +156,11 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 
 // Configure applies options before Start. These apply to a Server:
 // WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
-// WithSocketMode, WithMaxConns, WithPeerCheck, WithGracePeriod and
-// WithMaxHandlers. Any other option fails with an error matching
-// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
-// error no option is applied. It fails with ErrAlreadyStarted once the
-// server has been started.
+// WithSocketMode, WithMaxConns, WithPeerCheck, WithListener,
+// WithGracePeriod, WithMaxHandlers and WithoutIntrospection. Any other
+// option fails with an error matching ErrOptionNotApplicable, and an
+// invalid one with ErrInvalidArgument; on error no option is applied. It
+// fails with ErrAlreadyStarted once the server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,6 +273,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		return req.ID, err, nil
 	}
 	s.stats.received.Add(1)
+	req.via = &s.cfg
 	return req.ID, nil, func() { s.dispatch(req) }
 }
 
@@ -279,6 +281,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 // none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
 	h := s.handler(req.Task)
+	if h == nil {
+		h = s.reservedHandler(req.Task) // introspect.go
+	}
 	if h == nil {
 		s.stats.unknownTask.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))
@@ -414,12 +419,12 @@ func errorResponse(req *Request, err error) *Response {
 // respond sends resp to req's response hook. A result too large to send
 // is replaced by an error, so the caller is not left waiting.
 func (s *Server) respond(req *Request, resp *Response) {
-	err := sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+	err := sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	if err != nil && resp.Error == nil && errors.Is(err, ErrFrameTooLarge) {
 		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task}).
 			Warn("response too large; sending an error instead")
 		resp = errorResponse(req, fmt.Errorf("%w: the response to task %q is too large to send", ErrFrameTooLarge, req.Task))
-		err = sendHTTPOrUnix(req.ResponseHook, resp, &s.cfg)
+		err = sendMsg(context.Background(), req.ResponseHook, resp, &s.cfg)
 	}
 	if err != nil {
 		s.stats.respondFailed.Add(1)

@@ -2,22 +2,17 @@ package acomm
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -35,58 +30,6 @@ var (
 	httpStreamBufPool = sync.Pool{New: func() any { b := make([]byte, httpStreamBufferSize); return &b }}
 )
 
-// streamClient is the HTTP client for Stream: no overall timeout, since a
-// stream may be long, but bounded connection set-up and response headers.
-var streamClient = &http.Client{
-	Transport: &http.Transport{
-		DialContext:           dialStreamTCP,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: DefaultHTTPTimeout,
-		IdleConnTimeout:       90 * time.Second,
-		MaxIdleConnsPerHost:   4,
-	},
-}
-
-// streamDialer dials the connections of streamClient.
-var streamDialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-
-// loopbackStreamRecvBuffer is the socket receive buffer that Stream asks
-// for on a loopback TCP connection (the kernel doubles it). Over loopback
-// the sender outruns the receive window that the kernel's autotuning
-// starts with; a large fixed buffer lets it write with fewer stalls
-// (about 10% more throughput through ProxyStreamHandler on the benchmark
-// machine).
-const loopbackStreamRecvBuffer = 4 << 20
-
-// dialStreamTCP dials like streamDialer. A loopback TCP connection gets
-// loopbackStreamRecvBuffer, when the system allows a buffer that large
-// (net.core.rmem_max): a fixed buffer turns the kernel's autotuning off,
-// so a smaller one, or one on a connection to another machine, whose
-// needs autotuning knows better, would do harm.
-func dialStreamTCP(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := streamDialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := c.(*net.TCPConn); ok && largeRecvBufferAllowed() {
-		if ra, ok := tc.RemoteAddr().(*net.TCPAddr); ok && ra.IP.IsLoopback() {
-			_ = tc.SetReadBuffer(loopbackStreamRecvBuffer)
-		}
-	}
-	return c, nil
-}
-
-// largeRecvBufferAllowed reports whether the system allows a socket
-// receive buffer of loopbackStreamRecvBuffer bytes.
-var largeRecvBufferAllowed = sync.OnceValue(func() bool {
-	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return err == nil && n >= loopbackStreamRecvBuffer
-})
-
 // unixStream is one ad-hoc stream made by NewStreamUnix. It is served
 // once: to the first connection to its socket, or, when ProxyStreamHandler
 // in this process gets to it first, straight from its source to the HTTP
@@ -102,7 +45,19 @@ type unixStream struct {
 
 	abortMu sync.Mutex
 	abort   func() // cuts the proxy's writes off; set by the proxy
+
+	// release gives back the serving goroutine's count in the tracker's
+	// background group, once: when the goroutine ends, or streamCloseGrace
+	// after close, whichever comes first (see close).
+	release func()
 }
+
+// streamCloseGrace bounds how long the tracker's Stop waits for a stream
+// it closed: a source whose Close does not interrupt its Read leaves the
+// goroutine copying it blocked until the Read returns, which may be never.
+// Stop waits that long for it, then leaves it behind (the socket is closed
+// already, so whatever the Read yields goes nowhere).
+const streamCloseGrace = time.Second
 
 // Who took a stream.
 const (
@@ -112,9 +67,16 @@ const (
 	streamDropped       // nobody: it expired or the tracker stopped
 )
 
-// close stops the stream's listener (closing a connection being served),
-// cuts off a proxy serving it, and closes its source.
+// close shuts the stream and bounds the wait for its goroutine by
+// streamCloseGrace.
 func (s *unixStream) close() {
+	s.shut()
+	time.AfterFunc(streamCloseGrace, s.release)
+}
+
+// shut stops the stream's listener (closing a connection being served),
+// cuts off a proxy serving it, and closes its source.
+func (s *unixStream) shut() {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.ul.Stop(0)
@@ -138,13 +100,17 @@ func (s *unixStream) setAbort(abort func()) {
 	}
 }
 
-// NewStreamUnix sets up an ad-hoc unix listner to stream data. The socket
+// NewStreamUnix sets up an ad-hoc unix listener to stream data. The socket
 // is created in dir (the directory of the tracker's response socket when
 // dir is empty). The first connection receives everything src yields; then
 // src is closed and the socket removed. A stream nobody connects to within
 // the stream idle timeout (WithStreamIdleTimeout) is cleaned up the same
 // way, as is every stream still open when the tracker stops. The stream is
 // announced to ProxyStreamHandler, so it can be read once over HTTP.
+//
+// Each stream waiting for its reader holds a socket and its source: at
+// most WithMaxStreams of them (DefaultMaxStreams) may wait at once, and
+// NewStreamUnix fails with an error matching ErrTooManyStreams past that.
 func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error) {
 	if src == nil {
 		return nil, fmt.Errorf("%w: nil stream source", ErrInvalidArgument)
@@ -161,6 +127,17 @@ func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error)
 	if t.state != stateRunning {
 		return nil, fmt.Errorf("%w: cannot create stream", ErrNotStarted)
 	}
+	if max := t.cfg.maxStreams; max > 0 {
+		waiting := 0
+		for _, s := range t.streams {
+			if s.taken.Load() == streamOpen {
+				waiting++
+			}
+		}
+		if waiting >= max {
+			return nil, fmt.Errorf("%w: %d streams wait for their readers", ErrTooManyStreams, waiting)
+		}
+	}
 	ul := NewUnixListener(path, 1)
 	ul.cfg = t.cfg
 	if err := ul.Start(); err != nil {
@@ -169,8 +146,9 @@ func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error)
 	s := &unixStream{path: ul.Addr(), ul: ul, src: src, proxyDone: make(chan struct{})}
 	t.streams[s.path] = s
 	t.stats.streams.Add(1)
-	announce(s.path, t, t.cfg.streamIdleTimeout)
+	t.announce(s.path)
 	t.bg.Add(1)
+	s.release = sync.OnceFunc(t.bg.Done)
 	go t.serveStream(s)
 	return ul.URL(), nil
 }
@@ -178,10 +156,10 @@ func (t *Tracker) NewStreamUnix(dir string, src io.ReadCloser) (*url.URL, error)
 // serveStream waits for the stream's one reader, copies the source to it,
 // and cleans up.
 func (t *Tracker) serveStream(s *unixStream) {
-	defer t.bg.Done()
+	defer s.release()
 	defer func() {
-		s.close()
-		unannounce(s.path, t)
+		s.shut()
+		t.unannounce(s.path)
 		t.mu.Lock()
 		delete(t.streams, s.path)
 		t.mu.Unlock()
@@ -254,7 +232,7 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 		// A source's WriteTo may hand over all it has at once: bound
 		// each buffer's worth, not the whole.
 		chunk := p[:min(len(p), streamBufferSize)]
-		if now := monoNow(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
+		if now := time.Now(); w.set.IsZero() || now.Sub(w.set) > w.timeout/16 {
 			if err := w.conn.SetWriteDeadline(now.Add(w.timeout)); err != nil {
 				return written, err
 			}
@@ -331,97 +309,6 @@ func usefulWriterTo(src io.Reader) bool {
 	return true
 }
 
-// Stream streams data from a URL to a destination writer. Unix URLs are
-// read from the socket until the sender closes it; http(s) URLs are
-// fetched with GET, and a non-200 status matches ErrHTTPStatus. A stream
-// cut off before its end (its source failed, or its server stopped) is an
-// error matching ErrStreamBroken, never a silently short copy.
-func Stream(dest io.Writer, addr *url.URL) error {
-	if dest == nil {
-		return fmt.Errorf("%w: nil destination", ErrInvalidArgument)
-	}
-	if err := checkURL(addr); err != nil {
-		return err
-	}
-	if addr.Scheme == "unix" {
-		return streamUnix(dest, unixPath(addr))
-	}
-	return streamHTTP(dest, addr)
-}
-
-// streamUnix copies the stream at the socket path into dest.
-func streamUnix(dest io.Writer, path string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), DefaultIOTimeout)
-	sc, err := dialStream(ctx, path)
-	cancel()
-	if err != nil {
-		return err
-	}
-	defer sc.Close()
-	_, err = copyStream(dest, sc.Conn)
-	return sc.end(err)
-}
-
-// streamConn is a connection to a unix stream, from dialStream.
-type streamConn struct {
-	net.Conn
-	path     string
-	readyErr error // from writing the ready byte
-}
-
-// dialStream connects to the unix stream at path and writes the ready
-// byte (see finishStream), so that a stream cut off midway can be told
-// from one that ended.
-func dialStream(ctx context.Context, path string) (*streamConn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: dial stream %s: %w", ErrUnreachable, path, err)
-	}
-	_, werr := conn.Write([]byte{streamReadyByte})
-	return &streamConn{Conn: conn, path: path, readyErr: werr}, nil
-}
-
-// end turns how copying the stream ended into the stream's error: a reset
-// (the server closed with our ready byte unread), or a ready byte the
-// server closed on before reading it, means the stream was cut off.
-func (c *streamConn) end(copyErr error) error {
-	switch {
-	case copyErr != nil && errors.Is(copyErr, syscall.ECONNRESET):
-		return fmt.Errorf("%w: %s: %w", ErrStreamBroken, c.path, copyErr)
-	case copyErr != nil:
-		return fmt.Errorf("%w: read stream %s: %w", ErrConnection, c.path, copyErr)
-	case c.readyErr != nil:
-		return fmt.Errorf("%w: %s: the server closed before the end: %w", ErrStreamBroken, c.path, c.readyErr)
-	}
-	return nil
-}
-
-// streamHTTP copies the body of a GET of addr into dest.
-func streamHTTP(dest io.Writer, addr *url.URL) error {
-	resp, err := streamClient.Get(addr.String())
-	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			// The server aborted before its headers: the source
-			// failed before the first flush.
-			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, addr.Redacted(), err)
-		}
-		return fmt.Errorf("acomm: get stream %s: %w", addr.Redacted(), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), msg)
-	}
-	if _, err := copyBuffered(dest, resp.Body, &httpStreamBufPool); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) { // the proxy aborted it
-			return fmt.Errorf("%w: %s: %w", ErrStreamBroken, addr.Redacted(), err)
-		}
-		return fmt.Errorf("acomm: read stream %s: %w", addr.Redacted(), err)
-	}
-	return nil
-}
-
 // ProxyStreamHTTPURL generates the url for proxying streaming data from a
 // unix socket: the tracker's HTTP stream URL with the socket's URL in the
 // "addr" query parameter. It also announces the socket to
@@ -436,7 +323,7 @@ func (t *Tracker) ProxyStreamHTTPURL(addr *url.URL) (*url.URL, error) {
 	if addr.Scheme != "unix" || unixPath(addr) == "" {
 		return nil, fmt.Errorf("%w: stream addr %q must be a unix socket url", ErrUnsupportedScheme, addr.String())
 	}
-	announce(filepath.Clean(unixPath(addr)), t, t.cfg.streamIdleTimeout)
+	t.announce(filepath.Clean(unixPath(addr)))
 	u := *t.httpStreamURL
 	q := u.Query()
 	q.Set("addr", addr.String())
@@ -458,71 +345,3 @@ func (t *Tracker) takeLocalStream(path string) *unixStream {
 	s.ul.Stop(0)
 	return s
 }
-
-// The registry of announced streams: socket paths that ProxyStreamHandler
-// may serve, each once. Entries expire after their tracker's stream idle
-// timeout and are dropped when their tracker stops.
-var (
-	announcedMu sync.Mutex
-	announced   = map[string]announcement{}
-)
-
-// announcement records who announced a stream and until when it is valid.
-type announcement struct {
-	tracker *Tracker
-	expires time.Time
-}
-
-// announce allows ProxyStreamHandler to serve the socket at path once.
-func announce(path string, t *Tracker, ttl time.Duration) {
-	now := time.Now()
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	for p, a := range announced {
-		if now.After(a.expires) {
-			delete(announced, p)
-		}
-	}
-	announced[path] = announcement{tracker: t, expires: now.Add(ttl)}
-}
-
-// unannounce withdraws path if t announced it.
-func unannounce(path string, t *Tracker) {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	if a, ok := announced[path]; ok && a.tracker == t {
-		delete(announced, path)
-	}
-}
-
-// unannounceAll withdraws every stream t announced.
-func unannounceAll(t *Tracker) {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	for p, a := range announced {
-		if a.tracker == t {
-			delete(announced, p)
-		}
-	}
-}
-
-// findAnnounced looks path up in the registry: announced, not expired,
-// and (when by is not nil) announced by the tracker by. With claim, a
-// path found is also withdrawn, so it is served once; a path announced by
-// another tracker is neither claimed nor withdrawn. It returns the tracker
-// that announced it.
-func findAnnounced(path string, by *Tracker, claim bool) (*Tracker, bool) {
-	announcedMu.Lock()
-	defer announcedMu.Unlock()
-	a, ok := announced[path]
-	if !ok || by != nil && a.tracker != by {
-		return nil, false
-	}
-	if claim {
-		delete(announced, path)
-	}
-	return a.tracker, time.Now().Before(a.expires)
-}
-
-// announcedOK keeps findAnnounced's verdict.
-func announcedOK(_ *Tracker, ok bool) bool { return ok }

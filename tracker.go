@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 )
@@ -48,6 +49,9 @@ type Tracker struct {
 
 	epoch time.Time // origin of the tracker's clock; see now
 	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
+
+	hookKey   hookKey        // see BindHook
+	announced streamRegistry // streams ProxyStreamHandler may serve
 
 	mu               sync.Mutex // protects the fields below
 	state            int
@@ -211,7 +215,8 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 // Configure applies options before Start. These apply to a Tracker:
 // WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
 // WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
-// stream sockets), WithStreamIdleTimeout, WithLegacyURLs, WithMaxTracked
+// stream sockets), WithListener (its response socket),
+// WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked
 // and WithHTTPHook. Any other option fails with an error matching
 // ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
 // error no option is applied. It fails with ErrAlreadyStarted on a running
@@ -298,7 +303,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // acknowledgement by then.
 func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
 	resp := &Response{}
-	if err := decodeResponse(body, resp); err != nil {
+	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
 	}
 	if err := resp.validate(); err != nil {
@@ -374,6 +379,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
+	}
+	if !utf8.ValidString(req.ID) {
+		// It would travel as U+FFFD, and its answer never match.
+		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
 	t.mu.Lock()
@@ -533,7 +542,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 		fwd.StreamURL = su
 	}
-	if err := sendHTTPOrUnix(tr.forwardTo, &fwd, &t.cfg); err != nil {
+	if err := sendMsg(context.Background(), tr.forwardTo, &fwd, &t.cfg); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
 			Warn("forwarding response failed")
 	}
@@ -576,7 +585,7 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		Task:         req.Task,
 		ResponseHook: t.URL(),
 		Args:         req.Args,
-		LegacyURLs:   t.cfg.legacyURLs,
+		LegacyURLs:   req.LegacyURLs || t.cfg.legacyURLs,
 	}, nil
 }
 

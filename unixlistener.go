@@ -68,11 +68,12 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 }
 
 // Configure applies options before Start. These apply to a UnixListener:
-// WithLogger, WithSocketMode, WithMaxConns and WithPeerCheck. Any other
-// option (those about frames, which a UnixListener leaves to its user)
-// fails with an error matching ErrOptionNotApplicable, and an invalid one
-// with ErrInvalidArgument; on error no option is applied. It fails with
-// ErrAlreadyStarted on a running listener.
+// WithLogger, WithSocketMode, WithMaxConns, WithPeerCheck and
+// WithListener. Any other option (those about frames, which a
+// UnixListener leaves to its user) fails with an error matching
+// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
+// error no option is applied. It fails with ErrAlreadyStarted on a running
+// listener.
 func (ul *UnixListener) Configure(opts ...Option) error {
 	ul.mu.Lock()
 	defer ul.mu.Unlock()
@@ -105,12 +106,12 @@ func (ul *UnixListener) Start() error {
 	if ul.running {
 		return nil
 	}
-	l, err := listenUnix(ul.socketPath, ul.cfg.socketMode)
+	l, handed, err := ul.listen() // handoff.go
 	if err != nil {
 		return err
 	}
 	ul.listener = l
-	ul.removed = false
+	ul.removed = handed // a handed socket's file is not ours to remove
 	ul.conns = make(map[net.Conn]struct{})
 	ul.refusing = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)

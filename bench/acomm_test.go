@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,20 +22,17 @@ import (
 //
 //   - acomm-call: Tracker.Call to an acomm.Server whose "echo" task returns
 //     its args. A round trip is two frames (the request to the server, the
-//     response to the tracker's socket), each acknowledged, over pooled
-//     connections. One tracker, shared by the 64 par64 goroutines.
-//   - acomm-seed: the cycle of the original acomm API: NewRequest,
-//     TrackRequest, Send to a service written with UnixListener that reads
-//     the request with UnmarshalConnData, acknowledges it with
-//     SendConnData and answers with Respond from a goroutine, as the seed's
-//     users wrote services; the handler hands the response back.
+//     response to the tracker's socket), each acknowledged. One tracker,
+//     shared by the 64 par64 goroutines.
 //
-// Both send echoPayload as the request's args (raw JSON) and check that the
+// The seed API's cycle (TrackRequest, Send, the handler run by the
+// tracker) is in seed_test.go, the MultiRequest fan-out in fanout_test.go.
+//
+// All send echoPayload as the request's args (raw JSON) and check that the
 // response's result is the same bytes.
 func init() {
 	echoSystems = append(echoSystems,
 		echoSystem{name: "acomm-call", setup: setupAcommCall},
-		echoSystem{name: "acomm-seed", setup: setupAcommSeed},
 	)
 	streamSystems = append(streamSystems,
 		streamSystem{name: "acomm-unix", run: benchStreamAcommUnix},
@@ -74,8 +69,11 @@ func checkResult(resp *acomm.Response) error {
 	return checkEcho(*resp.Result)
 }
 
-func setupAcommCall(tb testing.TB) echoClient {
-	tr := newAcommTracker(tb, nil)
+// newEchoServer starts an acomm.Server on a fresh socket whose "echo"
+// task returns the request's args, answering to tr; it is stopped at
+// cleanup, before tr (cleanups run last registered first).
+func newEchoServer(tb testing.TB, tr *acomm.Tracker) *acomm.Server {
+	tb.Helper()
 	srv := acomm.NewServer(socketPath(tb), tr)
 	srv.Handle("echo", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
 		return req.Args, nil, nil
@@ -83,9 +81,14 @@ func setupAcommCall(tb testing.TB) echoClient {
 	if err := srv.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(srv.Stop) // before the tracker's Stop: cleanups run last first
+	tb.Cleanup(srv.Stop)
+	return srv
+}
+
+func setupAcommCall(tb testing.TB) echoClient {
+	tr := newAcommTracker(tb, nil)
+	dest := newEchoServer(tb, tr).URL()
 	ctx := benchContext(tb)
-	dest := srv.URL()
 	args := json.RawMessage(echoPayload)
 	return echoClient{call: func() error {
 		resp, err := tr.Call(ctx, dest, "echo", args)
@@ -94,167 +97,6 @@ func setupAcommCall(tb testing.TB) echoClient {
 		}
 		return checkResult(resp)
 	}}
-}
-
-// seedService is a service written against the seed API, like the one in
-// the package's tests: every connection in a goroutine, every request
-// acknowledged, every answer sent with Respond from a goroutine.
-type seedService struct {
-	ul *acomm.UnixListener
-	wg sync.WaitGroup
-}
-
-func newSeedService(tb testing.TB) *seedService {
-	tb.Helper()
-	s := &seedService{ul: acomm.NewUnixListener(socketPath(tb), 0)}
-	if err := s.ul.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for conn := s.ul.NextConn(); conn != nil; conn = s.ul.NextConn() {
-			s.wg.Add(1)
-			go s.serve(conn)
-		}
-	}()
-	tb.Cleanup(func() {
-		s.ul.Stop(0)
-		s.wg.Wait()
-	})
-	return s
-}
-
-func (s *seedService) serve(conn net.Conn) {
-	defer s.wg.Done()
-	defer s.ul.DoneConn(conn)
-	for {
-		req := &acomm.Request{}
-		if err := acomm.UnmarshalConnData(conn, req); err != nil {
-			return
-		}
-		if err := acomm.SendConnData(conn, &acomm.Response{ID: req.ID}); err != nil {
-			return
-		}
-		var result json.RawMessage
-		if req.Args != nil {
-			result = *req.Args
-		}
-		resp, err := acomm.NewResponse(req, result, nil, nil)
-		if err != nil {
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			_ = req.Respond(resp)
-		}()
-	}
-}
-
-func setupAcommSeed(tb testing.TB) echoClient {
-	tr := newAcommTracker(tb, nil)
-	svc := newSeedService(tb)
-	hook := tr.URL().String()
-	dest := svc.ul.URL()
-	args := json.RawMessage(echoPayload)
-	return echoClient{call: func() error {
-		done := make(chan *acomm.Response, 1)
-		h := func(_ *acomm.Request, resp *acomm.Response) { done <- resp }
-		req, err := acomm.NewRequest("echo", hook, args, h, h)
-		if err != nil {
-			return err
-		}
-		if err := tr.TrackRequest(req, 0); err != nil {
-			return err
-		}
-		if err := acomm.Send(dest, req); err != nil {
-			tr.RemoveRequest(req)
-			return err
-		}
-		return checkResult(<-done)
-	}}
-}
-
-// fanoutServices is the width of BenchmarkMultiRequestFanout10.
-const fanoutServices = 10
-
-// BenchmarkMultiRequestFanout10 is one fan-out to 10 seed-style services
-// (newSeedService: each acknowledges the request frame, then answers with
-// Respond from a goroutine), through one tracker, as a user writes it: a
-// fresh MultiRequest, a NewRequest and AddRequest per service, the sends,
-// then Responses, which returns once all 10 answers have reached the
-// tracker's socket; every result is checked. ns/op is the time of the
-// whole fan-out, on warm pooled connections. The sub-benchmarks differ only
-// in the sends:
-//
-//   - send-each: acomm.Send of each request in turn, as with the seed API
-//     (each send waits for its acknowledgement before the next begins).
-//   - send-all: MultiRequest.SendAll with a map from name to URL, which
-//     has several sends under way at once.
-func BenchmarkMultiRequestFanout10(b *testing.B) {
-	b.Run("send-each", func(b *testing.B) { benchFanout(b, false) })
-	b.Run("send-all", func(b *testing.B) { benchFanout(b, true) })
-}
-
-func benchFanout(b *testing.B, sendAll bool) {
-	b.ReportAllocs()
-	tr := newAcommTracker(b, nil)
-	dests := make([]*url.URL, fanoutServices)
-	names := make([]string, fanoutServices)
-	byName := make(map[string]*url.URL, fanoutServices)
-	for i := range dests {
-		dests[i] = newSeedService(b).ul.URL()
-		names[i] = fmt.Sprintf("s%d", i)
-		byName[names[i]] = dests[i]
-	}
-	hook := tr.URL().String()
-	args := json.RawMessage(echoPayload)
-	fanout := func() error {
-		multi := acomm.NewMultiRequest(tr, 0)
-		for i, dest := range dests {
-			req, err := acomm.NewRequest("echo", hook, args, nil, nil)
-			if err != nil {
-				return err
-			}
-			if err := multi.AddRequest(names[i], req); err != nil {
-				return err
-			}
-			if sendAll {
-				continue
-			}
-			if err := acomm.Send(dest, req); err != nil {
-				multi.RemoveRequest(req)
-				return err
-			}
-		}
-		if sendAll {
-			if err := multi.SendAll(byName); err != nil {
-				return err
-			}
-		}
-		resps := multi.Responses()
-		if len(resps) != fanoutServices {
-			return fmt.Errorf("%d responses, want %d", len(resps), fanoutServices)
-		}
-		for _, resp := range resps {
-			if err := checkResult(resp); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	for range 3 { // warm up: connect, fill pools
-		if err := fanout(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := fanout(); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // trackBatch is the number of requests BenchmarkTrack100k tracks at once.
@@ -456,8 +298,9 @@ func benchStreamAcommHTTPProxy(b *testing.B) {
 	})
 }
 
-// TestAcommPlumbing checks the acomm benchmarks' pieces on little data: a
-// stream of each kind arrives whole, and a fan-out and a batch work.
+// TestAcommPlumbing checks the acomm stream benchmarks' pieces on little
+// data: the source yields what it should, and a stream of each kind
+// arrives whole.
 func TestAcommPlumbing(t *testing.T) {
 	t.Run("stream source", func(t *testing.T) {
 		var a, c bytes.Buffer

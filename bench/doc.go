@@ -1,7 +1,7 @@
 // Package bench holds the side-by-side benchmarks that put acomm next to
 // the floor (raw length-prefixed frames on a unix socket) and next to the
-// usual alternatives (net/rpc, gRPC, ttrpc), all on unix sockets on this
-// machine.
+// usual alternatives (net/rpc, gRPC, ttrpc, varlink), all on unix sockets
+// on this machine.
 //
 // Everything lives in _test.go files; this file exists only to carry the
 // package comment. Run the whole suite with ./run (see that script), or a

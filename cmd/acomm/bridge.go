@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
@@ -29,6 +32,8 @@ type bridgeFlags struct {
 	timeout   time.Duration
 	drain     time.Duration
 	expvar    bool
+	allowHook []string
+	metrics   string
 }
 
 func newBridgeCmd() *cobra.Command {
@@ -44,10 +49,24 @@ services.
                    later on the hook
   GET  /stream     a stream announced in a forwarded response, once
   POST /responses  an acomm Response for a request this bridge sent
+  GET  /healthz    200 while serving, 503 while stopping (no token)
 
 Routes match a task exactly or by a trailing-* prefix (disk.*). With
---token-file every endpoint requires "Authorization: Bearer TOKEN".
-SIGINT or SIGTERM stops the bridge gracefully.`,
+--token-file /requests and /stream require "Authorization: Bearer TOKEN".
+
+Answers are never delivered to loopback, link-local, unspecified or
+multicast addresses, nor to this machine's own addresses, checked on the
+address actually dialed: a caller must not make the bridge reach what only
+the bridge can reach. --allow-hook opens a CIDR range, an address or a
+host name (repeatable). Deliveries never follow redirects.
+
+SIGINT or SIGTERM stops the bridge: it stops taking requests and delivers
+the answers still due within --drain, then exits, whatever the hooks do.
+
+Under systemd, the bridge may be socket-activated: it then serves the
+socket systemd passes (LISTEN_FDS) and takes no --listen; see
+contrib/systemd. --metrics serves Prometheus metrics (the tracker's
+counters, hook-delivery latency) on a separate address, without token.`,
 		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -55,16 +74,20 @@ SIGINT or SIGTERM stops the bridge gracefully.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required)")
-	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks (repeatable)")
+	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required unless socket-activated)")
+	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks; a plain socket path does too (repeatable)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on every endpoint")
 	fl.StringVar(&f.advertise, "advertise", "", "base `URL` written into forwarded stream_urls (default derived from --listen)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `FILE`")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "serve HTTPS with this key `FILE`")
 	fl.DurationVar(&f.timeout, "timeout", time.Minute, "how long a request waits for its answer")
-	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long shutdown waits for in-flight requests")
+	fl.DurationVar(&f.drain, "drain", 5*time.Second, "how long shutdown waits for in-flight requests and their deliveries")
+	fl.StringArrayVar(&f.allowHook, "allow-hook", nil, "deliver answers to this `CIDR|address|host` too, though loopback, link-local or local (repeatable)")
 	fl.BoolVar(&f.expvar, "expvar", false, "serve the tracker's stats as expvar JSON at GET /debug/vars (token required too)")
-	_ = cmd.MarkFlagRequired("listen")
+	fl.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:9102")
+	fromEnv(fl, "token-file", "ACOMM_TOKEN_FILE")
+	fromEnv(fl, "tls-cert", "ACOMM_TLS_CERT")
+	fromEnv(fl, "tls-key", "ACOMM_TLS_KEY")
 	return cmd
 }
 
@@ -93,21 +116,27 @@ func advertiseURL(f bridgeFlags, addr net.Addr) (*url.URL, error) {
 }
 
 func runBridge(ctx context.Context, f bridgeFlags) error {
-	log := logrus.New()
-	log.SetOutput(os.Stderr)
+	log, err := newLogger()
+	if err != nil {
+		return err
+	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
 	}
 	if len(f.routes) == 0 {
 		return usageErr("at least one --route is required")
 	}
-	routes := make([]acomm.Route, 0, len(f.routes))
+	routes := make([]bridge.Route, 0, len(f.routes))
 	for _, s := range f.routes {
-		r, err := acomm.ParseRoute(s)
+		r, err := parseRoute(s)
 		if err != nil {
-			return usageErr("--route %q: %w", s, err)
+			return err
 		}
 		routes = append(routes, r)
+	}
+	policy, err := hookPolicy(f.allowHook)
+	if err != nil {
+		return err
 	}
 	token, err := readToken(f.tokenFile)
 	if err != nil {
@@ -116,11 +145,16 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	if f.tokenFile != "" && token == "" {
 		return usageErr("token file %s is empty", f.tokenFile)
 	}
-
-	ln, err := net.Listen("tcp", f.listen)
+	metricsLn, err := listenMetrics(f.metrics)
 	if err != nil {
-		return usageErr("listen on %s: %w", f.listen, err)
+		return err
 	}
+	ln, activated, err := bridgeListener(f.listen)
+	if err != nil {
+		closeAll(metricsLn)
+		return err
+	}
+	defer closeAll(metricsLn) // after the server's Shutdown
 	base, err := advertiseURL(f, ln.Addr())
 	if err != nil {
 		_ = ln.Close()
@@ -140,17 +174,23 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 		_ = ln.Close()
 		return err
 	}
-	bridge, err := acomm.NewBridge(tracker, routes...)
+	br, err := bridge.New(tracker, routes...)
 	if err != nil {
 		_ = ln.Close()
 		tracker.Stop()
 		return usageErr("%w", err)
 	}
-	bridge.Token = token
-	bridge.Timeout = f.timeout
-	bridge.Logger = log
+	br.Token = token
+	br.Timeout = f.timeout
+	br.Logger = log
+	br.HookPolicy = policy
+	var metrics *bridgeMetrics
+	if metricsLn != nil {
+		metrics = newBridgeMetrics(tracker)
+		br.OnDelivery = metrics.observeDelivery
+	}
 
-	handler := bridge.Handler()
+	handler := br.Handler()
 	if f.expvar {
 		acomm.PublishExpvar("acomm", map[string]*acomm.Tracker{"bridge": tracker}, nil)
 		mux := http.NewServeMux()
@@ -158,7 +198,7 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 		mux.Handle("GET /debug/vars", requireToken(token, expvar.Handler()))
 		handler = mux
 	}
-	srv := acomm.NewHTTPServer(ln.Addr().String(), logRequests(log, handler))
+	srv := bridge.NewHTTPServer(ln.Addr().String(), logRequests(log, handler))
 	serveErr := make(chan error, 1)
 	go func() {
 		if f.tlsCert != "" {
@@ -167,8 +207,13 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 			serveErr <- srv.Serve(ln)
 		}
 	}()
-	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != ""}).
+	if metrics != nil {
+		msrv := serveMetrics(log, metricsLn[0], metrics)
+		defer shutdownQuickly(msrv)
+	}
+	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != "", "socket_activated": activated}).
 		Info("bridge listening")
+	warnConfig(log, ln.Addr(), token, routes)
 
 	select {
 	case <-ctx.Done():
@@ -177,21 +222,53 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 		tracker.Stop()
 		return noAnswerErr(fmt.Errorf("serve: %w", err))
 	}
-	// Stop taking requests, let in-flight ones finish, then forward the
-	// answers still owed, within the drain period.
+	// Stop taking requests, let in-flight ones finish, then deliver the
+	// answers still owed, all within the drain period; what is left then
+	// is abandoned, so the bridge exits on time whatever hooks do.
 	dctx, cancel := context.WithTimeout(context.Background(), f.drain)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
 		log.WithError(err).Warn("http shutdown incomplete")
+		_ = srv.Close()
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.WithError(err).Warn("serve ended with an error")
 	}
-	if err := tracker.Shutdown(dctx); err != nil {
-		log.WithError(err).Warn("abandoned requests still waiting for answers")
+	if err := br.Shutdown(dctx); err != nil {
+		log.WithError(err).Warn("abandoned answers still due")
+	}
+	// The bridge's requests are settled: the tracker has nothing left to
+	// wait for but its own streams.
+	tctx, tcancel := context.WithTimeout(context.Background(), time.Second)
+	defer tcancel()
+	if err := tracker.Shutdown(tctx); err != nil {
+		log.WithError(err).Warn("tracker shutdown incomplete")
 	}
 	log.Info("bridge stopped")
 	return nil
+}
+
+// hookPolicy returns the daemon's hook policy: the defaults of
+// bridge.HookPolicy, this machine's own addresses denied too, and what
+// --allow-hook opens.
+func hookPolicy(allow []string) (*bridge.HookPolicy, error) {
+	p := &bridge.HookPolicy{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+					ip = ip.Unmap()
+					p.Deny = append(p.Deny, netip.PrefixFrom(ip, ip.BitLen()))
+				}
+			}
+		}
+	}
+	for _, s := range allow {
+		if err := p.AllowHook(s); err != nil {
+			return nil, usageErr("--allow-hook %q: %w", s, err)
+		}
+	}
+	return p, nil
 }
 
 // requireToken guards h with the bearer token, when there is one.
@@ -243,4 +320,43 @@ func logRequests(log logrus.FieldLogger, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// warnConfig warns about a configuration that serves, but probably not as
+// meant: no token, or routes to sockets that are not there (yet).
+func warnConfig(log logrus.FieldLogger, addr net.Addr, token string, routes []bridge.Route) {
+	if token == "" {
+		log.WithField("addr", addr.String()).
+			Warn("no --token-file: anyone who can reach this address may call the routed services and read their streams")
+	}
+	for _, r := range routes {
+		path := r.Addr.Path
+		fi, err := os.Stat(path)
+		switch {
+		case err != nil:
+			log.WithFields(logrus.Fields{"route": r.Pattern, "socket": path}).WithError(err).
+				Warn("route's socket is not there (yet): its requests fail until its service listens")
+		case fi.Mode()&os.ModeSocket == 0:
+			log.WithFields(logrus.Fields{"route": r.Pattern, "socket": path}).
+				Warn("route's socket path is not a socket: its requests will fail")
+		}
+	}
+}
+
+// parseRoute reads a --route: PATTERN=ADDRESS, the address written as
+// every command takes one (unix:///path.sock, /path.sock, ./path.sock).
+func parseRoute(s string) (bridge.Route, error) {
+	pattern, addr, ok := strings.Cut(s, "=")
+	if ok && isPath(addr) {
+		u, err := parseAddress(addr)
+		if err != nil {
+			return bridge.Route{}, usageErr("--route %q: %w", s, err)
+		}
+		s = pattern + "=" + u.String()
+	}
+	r, err := bridge.ParseRoute(s)
+	if err != nil {
+		return bridge.Route{}, usageErr("--route %q: %w", s, err)
+	}
+	return r, nil
 }

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -14,250 +12,201 @@ import (
 
 	"github.com/acommgo/acomm"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // callFlags are the flags of acomm call.
 type callFlags struct {
-	timeout    time.Duration
-	output     string
-	hookListen string
-	hookURL    string
-	tokenFile  string
+	timeout time.Duration
+	output  string
+	full    bool
+	remote  remoteFlags
 }
+
+// maxArgsBytes bounds args read from stdin or a file: the largest frame.
+const maxArgsBytes = acomm.DefaultMaxFrameSize
 
 func newCallCmd() *cobra.Command {
 	var f callFlags
 	cmd := &cobra.Command{
-		Use:   "call [flags] <service-url> <task> [json-args]",
+		Use:   "call [flags] <address> <task> [args | - | @file]",
 		Short: "Send a request to a service and print the result",
 		Long: `Send a request to a service and wait for its answer.
 
-The result is printed as JSON on stdout. A task error goes to stderr with
-exit status 1. With -o FILE, the response's stream is saved to FILE.
+The args are JSON: given on the command line, read from stdin with -, or
+from a file with @file. The result is printed as JSON on stdout, indented
+on a terminal and compact otherwise; --full prints the whole response (id,
+result, stream_url, error). A task error goes to stderr with exit status 1.
 
-The service URL is a unix socket (unix:///run/svc.sock) or an acomm bridge
-(http://host:8080/requests). For a bridge, the answer is received on a
-temporary HTTP endpoint (--hook-listen) that the bridge must be able to
-reach, and the bearer token in --token-file is sent.`,
-		Example: `  acomm call unix:///run/disk.sock disk.usage '{"path":"/"}'
+When the response carries a stream, -o FILE saves it (FILE is checked
+before the request is sent, and written only when the stream was read to
+its end). Without -o, the stream's URL goes to stderr with the command
+that reads it; a stream can be read once, and expires when nobody reads it.
+
+The address is a unix socket (unix:///run/svc.sock, /run/svc.sock,
+./svc.sock) or an acomm bridge (http://host:8080/requests). For a bridge,
+the answer is received on a temporary HTTP endpoint (--hook-listen) that
+the bridge must be able to reach, and the bearer token in --token-file is
+sent to the bridge, and to nothing else.`,
+		Example: `  acomm call /run/disk.sock disk.usage '{"path":"/"}'
+  echo '{"path":"/"}' | acomm call unix:///run/disk.sock disk.usage -
+  acomm call --full /run/disk.sock disk.usage @args.json
   acomm call --token-file token http://bridge:8080/requests disk.usage '{"path":"/"}'
-  acomm call -o image.raw unix:///run/img.sock image.export '{"id":7}'`,
+  acomm call -o image.raw /run/img.sock image.export '{"id":7}'`,
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runCall(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f, args)
+			return runCall(cmd, f, args)
 		},
 	}
-	cmd.Flags().DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer")
-	cmd.Flags().StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE`")
-	cmd.Flags().StringVar(&f.hookListen, "hook-listen", "127.0.0.1:0", "`ADDR` of the temporary HTTP endpoint receiving a bridge's answer")
-	cmd.Flags().StringVar(&f.hookURL, "hook-url", "", "`URL` the bridge posts the answer to, when it must differ from http://<hook-listen>/responses (NAT, another host name)")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "read the bridge's bearer token from `FILE`")
+	fl := cmd.Flags()
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer, and for the stream's next bytes with -o")
+	fl.StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE`")
+	fl.BoolVar(&f.full, "full", false, "print the whole response (id, result, stream_url, error), not only the result")
+	addRemoteFlags(cmd, &f.remote)
 	return cmd
 }
 
-// parseServiceURL checks a service or stream URL argument.
-func parseServiceURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "unix" && u.Scheme != "http" && u.Scheme != "https") {
-		return nil, usageErr("invalid service url %q: want unix:///path.sock or http(s)://host/path", s)
+// readArgs returns the JSON args given as arg: literal JSON, "-" for
+// stdin, or "@file".
+func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
+	var b []byte
+	switch {
+	case arg == "-":
+		var err error
+		if b, err = io.ReadAll(io.LimitReader(stdin, maxArgsBytes+1)); err != nil {
+			return nil, usageErr("read args from stdin: %w", err)
+		}
+	case strings.HasPrefix(arg, "@"):
+		var err error
+		if b, err = os.ReadFile(arg[1:]); err != nil {
+			return nil, usageErr("read args: %w", err)
+		}
+	default:
+		b = []byte(arg)
 	}
-	if u.Scheme == "unix" && u.Path == "" || u.Scheme != "unix" && u.Host == "" {
-		return nil, usageErr("invalid service url %q", s)
+	if len(b) > maxArgsBytes {
+		return nil, usageErr("args are larger than %d bytes", maxArgsBytes)
 	}
-	return u, nil
+	b = bytes.TrimSpace(b)
+	if !json.Valid(b) {
+		return nil, usageErr("args are not valid JSON: %s", abbreviate(b))
+	}
+	return json.RawMessage(b), nil
 }
 
-// readToken reads a token file ("" gives no token).
-func readToken(path string) (string, error) {
-	if path == "" {
-		return "", nil
+// abbreviate returns b, cut to a length that fits in a message.
+func abbreviate(b []byte) string {
+	const max = 60
+	if len(b) > max {
+		return string(b[:max]) + "…"
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", usageErr("read token file: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return string(b)
 }
 
-func runCall(ctx context.Context, stdout, stderr io.Writer, f callFlags, args []string) error {
-	dest, err := parseServiceURL(args[0])
+func runCall(cmd *cobra.Command, f callFlags, args []string) error {
+	dest, err := parseAddress(args[0])
 	if err != nil {
 		return err
 	}
 	task := args[1]
 	var payload any
 	if len(args) == 3 {
-		if !json.Valid([]byte(args[2])) {
-			return usageErr("json-args is not valid JSON: %s", args[2])
-		}
-		payload = json.RawMessage(args[2])
-	}
-	token, err := readToken(f.tokenFile)
-	if err != nil {
-		return err
-	}
-	if f.timeout <= 0 {
-		return usageErr("--timeout must be positive")
-	}
-
-	tracker, err := acomm.NewTracker("", nil, f.timeout)
-	if err != nil {
-		return noAnswerErr(err)
-	}
-	if err := tracker.Start(); err != nil {
-		return noAnswerErr(err)
-	}
-	defer tracker.Stop()
-
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	var resp *acomm.Response
-	if dest.Scheme == "unix" {
-		resp, err = tracker.Call(ctx, dest, task, payload)
-	} else {
-		resp, err = callBridge(ctx, tracker, dest, task, payload, f, token)
-	}
-	if err != nil {
-		if resp != nil && resp.Error != nil {
-			return taskErr(fmt.Errorf("task %s: %w", task, resp.Error))
-		}
-		return noAnswerErr(err)
-	}
-
-	result := []byte("null")
-	if resp.Result != nil {
-		result = *resp.Result
-	}
-	if _, err := fmt.Fprintf(stdout, "%s\n", result); err != nil {
-		return err
-	}
-	if f.output != "" {
-		if resp.StreamURL == nil {
-			return noAnswerErr(fmt.Errorf("-o %s: the response has no stream", f.output))
-		}
-		return saveStream(ctx, stderr, resp.StreamURL, f.output, token)
-	}
-	return nil
-}
-
-// callBridge sends a request to an acomm bridge over HTTP and waits for its
-// answer on a temporary HTTP hook.
-func callBridge(ctx context.Context, tracker *acomm.Tracker, dest *url.URL, task string, payload any, f callFlags, token string) (*acomm.Response, error) {
-	ln, err := net.Listen("tcp", f.hookListen)
-	if err != nil {
-		return nil, usageErr("--hook-listen %s: %w", f.hookListen, err)
-	}
-	hook, err := hookURL(f.hookURL, ln.Addr())
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	bridge := &acomm.Bridge{Tracker: tracker}
-	srv := acomm.NewHTTPServer(ln.Addr().String(), bridge.Handler())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-served
-	}()
-
-	answers := make(chan *acomm.Response, 1)
-	handle := func(_ *acomm.Request, resp *acomm.Response) { answers <- resp }
-	req, err := acomm.NewRequest(task, hook, payload, handle, handle)
-	if err != nil {
-		return nil, usageErr("%w", err)
-	}
-	timeout := time.Until(deadlineOf(ctx))
-	if err := tracker.TrackRequest(req, timeout); err != nil {
-		return nil, err
-	}
-	if err := postRequest(ctx, dest, req, token); err != nil {
-		if tracker.RemoveRequest(req) {
-			return nil, err
-		}
-	}
-	select {
-	case resp := <-answers:
-		return resp, resp.Error
-	case <-ctx.Done():
-		tracker.RemoveRequest(req)
-		return nil, ctx.Err()
-	}
-}
-
-// hookURL returns the URL the bridge should post the answer to: --hook-url
-// when given, else the listener's address, with this host's name in place
-// of an unspecified address (0.0.0.0, ::), which a remote bridge could not
-// reach.
-func hookURL(flagURL string, addr net.Addr) (string, error) {
-	if flagURL != "" {
-		u, err := url.Parse(flagURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", usageErr("invalid --hook-url %q: want http(s)://host:port/path", flagURL)
-		}
-		return flagURL, nil
-	}
-	host, port, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		h, err := os.Hostname()
+		raw, err := readArgs(args[2], cmd.InOrStdin())
 		if err != nil {
-			return "", usageErr("--hook-listen %s: cannot name this host; give --hook-url", addr)
+			return err
 		}
-		host = h
+		payload = raw
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/responses", nil
-}
-
-// deadlineOf returns ctx's deadline, or a minute from now.
-func deadlineOf(ctx context.Context) time.Time {
-	if d, ok := ctx.Deadline(); ok {
-		return d
+	var out *outputFile
+	if f.output != "" {
+		// Checked before anything is sent: the task may be costly.
+		if out, err = createOutput(f.output); err != nil {
+			return err
+		}
+		defer out.abort()
 	}
-	return time.Now().Add(time.Minute)
-}
-
-// postRequest POSTs req to a bridge with the bearer token and checks the
-// acknowledgement.
-func postRequest(ctx context.Context, dest *url.URL, req *acomm.Request, token string) error {
-	body, err := json.Marshal(req)
+	c, err := newCaller(f.remote, f.timeout)
 	if err != nil {
 		return err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, dest.String(), strings.NewReader(string(body)))
+	defer c.close()
+
+	resp, callErr := c.call(cmd.Context(), dest, task, payload)
+	if resp != nil && (callErr == nil || f.full) {
+		if err := printResponse(cmd.OutOrStdout(), resp, f.full); err != nil {
+			return err
+		}
+	}
+	if callErr != nil {
+		return callErr
+	}
+	switch {
+	case resp.StreamURL == nil && out != nil:
+		return taskErr(fmt.Errorf("-o %s: task %s answered without a stream; nothing written", f.output, task))
+	case resp.StreamURL == nil:
+		return nil
+	}
+	token, err := c.streamToken(dest, resp.StreamURL)
 	if err != nil {
 		return err
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+token)
+	if out == nil {
+		printStreamHint(cmd.ErrOrStderr(), resp.StreamURL, token != "", f.remote.tokenFile)
+		return nil
 	}
-	hresp, err := httpClient.Do(hreq)
-	if err != nil {
-		return fmt.Errorf("post request: %w", err)
-	}
-	defer hresp.Body.Close()
-	ackBody, _ := io.ReadAll(io.LimitReader(hresp.Body, 1<<20))
-	if hresp.StatusCode/100 != 2 {
-		return fmt.Errorf("bridge answered %s: %s", hresp.Status, strings.TrimSpace(string(ackBody)))
-	}
-	var ack acomm.Response
-	if json.Unmarshal(ackBody, &ack) == nil && ack.Error != nil {
-		return fmt.Errorf("bridge refused the request: %w", ack.Error)
-	}
-	return nil
+	return out.save(cmd.Context(), cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
 }
 
-// httpClient bounds connection set-up and headers; bodies may be long
-// streams.
-var httpClient = &http.Client{
-	Transport: &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-	},
+// printResponse prints resp's result, or all of resp with full, as JSON:
+// indented when w is a terminal, compact otherwise.
+func printResponse(w io.Writer, resp *acomm.Response, full bool) error {
+	raw := []byte("null")
+	if full {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		raw = b
+	} else if resp.Result != nil {
+		raw = *resp.Result
+	}
+	var buf bytes.Buffer
+	var err error
+	if isTerminal(w) {
+		err = json.Indent(&buf, raw, "", "  ")
+	} else {
+		err = json.Compact(&buf, raw)
+	}
+	if err != nil {
+		buf.Reset()
+		buf.Write(raw)
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// printStreamHint tells where the response's stream is and how to read it.
+func printStreamHint(w io.Writer, u *url.URL, withToken bool, tokenFile string) {
+	read := "acomm stream "
+	if withToken && tokenFile != "" {
+		read += "--token-file " + shellQuote(tokenFile) + " "
+	}
+	read += shellQuote(u.String())
+	fmt.Fprintf(w, "acomm: the response carries a stream (readable once, until it expires): %s\n", u)
+	fmt.Fprintf(w, "acomm: read it with: %s > FILE\n", read)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:@%+=,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -18,24 +18,149 @@ func newDemoCmd() *cobra.Command {
 	var (
 		streamMiB int
 		stats     bool
+		serve     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a tracker and two services in this process and exercise them",
 		Long: `Start a tracker and two small services in this process, call one, fan
 out with MultiRequest, stream a large result, and print each step with its
-timing. Everything lives in a temporary directory that is removed at exit.`,
+timing. Everything lives in a temporary directory that is removed at exit.
+
+With --serve, start the services and keep them running until interrupted
+(Ctrl-C), printing the acomm commands to try against them.`,
+		Example: `  acomm demo
+  acomm demo --serve`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if streamMiB < 0 {
 				return usageErr("--stream-mib must not be negative")
+			}
+			if serve {
+				return serveDemo(cmd.Context(), cmd.OutOrStdout())
 			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), streamMiB, stats)
 		},
 	}
 	cmd.Flags().IntVar(&streamMiB, "stream-mib", 256, "size of the streamed result in MiB")
 	cmd.Flags().BoolVar(&stats, "expvar", false, "publish the tracker's and services' stats with expvar and print them at the end")
+	cmd.Flags().BoolVar(&serve, "serve", false, "keep the demo services running and print commands to try against them")
+	cmd.MarkFlagsMutuallyExclusive("serve", "expvar")
 	return cmd
+}
+
+// demoServices are the tracker and services of the demo.
+type demoServices struct {
+	tracker    *acomm.Tracker
+	text, blob *acomm.Server
+}
+
+// startDemoServices starts, in dir, a tracker and two services: text
+// (upper, sum) and blob (a streamed result).
+func startDemoServices(dir string) (*demoServices, error) {
+	d := &demoServices{}
+	var err error
+	if d.tracker, err = acomm.NewTracker(filepath.Join(dir, "tracker.sock"), nil, 10*time.Second); err != nil {
+		return nil, err
+	}
+	if err := d.tracker.Start(); err != nil {
+		return nil, err
+	}
+	d.text = acomm.NewServer(filepath.Join(dir, "text.sock"), nil)
+	d.text.Handle("upper", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		var s string
+		if err := req.UnmarshalArgs(&s); err != nil {
+			return nil, nil, err
+		}
+		return strings.ToUpper(s), nil, nil
+	})
+	d.text.Handle("sum", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		var xs []int
+		if err := req.UnmarshalArgs(&xs); err != nil {
+			return nil, nil, err
+		}
+		total := 0
+		for _, x := range xs {
+			total += x
+		}
+		return total, nil, nil
+	})
+	d.blob = acomm.NewServer(filepath.Join(dir, "blob.sock"), d.tracker)
+	d.blob.Handle("blob", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		var mib int64
+		if err := req.UnmarshalArgs(&mib); err != nil {
+			return nil, nil, err
+		}
+		if mib < 0 {
+			return nil, nil, fmt.Errorf("%w: negative size", acomm.ErrInvalidArgument)
+		}
+		return map[string]int64{"bytes": mib << 20}, io.NopCloser(&zeroReader{n: mib << 20}), nil
+	})
+	for _, doc := range []struct {
+		srv        *acomm.Server
+		task, desc string
+		example    any
+	}{
+		{d.text, "upper", "upper-case a string", "hello, acomm"},
+		{d.text, "sum", "add up a list of integers", []int{1, 2, 3}},
+		{d.blob, "blob", "stream N MiB of zeros; the result says how many bytes", 1},
+	} {
+		if err := doc.srv.Describe(doc.task, doc.desc, doc.example); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.text.Start(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	if err := d.blob.Start(); err != nil {
+		d.stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+// stop stops what was started.
+func (d *demoServices) stop() {
+	if d.blob != nil {
+		d.blob.Stop()
+	}
+	if d.text != nil {
+		d.text.Stop()
+	}
+	if d.tracker != nil {
+		d.tracker.Stop()
+	}
+	d.blob, d.text, d.tracker = nil, nil, nil
+}
+
+// serveDemo runs the demo services until ctx ends, after printing the
+// commands to try against them.
+func serveDemo(ctx context.Context, out io.Writer) error {
+	dir, err := os.MkdirTemp("", "acd")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	d, err := startDemoServices(dir)
+	if err != nil {
+		return noAnswerErr(err)
+	}
+	defer d.stop()
+	text, blob := d.text.Addr(), d.blob.Addr()
+	fmt.Fprintf(out, `demo services running: %s and %s
+try, from another shell:
+  acomm ping %s
+  acomm info %s
+  acomm call %s upper '"hello"'
+  echo '[1,2,3]' | acomm call %s sum -
+  acomm call -o zeros.bin %s blob 16
+  acomm call %s blob 1    # prints the stream's URL and the command that reads it
+press Ctrl-C to stop
+`, text, blob, text, text, text, text, blob, blob)
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping")
+	return nil
 }
 
 // zeroReader yields n zero bytes without allocating them.
@@ -72,64 +197,17 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 	}
 	defer os.RemoveAll(dir)
 
-	var (
-		tracker    *acomm.Tracker
-		text, blob *acomm.Server
-	)
+	var d *demoServices
 	err = step("start a tracker and two services", func() (string, error) {
 		var err error
-		if tracker, err = acomm.NewTracker(filepath.Join(dir, "tracker.sock"), nil, 10*time.Second); err != nil {
-			return "", err
-		}
-		if err := tracker.Start(); err != nil {
-			return "", err
-		}
-		text = acomm.NewServer(filepath.Join(dir, "text.sock"), nil)
-		text.Handle("upper", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
-			var s string
-			if err := req.UnmarshalArgs(&s); err != nil {
-				return nil, nil, err
-			}
-			return strings.ToUpper(s), nil, nil
-		})
-		text.Handle("sum", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
-			var xs []int
-			if err := req.UnmarshalArgs(&xs); err != nil {
-				return nil, nil, err
-			}
-			total := 0
-			for _, x := range xs {
-				total += x
-			}
-			return total, nil, nil
-		})
-		blob = acomm.NewServer(filepath.Join(dir, "blob.sock"), tracker)
-		blob.Handle("blob", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
-			var mib int64
-			if err := req.UnmarshalArgs(&mib); err != nil {
-				return nil, nil, err
-			}
-			return map[string]int64{"bytes": mib << 20}, io.NopCloser(&zeroReader{n: mib << 20}), nil
-		})
-		if err := text.Start(); err != nil {
-			return "", err
-		}
-		return "3 unix sockets", blob.Start()
+		d, err = startDemoServices(dir)
+		return "3 unix sockets", err
 	})
-	defer func() {
-		if blob != nil {
-			blob.Stop()
-		}
-		if text != nil {
-			text.Stop()
-		}
-		if tracker != nil {
-			tracker.Stop()
-		}
-	}()
 	if err != nil {
 		return err
 	}
+	defer d.stop()
+	tracker, text, blob := d.tracker, d.text, d.blob
 
 	if stats {
 		acomm.PublishExpvar("acomm", map[string]*acomm.Tracker{"demo": tracker},
@@ -197,10 +275,7 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 	}
 
 	if err := step("stop services and tracker", func() (string, error) {
-		blob.Stop()
-		text.Stop()
-		tracker.Stop()
-		blob, text, tracker = nil, nil, nil
+		d.stop()
 		return "sockets removed", nil
 	}); err != nil {
 		return err

@@ -61,12 +61,28 @@ type result struct {
 	code           int
 }
 
+// runOpts are the conditions of a run of the binary besides its args.
+type runOpts struct {
+	stdin string
+	env   []string // added to the test's environment
+	dir   string   // working directory
+}
+
 // runAcomm runs the binary with args and returns its outputs and status.
 func runAcomm(t *testing.T, args ...string) result {
+	t.Helper()
+	return runAcommWith(t, runOpts{}, args...)
+}
+
+// runAcommWith runs the binary with args under o.
+func runAcommWith(t *testing.T, o runOpts, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Stdin = strings.NewReader(o.stdin)
+	cmd.Env = append(os.Environ(), o.env...)
+	cmd.Dir = o.dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -108,11 +124,24 @@ func startServices(t *testing.T) (*acomm.Tracker, *acomm.Server) {
 	srv.Handle("text.fail", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
 		return nil, nil, errors.New("disk on fire")
 	})
+	srv.Handle("text.echo", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		return req.Args, nil, nil
+	})
 	srv.Handle("text.blob", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
 		return "blob", io.NopCloser(strings.NewReader("streamed content")), nil
 	})
+	release := make(chan struct{})
+	srv.Handle("text.slow", func(ctx context.Context, _ *acomm.Request) (any, io.ReadCloser, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return "late", nil, nil
+	})
+	require.NoError(t, srv.Describe("text.upper", "upper-case a string", "hello"))
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() {
+		close(release)
 		srv.Stop()
 		tr.Stop()
 	})
@@ -120,7 +149,7 @@ func startServices(t *testing.T) (*acomm.Tracker, *acomm.Server) {
 }
 
 func TestHelp(t *testing.T) {
-	for _, sub := range []string{"", "call", "stream", "demo", "bridge"} {
+	for _, sub := range []string{"", "call", "info", "ping", "stream", "demo", "bridge"} {
 		t.Run("help "+sub, func(t *testing.T) {
 			args := strings.Fields(sub + " --help")
 			r := runAcomm(t, args...)
@@ -158,7 +187,7 @@ func TestCall(t *testing.T) {
 	t.Run("invalid url", func(t *testing.T) {
 		r := runAcomm(t, "call", "ftp://x/y", "t")
 		assert.Equal(t, exitUsage, r.code)
-		assert.Contains(t, r.stderr, "invalid service url")
+		assert.Contains(t, r.stderr, "invalid address")
 	})
 	t.Run("unreachable", func(t *testing.T) {
 		r := runAcomm(t, "call", "unix://"+filepath.Join(shortDir(t), "none.sock"), "t")
@@ -179,9 +208,14 @@ func TestCall(t *testing.T) {
 		assert.Equal(t, "streamed content", string(got))
 	})
 	t.Run("-o without a stream", func(t *testing.T) {
-		r := runAcomm(t, "call", "-o", filepath.Join(shortDir(t), "x"), svc, "text.upper", `"a"`)
-		assert.Equal(t, exitNoAnswer, r.code)
-		assert.Contains(t, r.stderr, "no stream")
+		dir := shortDir(t)
+		r := runAcomm(t, "call", "-o", filepath.Join(dir, "x"), svc, "text.upper", `"a"`)
+		assert.Equal(t, exitTaskError, r.code, "the task answered, but not what was asked")
+		assert.Contains(t, r.stderr, "without a stream; nothing written")
+		assert.Equal(t, "\"A\"\n", r.stdout)
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		assert.Empty(t, entries, "no file, no temporary file")
 	})
 }
 
@@ -195,6 +229,7 @@ func TestStreamCommand(t *testing.T) {
 
 	r = runAcomm(t, "stream", u.String()) // served once
 	assert.Equal(t, exitNoAnswer, r.code)
+	assert.Contains(t, r.stderr, "already read")
 }
 
 func TestDemo(t *testing.T) {
@@ -217,29 +252,45 @@ type bridgeProc struct {
 	token  string
 	stderr *bytes.Buffer
 	exited chan error
+	lines  chan string // stderr, line by line (dropped when full)
 }
 
-var addrRE = regexp.MustCompile(`addr="?([0-9.]+:[0-9]+)"?`)
+var addrRE = regexp.MustCompile(`addr"?[=:]"?([0-9.]+:[0-9]+)`) // text or JSON logs
 
-// startBridge runs acomm bridge in front of srv with a token, stopped at
-// cleanup.
-func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
+// startBridge runs acomm bridge in front of srv with a token and extra
+// flags, stopped at cleanup.
+func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 	t.Helper()
 	dir := shortDir(t)
 	tokenFile := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600))
 	cmd := exec.Command(binary, "bridge", "--listen", "127.0.0.1:0",
-		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar")
+		"--route", "text.*="+srv.URL().String(), "--token-file", tokenFile, "--timeout", "5s", "--expvar",
+		"--allow-hook", "127.0.0.1")
+	cmd.Args = append(cmd.Args, extra...)
+	b := runBridgeCmd(t, cmd)
+	b.token = "s3cret"
+	return b
+}
+
+// runBridgeCmd starts cmd, an acomm bridge, waits until it listens, and
+// kills it at cleanup.
+func runBridgeCmd(t *testing.T, cmd *exec.Cmd) *bridgeProc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	b := &bridgeProc{cmd: cmd, token: "s3cret", stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	b := &bridgeProc{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1), lines: make(chan string, 256)}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
 			b.stderr.WriteString(line + "\n")
+			select {
+			case b.lines <- line:
+			default:
+			}
 			if m := addrRE.FindStringSubmatch(line); m != nil && strings.Contains(line, "bridge listening") {
 				found <- m[1]
 			}
@@ -249,6 +300,9 @@ func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
 	select {
 	case addr := <-found:
 		b.base = "http://" + addr
+	case err := <-b.exited:
+		b.exited <- err
+		t.Fatalf("bridge exited: %v\n%s", err, b.stderr.String())
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("bridge did not start")
@@ -261,6 +315,23 @@ func startBridge(t *testing.T, srv *acomm.Server) *bridgeProc {
 		}
 	})
 	return b
+}
+
+// waitLine waits for a line of the bridge's stderr that contains want.
+func (b *bridgeProc) waitLine(t *testing.T, want string) string {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-b.lines:
+			if strings.Contains(line, want) {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q on the bridge's stderr", want)
+			return ""
+		}
+	}
 }
 
 // post sends body to the bridge's path with the given token.
@@ -370,7 +441,7 @@ func TestBridgeCommand(t *testing.T) {
 	}{
 		{"missing token", http.MethodPost, "/requests", "", request("text.upper", `"x"`), http.StatusUnauthorized},
 		{"wrong token", http.MethodPost, "/requests", "nope", request("text.upper", `"x"`), http.StatusUnauthorized},
-		{"responses without token", http.MethodPost, "/responses", "", []byte(`{"id":"x"}`), http.StatusUnauthorized},
+		{"responses without capability", http.MethodPost, "/responses", "s3cret", []byte(`{"id":"x"}`), http.StatusForbidden},
 		{"invalid json", http.MethodPost, "/requests", "s3cret", []byte(`{"id":`), http.StatusBadRequest},
 		{"missing hook", http.MethodPost, "/requests", "s3cret", []byte(`{"id":"a","task":"text.upper","args":null}`), http.StatusBadRequest},
 		{"unix hook", http.MethodPost, "/requests", "s3cret", []byte(`{"id":"a","task":"text.upper","responsehook":"unix:///tmp/x.sock","args":null}`), http.StatusBadRequest},
@@ -419,6 +490,55 @@ func TestBridgeCommand(t *testing.T) {
 		r = runAcomm(t, "call", b.base+"/requests", "text.upper", `"x"`) // no token
 		assert.Equal(t, exitNoAnswer, r.code)
 		assert.Contains(t, r.stderr, "401")
+
+		// Exit statuses as over unix.
+		env := runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile}}
+		for _, tt := range []struct {
+			task string
+			code int
+			want string
+		}{
+			{"text.nope", exitTaskError, "unknown task"}, // the service does not know it
+			{"disk.nope", exitTaskError, "unknown task"}, // the bridge has no route for it
+			{"text.fail", exitTaskError, "disk on fire"},
+			{"text.upper", exitOK, "\"A\""},
+		} {
+			r = runAcommWith(t, env, "call", b.base+"/requests", tt.task, `"a"`)
+			assert.Equal(t, tt.code, r.code, "%s: %s", tt.task, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.want)
+		}
+		// --hook-url names the hook the bridge posts to, here the
+		// address --hook-listen binds in another spelling.
+		free, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := free.Addr().(*net.TCPAddr).Port
+		require.NoError(t, free.Close())
+		r = runAcommWith(t, env, "call", "--hook-listen", fmt.Sprintf("0.0.0.0:%d", port),
+			"--hook-url", fmt.Sprintf("http://127.0.0.1:%d/responses", port), b.base+"/requests", "text.upper", `"hooked"`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "\"HOOKED\"\n", r.stdout)
+
+		big := filepath.Join(shortDir(t), "big.json")
+		require.NoError(t, os.WriteFile(big, []byte(`"`+strings.Repeat("a", 5<<20)+`"`), 0o600))
+		r = runAcommWith(t, env, "call", b.base+"/requests", "text.upper", "@"+big)
+		assert.Equal(t, exitUsage, r.code, "args over the bridge's limit: %s", r.stderr)
+		assert.Contains(t, r.stderr, "413")
+
+		r = runAcommWith(t, env, "call", "--timeout", "500ms", b.base+"/requests", "text.slow")
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "task text.slow: no answer within 500ms")
+
+		r = runAcommWith(t, env, "call", b.base+"/requests", "text.blob")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "read it with: acomm stream --token-file "+tokenFile+" '"+b.base+"/stream?")
+		m := regexp.MustCompile(`read it with: acomm stream --token-file \S+ '([^']+)'`).FindStringSubmatch(r.stderr)
+		require.NotNil(t, m, r.stderr)
+		r = runAcomm(t, "stream", "--token-file", tokenFile, m[1])
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "streamed content", r.stdout)
+		r = runAcomm(t, "stream", "--token-file", tokenFile, m[1])
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "already read")
 	})
 
 	t.Run("graceful stop on SIGTERM", func(t *testing.T) {

@@ -2,98 +2,256 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/acommgo/acomm"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 )
 
 func newStreamCmd() *cobra.Command {
-	var output, tokenFile string
+	var (
+		output, tokenFile string
+		timeout           time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "stream [flags] <stream-url>",
 		Short: "Copy a stream URL to stdout or a file",
 		Long: `Copy a stream, as announced in a response's stream_url, to stdout or
-to FILE. Unix stream URLs can be read once; so can a bridge's /stream URLs,
-which need the bridge's token (--token-file).`,
+to FILE. A stream can be read once, and expires when nobody reads it; a
+bridge's /stream URLs need the bridge's token (--token-file).
+
+A stream that sends nothing for --timeout ends in an error (exit 3), and
+so does a stream cut off before its end; an address that is a service's
+socket rather than a stream is refused (exit 2).`,
 		Example: `  acomm stream unix:///tmp/acomm-123/stream-9f2c.sock > result.bin
   acomm stream --token-file token -o result.bin 'http://bridge:8080/stream?addr=...'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u, err := parseServiceURL(args[0])
+			u, err := parseAddress(args[0])
 			if err != nil {
 				return err
+			}
+			if timeout <= 0 {
+				return usageErr("--timeout must be positive")
 			}
 			token, err := readToken(tokenFile)
 			if err != nil {
 				return err
 			}
 			if output == "" {
-				if err := copyStream(cmd.Context(), cmd.OutOrStdout(), u, token); err != nil {
-					return noAnswerErr(err)
-				}
-				return nil
+				return readStream(cmd.Context(), cmd.OutOrStdout(), u, token, timeout)
 			}
-			return saveStream(cmd.Context(), cmd.ErrOrStderr(), u, output, token)
+			out, err := createOutput(output)
+			if err != nil {
+				return err
+			}
+			defer out.abort()
+			return out.save(cmd.Context(), cmd.ErrOrStderr(), u, token, timeout)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write to `FILE` instead of stdout")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the bridge's bearer token from `FILE`")
+	fl := cmd.Flags()
+	fl.StringVarP(&output, "output", "o", "", "write to `FILE` instead of stdout")
+	fl.StringVar(&tokenFile, "token-file", "", "read the bridge's bearer token from `FILE`")
+	fromEnv(fl, "token-file", "ACOMM_TOKEN_FILE")
+	fl.DurationVar(&timeout, "timeout", 30*time.Second, "fail when the stream sends nothing for this long")
 	return cmd
 }
 
-// saveStream copies the stream at u into the file at path, with a progress
-// bar on stderr when stderr is a terminal.
-func saveStream(ctx context.Context, stderr io.Writer, u *url.URL, path, token string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return usageErr("create %s: %w", path, err)
+// outputFile is a file being written: a temporary file beside its path,
+// renamed into place once complete, so that a failed stream leaves no
+// partial file.
+type outputFile struct {
+	path string
+	f    *os.File
+	done bool
+}
+
+// createOutput prepares to write path, and fails (exit 2) when it cannot
+// be written: it is a directory, or its directory is not writable.
+func createOutput(path string) (*outputFile, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, usageErr("-o %s: is a directory", path)
 	}
-	var dst io.Writer = f
-	if tf, ok := stderr.(*os.File); ok && term.IsTerminal(int(tf.Fd())) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".acomm-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, usageErr("-o %s: cannot write in %s: %w", path, dir, err)
+	}
+	return &outputFile{path: path, f: f}, nil
+}
+
+// abort removes the temporary file, unless the output was saved.
+func (o *outputFile) abort() {
+	if o.done {
+		return
+	}
+	o.done = true
+	_ = o.f.Close()
+	_ = os.Remove(o.f.Name())
+}
+
+// save copies the stream at u into the output, with a progress bar on
+// stderr when stderr is a terminal, and puts it in place.
+func (o *outputFile) save(ctx context.Context, stderr io.Writer, u *url.URL, token string, idle time.Duration) error {
+	var dst io.Writer = o.f
+	if isTerminal(stderr) {
 		bar := progressbar.DefaultBytes(-1, "receiving")
 		defer bar.Finish()
-		dst = io.MultiWriter(f, bar)
+		dst = io.MultiWriter(o.f, bar)
 	}
-	if err := copyStream(ctx, dst, u, token); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return noAnswerErr(err)
+	if err := readStream(ctx, dst, u, token, idle); err != nil {
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return noAnswerErr(fmt.Errorf("close %s: %w", path, err))
+	if err := o.f.Chmod(0o666 &^ os.FileMode(umask())); err != nil {
+		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
 	}
+	if err := o.f.Close(); err != nil {
+		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
+	}
+	if err := os.Rename(o.f.Name(), o.path); err != nil {
+		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
+	}
+	o.done = true
 	return nil
 }
 
-// copyStream copies the stream at u to dst; http(s) streams are fetched
-// with the bearer token when there is one.
-func copyStream(ctx context.Context, dst io.Writer, u *url.URL, token string) error {
-	if u.Scheme == "unix" || token == "" {
-		return acomm.Stream(dst, u)
+// readStream copies the stream at u to dst, and fails when it sends
+// nothing for idle. Its errors carry the exit status: 2 for an address
+// that is not a stream, 3 for a stream that could not be read to its end.
+func readStream(ctx context.Context, dst io.Writer, u *url.URL, token string, idle time.Duration) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w := &watchdog{w: dst, idle: idle}
+	errStalled := fmt.Errorf("stream %s: nothing received for %s (--timeout)", u.Redacted(), idle)
+	w.timer = time.AfterFunc(idle, func() { cancel(errStalled) })
+	defer w.timer.Stop()
+
+	var err error
+	if u.Scheme == "unix" {
+		// A stream's producer sends at once (or closes, when empty); a
+		// service's socket waits for a frame and sends nothing. When
+		// nothing came soon, look whether the socket answers a frame,
+		// on a connection of its own: a stream socket takes one
+		// connection only, so the probe cannot take a stream's data.
+		probe := time.AfterFunc(min(notStreamProbeAfter, idle/2), func() {
+			if w.written() == 0 && isServiceSocket(u) {
+				cancel(errNotStream)
+			}
+		})
+		defer probe.Stop()
+		// The watchdog bounds stalls, exactly: no read timeout of the
+		// library's on top.
+		err = acomm.StreamContext(ctx, w, u, acomm.WithStreamReadTimeout(0))
+		if err == nil && w.written() == 0 && isServiceSocket(u) {
+			err = errNotStream // it hung up on the ready byte
+		}
+	} else {
+		err = getStream(ctx, w, u, token)
 	}
+	if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errNotStream)) {
+		err = cause
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNotStream):
+		return usageErr("%s is a service's socket, not a stream: a stream URL comes from a response's stream_url", u)
+	case errors.Is(err, errStalled):
+		return noAnswerErr(err)
+	case errors.Is(err, syscall.ENOENT):
+		return noAnswerErr(fmt.Errorf("stream %s: no such socket: already read (a stream can be read once), expired, or never there", u))
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return noAnswerErr(fmt.Errorf("stream %s: nobody serves it (its process has gone)", u))
+	case errors.Is(err, errStreamGone):
+		return noAnswerErr(fmt.Errorf("stream %s: %w", u.Redacted(), err))
+	case ctx.Err() != nil:
+		return noAnswerErr(fmt.Errorf("stream %s: interrupted", u.Redacted()))
+	}
+	return noAnswerErr(err)
+}
+
+// notStreamProbeAfter is how long a unix stream may send nothing before
+// readStream looks whether its socket is a service's.
+const notStreamProbeAfter = time.Second
+
+// errNotStream is a socket that acknowledges frames: a service's or a
+// tracker's, not a stream.
+var errNotStream = errors.New("a service's socket, not a stream")
+
+// watchdog is a writer that restarts a timer on every write.
+type watchdog struct {
+	w     io.Writer
+	idle  time.Duration
+	timer *time.Timer
+	n     atomic.Int64
+}
+
+func (d *watchdog) Write(p []byte) (int, error) {
+	d.timer.Reset(d.idle)
+	n, err := d.w.Write(p)
+	d.n.Add(int64(n))
+	return n, err
+}
+
+// written returns how many bytes went through.
+func (d *watchdog) written() int64 { return d.n.Load() }
+
+// isServiceSocket reports whether the socket at u acknowledges a frame,
+// as acomm services and trackers do and streams do not. The probe is
+// refused as invalid by a receiver, so it runs nothing.
+func isServiceSocket(u *url.URL) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := acomm.SendContext(ctx, u, struct {
+		Probe string `json:"probe"`
+	}{"is this a stream?"})
+	return err == nil || errors.Is(err, acomm.ErrRefused)
+}
+
+// errStreamGone is a stream the bridge does not have (any more).
+var errStreamGone = errors.New("not found: already read (a stream can be read once) or expired")
+
+// getStream copies the body of a GET of the http(s) stream u to dst, with
+// the bearer token when there is one.
+func getStream(ctx context.Context, dst io.Writer, u *url.URL, token string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("get stream: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return errStreamGone
+	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("stream: %s: %s", resp.Status, msg)
+		if resp.StatusCode == http.StatusUnauthorized && token == "" {
+			return fmt.Errorf("stream %s: %s: %s (no token sent: give --token-file; a token is sent only to the bridge it was given for)", u.Redacted(), resp.Status, errorBody(msg))
+		}
+		return fmt.Errorf("stream %s: %s: %s", u.Redacted(), resp.Status, errorBody(msg))
 	}
 	if _, err := io.Copy(dst, resp.Body); err != nil {
-		return fmt.Errorf("read stream: %w", err)
+		return fmt.Errorf("read stream %s: %w", u.Redacted(), err)
 	}
 	return nil
 }

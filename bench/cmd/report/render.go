@@ -45,6 +45,8 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 	p("| Runs per benchmark | %s (figures are medians) |\n", runsSummary(r))
 	p("\n")
 
+	p("%s", targetsMarkdown(targets(r)))
+
 	rows := echoRows(r)
 	p("## Echo: 100-byte round trip over a unix socket\n\n")
 	p("Every system echoes the same 100-byte JSON payload through a server on a unix socket in the same process. ")
@@ -53,7 +55,13 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 	p("- **floor-kept**: raw frames (4-byte big-endian length, then the bytes) on a kept connection, echoed back by a server that does nothing else. ")
 	p("Raw frames cannot multiplex, so its par64 uses 64 connections, one per goroutine.\n")
 	p("- **floor-dial**: the same, but dialing a new connection for every round trip.\n")
-	p("- The RPC systems (net/rpc with gob or JSON-RPC, gRPC, ttrpc) use one client, shared by the 64 par64 goroutines.\n\n")
+	p("- **acomm-call**: `Tracker.Call` to an `acomm.Server` whose task returns its args: two acknowledged frames per call (the request, then the response to the tracker's socket). One tracker, shared by the 64 par64 goroutines.\n")
+	p("- **acomm-seed-oneshot**: the seed API's cycle (NewRequest, `TrackRequest`, `Send`, the handler run by the tracker) against a service written as for the original acomm: ")
+	p("it reads one frame per connection, acknowledges it, closes the connection and answers with `Respond`. Every send needs a new connection: compare with floor-dial.\n")
+	p("- **acomm-seed-server**: the same cycle against an `acomm.Server`, which reads frame after frame on a kept connection: compare with floor-kept.\n")
+	p("- The RPC systems (net/rpc with gob or JSON-RPC, gRPC, ttrpc) use one client, shared by the 64 par64 goroutines.\n")
+	p("- **varlink** (github.com/varlink/go: JSON messages over a unix socket, the closest peer in kind): a varlink connection carries one call at a time, ")
+	p("so like floor-kept its par64 uses 64 connections, one per goroutine.\n\n")
 	p("Ratios compare with the floors of the same run: for `seq`, latency ÷ floor latency (1.00× is the floor, higher is slower); ")
 	p("for `par64`, throughput ÷ floor throughput (1.00× is the floor, lower is slower). ")
 	p("B/op and allocs/op count client and server together.\n\n")
@@ -82,7 +90,9 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 		p("`BenchmarkStream/raw-tcp` is the same over loopback TCP (127.0.0.1, the kernel's default socket buffers): ")
 		p("the floor of anything streamed over HTTP on this machine, such as `acomm-http-proxy`.\n\n")
 		p("`BenchmarkMultiRequestFanout10` is one fan-out to 10 services through one tracker, timed from the new MultiRequest to Responses returning with all 10 answers: ")
-		p("`send-each` sends the requests one after the other with Send (the seed API), `send-all` with MultiRequest.SendAll, which has several sends under way at once.\n\n")
+		p("`server-send-all` to 10 `acomm.Server`s with MultiRequest.SendAll, which has several sends under way at once; ")
+		p("`oneshot-send-all` to 10 services that read one frame per connection (as acomm-seed-oneshot's) with SendAll; ")
+		p("`oneshot-send-each` to the same with Send of each request in turn (the seed API).\n\n")
 		p("| benchmark | runs | ns/op | B/op | allocs/op | other metrics |\n")
 		p("|---|--:|--:|--:|--:|---|\n")
 		for _, b := range others {
@@ -182,8 +192,8 @@ func fmtMetric(v float64) string {
 
 const (
 	svgWidth    = 820
-	svgLabelW   = 120 // system names
-	svgBarMax   = 470 // the longest bar
+	svgLabelW   = 140 // system names
+	svgBarMax   = 450 // the longest bar
 	svgRowH     = 24
 	svgBarH     = 16
 	svgTitleH   = 34
@@ -196,9 +206,10 @@ type bar struct {
 	kind         string // "floor", "acomm" or "other": the colour
 }
 
-// renderSVG draws two horizontal bar charts: seq latency in µs and par64
-// throughput in ops/s, one bar per echo system.
-func renderSVG(rows []echoRow) string {
+// renderSVG draws two horizontal bar charts, seq latency in µs and par64
+// throughput in ops/s, one bar per echo system, then the list of targets
+// with their verdicts.
+func renderSVG(rows []echoRow, ts []target) string {
 	var seq, par []bar
 	for _, row := range rows {
 		kind := "other"
@@ -214,7 +225,7 @@ func renderSVG(rows []echoRow) string {
 
 	var w strings.Builder
 	panelH := func(n int) int { return svgTitleH + max(n, 1)*svgRowH + 8 }
-	height := panelH(len(seq)) + svgPanelGap + panelH(len(par)) + 30
+	height := panelH(len(seq)) + svgPanelGap + panelH(len(par)) + 30 + svgPanelGap + svgTitleH + len(ts)*svgRowH
 	fmt.Fprintf(&w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		svgWidth, height, svgWidth, height)
 	fmt.Fprintf(&w, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", svgWidth, height)
@@ -223,6 +234,7 @@ func renderSVG(rows []echoRow) string {
 	y += svgPanelGap
 	y = svgPanel(&w, y, "64 in flight: throughput, ops/s (higher is better; ratio vs floor-kept)", par)
 	fmt.Fprintf(&w, `<text x="10" y="%d" fill="#555">grey: floors (raw frames), orange: acomm, blue: others. Medians of the same run.</text>`+"\n", y+18)
+	svgTargets(&w, y+30+svgPanelGap, ts)
 	w.WriteString("</svg>\n")
 	return w.String()
 }
@@ -252,6 +264,20 @@ func svgPanel(w *strings.Builder, y int, title string, bars []bar) int {
 		y += svgRowH
 	}
 	return y + 8
+}
+
+// svgTargets lists the targets from y down, each with a mark in the colour
+// of its verdict.
+func svgTargets(w *strings.Builder, y int, ts []target) {
+	fmt.Fprintf(w, `<text x="10" y="%d" font-size="14" font-weight="bold">Issue 9 targets (green: met, red: missed, grey: no data)</text>`+"\n", y+22)
+	y += svgTitleH
+	for _, t := range ts {
+		fill := map[verdict]string{met: "#16a34a", missed: "#dc2626", noData: "#9aa5b1"}[t.verdict]
+		fmt.Fprintf(w, `<rect x="10" y="%d" width="%d" height="%d" fill="%s"/>`+"\n", y, svgBarH, svgBarH, fill)
+		fmt.Fprintf(w, `<text x="%d" y="%d">%s: %s</text>`+"\n", 10+svgBarH+8, y+svgBarH-3,
+			html.EscapeString(t.verdict.String()), html.EscapeString(t.short))
+		y += svgRowH
+	}
 }
 
 // streamRatios renders the BenchmarkStream rows' throughput as a share of

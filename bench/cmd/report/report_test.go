@@ -25,6 +25,14 @@ BenchmarkEcho/floor-dial/par64-2   	    2000	     50000 ns/op	     20000 ops/s	 
 BenchmarkEcho/grpc/seq-2           	    2000	     50000 ns/op	    9000 B/op	     140 allocs/op
 BenchmarkEcho/grpc/par64-2         	    2000	     25000 ns/op	     40000 ops/s	    9300 B/op	     135 allocs/op
 BenchmarkEcho/my|sys/seq-2         	    2000	     20000 ns/op	    1000 B/op	      20 allocs/op
+BenchmarkEcho/acomm-call/seq-2             	    2000	     15000 ns/op	    1200 B/op	      26 allocs/op
+BenchmarkEcho/acomm-call/par64-2           	    2000	      4167 ns/op	    240000 ops/s	    1250 B/op	      26 allocs/op
+BenchmarkEcho/acomm-seed-oneshot/seq-2     	    2000	     70000 ns/op	    4500 B/op	      66 allocs/op
+BenchmarkEcho/acomm-seed-oneshot/par64-2   	    2000	     30000 ns/op	     33333 ops/s	    5300 B/op	      71 allocs/op
+BenchmarkEcho/acomm-seed-server/seq-2      	    2000	     21000 ns/op	    1400 B/op	      28 allocs/op
+BenchmarkEcho/acomm-seed-server/par64-2    	    2000	     14000 ns/op	     71428 ops/s	    1900 B/op	      30 allocs/op
+BenchmarkEcho/varlink/seq-2                	    2000	     16000 ns/op	    5800 B/op	      61 allocs/op
+BenchmarkEcho/varlink/par64-2              	    2000	     11111 ns/op	     90000 ops/s	    5800 B/op	      61 allocs/op
 BenchmarkEcho/floor-kept/seq-2     	    2000	     12000 ns/op	       0 B/op	       0 allocs/op
 BenchmarkEcho/floor-kept/par64-2   	    2000	      4000 ns/op	    250000 ops/s	      30 B/op	       0 allocs/op
 BenchmarkEcho/floor-dial/seq-2     	    2000	     64000 ns/op	    8000 B/op	      28 allocs/op
@@ -40,6 +48,14 @@ BenchmarkEcho/grpc/seq-2           	    2000	     55000 ns/op	    9000 B/op	    
 BenchmarkEcho/grpc/par64-2         	    2000	     30000 ns/op	     44444 ops/s	    9300 B/op	     137 allocs/op
 PASS
 ok  	github.com/acommgo/acomm/bench	12.345s
+goos: linux
+goarch: amd64
+pkg: github.com/acommgo/acomm/bench
+cpu: AMD EPYC
+BenchmarkMultiRequestFanout10/server-send-all-2     	     200	     90000 ns/op	   17000 B/op	     290 allocs/op
+BenchmarkMultiRequestFanout10/oneshot-send-each-2   	     200	    400000 ns/op	   47000 B/op	     660 allocs/op
+PASS
+ok  	github.com/acommgo/acomm/bench	1.000s
 goos: linux
 goarch: amd64
 pkg: github.com/acommgo/acomm/bench
@@ -70,6 +86,11 @@ func TestParse(t *testing.T) {
 		"BenchmarkEcho/floor-dial/seq", "BenchmarkEcho/floor-dial/par64",
 		"BenchmarkEcho/grpc/seq", "BenchmarkEcho/grpc/par64",
 		"BenchmarkEcho/my|sys/seq",
+		"BenchmarkEcho/acomm-call/seq", "BenchmarkEcho/acomm-call/par64",
+		"BenchmarkEcho/acomm-seed-oneshot/seq", "BenchmarkEcho/acomm-seed-oneshot/par64",
+		"BenchmarkEcho/acomm-seed-server/seq", "BenchmarkEcho/acomm-seed-server/par64",
+		"BenchmarkEcho/varlink/seq", "BenchmarkEcho/varlink/par64",
+		"BenchmarkMultiRequestFanout10/server-send-all", "BenchmarkMultiRequestFanout10/oneshot-send-each",
 		"BenchmarkStream/raw-unix", "BenchmarkOther",
 	}
 	if strings.Join(r.order, " ") != strings.Join(wantOrder, " ") {
@@ -92,6 +113,8 @@ func TestParse(t *testing.T) {
 		{"BenchmarkStream/raw-unix", "MB/s", 7669.55},
 		{"BenchmarkStream/raw-unix", "B/op", 98},
 		{"BenchmarkOther", "ns/op", 1234},
+		{"BenchmarkEcho/varlink/par64", "ops/s", 90000},
+		{"BenchmarkMultiRequestFanout10/oneshot-send-each", "allocs/op", 660},
 	} {
 		got, ok := r.get(c.name).median(c.unit)
 		if !ok || !near(got, c.want) {
@@ -129,10 +152,11 @@ func TestEchoRows(t *testing.T) {
 	for _, row := range rows {
 		names = append(names, row.system)
 	}
-	if got := strings.Join(names, ","); got != "floor-kept,floor-dial,grpc,my|sys" {
-		t.Fatalf("systems = %s", got)
+	want := "floor-kept,floor-dial,acomm-call,acomm-seed-oneshot,acomm-seed-server,grpc,varlink,my|sys"
+	if got := strings.Join(names, ","); got != want {
+		t.Fatalf("systems = %s, want %s", got, want)
 	}
-	kept, dial, grpc, mine := rows[0], rows[1], rows[2], rows[3]
+	kept, dial, grpc, mine := rows[0], rows[1], rows[5], rows[7]
 	if !near(kept.seqVsKept, 1) || !near(kept.parVsKept, 1) || !near(dial.seqVsDial, 1) {
 		t.Errorf("floors are not 1× themselves: %+v %+v", kept, dial)
 	}
@@ -167,6 +191,19 @@ func TestRenderMarkdown(t *testing.T) {
 		`| my\|sys | 20.00 | 1.82× | 0.32× | – | – | – | 1,000 | 20 | – | – |`,
 		"| BenchmarkStream/raw-unix | 3 | 140,000,000 | 98 | 5 | 7,670 MB/s |",
 		"| BenchmarkOther | 1 | 1,234 | – | – |  |",
+		"| BenchmarkMultiRequestFanout10/server-send-all | 1 | 90,000 | 17,000 | 290 |  |",
+		"| varlink | 16.00 | 1.45× | 0.26× | 90,000 | 0.41× | 4.05× | 5,800 | 61 | 5,800 | 61 |",
+		"| acomm-seed-oneshot | 70.00 | 6.36× | 1.13× | 33,333 | 0.15× | 1.50× | 4,500 | 66 | 5,300 | 71 |",
+		"## Issue 9 targets",
+		"**6 of 8 met**.",
+		"| Call sequential ≤ 1.5× floor-kept | 15.00 µs = 1.36× floor-kept (11.00 µs) | ≤ 1.50× | **met** |",
+		"| Call sequential faster than every peer | 15.00 µs; fastest peer varlink 16.00 µs (Call 0.94× it) | < fastest peer | **met** |",
+		"| Call 64 in flight ≥ 1.0× floor-kept throughput | 240,000 ops/s = 1.08× floor-kept (222,222 ops/s) | ≥ 1.00× | **met** |",
+		"| Call 64 in flight ahead of every peer | 240,000 ops/s; best peer varlink 90,000 ops/s (Call 2.67× it) | > best peer | **met** |",
+		"| Seed cycle, one-frame-per-connection service (acomm-seed-oneshot seq) ≤ 1.1× floor-dial | 70.00 µs = 1.13× floor-dial (62.00 µs) | ≤ 1.10× | **missed** |",
+		"| Seed cycle, Server (acomm-seed-server seq) ≤ 2× floor-kept | 21.00 µs = 1.91× floor-kept (11.00 µs) | ≤ 2.00× | **met** |",
+		"| MultiRequest fan-out to 10 Servers, SendAll (server-send-all) ≤ 100 µs | 90.00 µs | ≤ 100.00 µs | **met** |",
+		"| MultiRequest fan-out to 10 one-frame-per-connection services, Send each in turn (oneshot-send-each) ≤ 100 µs | 400.00 µs | ≤ 100.00 µs | **missed** |",
 		"| raw-unix | 7,670 | 1.00× | – |",
 		"```\ngoos: linux\nsec/op summary\n```",
 	} {
@@ -180,14 +217,17 @@ func TestRenderMarkdown(t *testing.T) {
 }
 
 func TestRenderSVG(t *testing.T) {
-	svg := renderSVG(echoRows(mustParse(t)))
+	r := mustParse(t)
+	svg := renderSVG(echoRows(r), targets(r))
 	checkXML(t, svg)
-	for _, want := range []string{">floor-kept<", ">grpc<", ">my|sys<", "50.00 µs (4.55×)", "44,444 ops/s (0.20×)"} {
+	for _, want := range []string{">floor-kept<", ">grpc<", ">my|sys<", "50.00 µs (4.55×)", "44,444 ops/s (0.20×)",
+		"met: Call seq 1.36× floor-kept (≤ 1.50×)", "missed: Seed cycle, one-shot service 1.13× floor-dial (≤ 1.10×)",
+		"missed: Fan-out oneshot-send-each 400.00 µs (≤ 100.00 µs)"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("svg lacks %q", want)
 		}
 	}
-	checkXML(t, renderSVG(nil))
+	checkXML(t, renderSVG(nil, nil))
 }
 
 func checkXML(t *testing.T, s string) {
@@ -264,5 +304,42 @@ BenchmarkStream/acomm-http-proxy-2 	3	 200 ns/op	5000.00 MB/s
 	}
 	if streamRatios(&results{byName: map[string]*benchmark{}}) != "" {
 		t.Error("ratios without raw-unix")
+	}
+}
+
+func TestTargetsWithoutData(t *testing.T) {
+	r, err := parse(strings.NewReader("BenchmarkEcho/floor-kept/seq-2 \t 10 \t 100 ns/op\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := targets(r)
+	if len(ts) != 7 {
+		t.Fatalf("%d targets, want 7 (one for the fan-out)", len(ts))
+	}
+	for _, tg := range ts {
+		if tg.verdict != noData {
+			t.Errorf("%s: %v without data", tg.name, tg.verdict)
+		}
+	}
+	if md := targetsMarkdown(ts); !strings.Contains(md, "**0 of 7 met** (7 without data in this run).") {
+		t.Errorf("markdown:\n%s", md)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	for _, c := range []struct {
+		ok   bool
+		vs   []float64
+		want verdict
+	}{
+		{true, []float64{1}, met},
+		{false, []float64{1}, missed},
+		{true, []float64{1, math.NaN()}, noData},
+		{false, []float64{math.Inf(1)}, noData},
+		{true, nil, met},
+	} {
+		if got := judge(c.ok, c.vs...); got != c.want {
+			t.Errorf("judge(%v, %v) = %v, want %v", c.ok, c.vs, got, c.want)
+		}
 	}
 }

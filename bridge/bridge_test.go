@@ -1,4 +1,4 @@
-package acomm_test
+package bridge_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -104,26 +105,26 @@ func bridgeEcho(req *acomm.Request) *acomm.Response {
 // bridgeEnv is a bridge served over HTTP in front of its tracker.
 type bridgeEnv struct {
 	tr   *acomm.Tracker
-	b    *acomm.Bridge
+	b    *bridge.Bridge
 	base string // the bridge's base URL
 }
 
 // newBridgeEnv starts a tracker whose HTTP stream URL is the bridge's
 // /stream and a bridge for it, configured by configure, on an httptest
 // server; the server is closed, then the tracker stopped, at cleanup.
-func newBridgeEnv(t testing.TB, configure func(*acomm.Bridge), routes ...acomm.Route) *bridgeEnv {
+func newBridgeEnv(t testing.TB, configure func(*bridge.Bridge), routes ...bridge.Route) *bridgeEnv {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	base := "http://" + srv.Listener.Addr().String()
 	streamURL, err := url.Parse(base + "/stream")
 	require.NoError(t, err)
 	tr := newTracker(t, streamURL, 5*time.Second)
-	b, err := acomm.NewBridge(tr, routes...)
+	b, err := bridge.New(tr, routes...)
 	require.NoError(t, err)
 	if configure != nil {
 		configure(b)
 	}
-	srv.Config = acomm.NewHTTPServer("", b.Handler())
+	srv.Config = bridge.NewHTTPServer("", b.Handler())
 	srv.Start()
 	t.Cleanup(srv.Close) // runs before the tracker's Stop
 	return &bridgeEnv{tr: tr, b: b, base: base}
@@ -226,6 +227,14 @@ func bridgeRequestJSON(t testing.TB, task, hook string, args any) (string, *acom
 	return string(b), req
 }
 
+// mustURL parses u.
+func mustURL(t testing.TB, u string) *url.URL {
+	t.Helper()
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	return p
+}
+
 // withUser returns u with basic authentication credentials, which carry a
 // bridge token through APIs that take only a URL.
 func withUser(t testing.TB, u, password string) *url.URL {
@@ -239,7 +248,7 @@ func withUser(t testing.TB, u, password string) *url.URL {
 func TestBridgeRequest(t *testing.T) {
 	hook := newBridgeHook(t)
 	svc := bridgeService(t, bridgeEcho)
-	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "s3cret" }, acomm.Route{Pattern: "echo", Addr: svc})
+	env := newBridgeEnv(t, func(b *bridge.Bridge) { b.Token = "s3cret" }, bridge.Route{Pattern: "echo", Addr: svc})
 
 	body, req := bridgeRequestJSON(t, "echo", hook.url, map[string]int{"n": 7})
 	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "s3cret", body), req.ID)
@@ -278,7 +287,7 @@ func TestBridgeTaskError(t *testing.T) {
 		resp, _ := acomm.NewResponse(req, nil, nil, errors.New("disk full"))
 		return resp
 	})
-	env := newBridgeEnv(t, nil, acomm.Route{Pattern: "disk.*", Addr: svc})
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "disk.*", Addr: svc})
 
 	body, req := bridgeRequestJSON(t, "disk.create", hook.url, nil)
 	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
@@ -292,7 +301,7 @@ func TestBridgeTaskError(t *testing.T) {
 func TestBridgeTimeout(t *testing.T) {
 	hook := newBridgeHook(t)
 	svc := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
-	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Timeout = 20 * time.Millisecond }, acomm.Route{Pattern: "*", Addr: svc})
+	env := newBridgeEnv(t, func(b *bridge.Bridge) { b.Timeout = 20 * time.Millisecond }, bridge.Route{Pattern: "*", Addr: svc})
 
 	body, req := bridgeRequestJSON(t, "slow", hook.url, nil)
 	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
@@ -315,7 +324,7 @@ func TestBridgeStream(t *testing.T) {
 		resp, _ := acomm.NewResponse(req, "see stream", su, nil)
 		return resp
 	})
-	env := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "s3cret" }, acomm.Route{Pattern: "dump", Addr: svc})
+	env := newBridgeEnv(t, func(b *bridge.Bridge) { b.Token = "s3cret" }, bridge.Route{Pattern: "dump", Addr: svc})
 
 	body, req := bridgeRequestJSON(t, "dump", hook.url, nil)
 	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "s3cret", body), req.ID)
@@ -391,9 +400,9 @@ func TestBridgeStreamOutlivesServerTimeouts(t *testing.T) {
 	streamBase, err := url.Parse(base + "/stream")
 	require.NoError(t, err)
 	tr := newTracker(t, streamBase, 5*time.Second)
-	b, err := acomm.NewBridge(tr)
+	b, err := bridge.New(tr)
 	require.NoError(t, err)
-	srv.Config = acomm.NewHTTPServer("", b.Handler())
+	srv.Config = bridge.NewHTTPServer("", b.Handler())
 	srv.Config.ReadTimeout = serverTimeout
 	srv.Config.WriteTimeout = serverTimeout
 	srv.Start()
@@ -428,7 +437,7 @@ func TestBridgeRefusals(t *testing.T) {
 	busy := bridgeRefusingService(t, acomm.ErrBusy)
 	dead := &url.URL{Scheme: "unix", Path: sockPath(t, "dead.sock")}
 	const token = "s3cret"
-	env := newBridgeEnv(t, func(b *acomm.Bridge) {
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
 		b.Token = token
 		b.MaxBodyBytes = 512
 		b.CheckHook = func(u *url.URL) error {
@@ -438,17 +447,18 @@ func TestBridgeRefusals(t *testing.T) {
 			return nil
 		}
 	},
-		acomm.Route{Pattern: "echo", Addr: svc},
-		acomm.Route{Pattern: "silent", Addr: silent},
-		acomm.Route{Pattern: "dead", Addr: dead},
-		acomm.Route{Pattern: "busy", Addr: busy},
+		bridge.Route{Pattern: "echo", Addr: svc},
+		bridge.Route{Pattern: "silent", Addr: silent},
+		bridge.Route{Pattern: "dead", Addr: dead},
+		bridge.Route{Pattern: "busy", Addr: busy},
 	)
 	valid, _ := bridgeRequestJSON(t, "echo", hook.url, nil)
 	big := fmt.Sprintf(`{"id":"big","task":"echo","responsehook":%q,"args":%q}`, hook.url, strings.Repeat("x", 1024))
 	validResp := `{"id":"unknown","result":null,"stream_url":null,"error":""}`
+	boundResponses := env.tr.BindHook(mustURL(t, env.base+"/responses"), "unknown").String()
 
 	t.Run("unauthorized", func(t *testing.T) {
-		for _, path := range []string{"/requests", "/responses", "/stream?addr=unix:///x.sock", "/elsewhere"} {
+		for _, path := range []string{"/requests", "/stream?addr=unix:///x.sock", "/elsewhere"} {
 			for _, tok := range []string{"", "wrong", token + "x", token[:3]} {
 				t.Run(path+"/"+tok, func(t *testing.T) {
 					method := http.MethodPost
@@ -464,7 +474,7 @@ func TestBridgeRefusals(t *testing.T) {
 			}
 		}
 		t.Run("other scheme", func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, env.base+"/responses", strings.NewReader(validResp))
+			req, err := http.NewRequest(http.MethodPost, env.base+"/requests", strings.NewReader(valid))
 			require.NoError(t, err)
 			req.Header.Set("Authorization", "Token "+token)
 			resp, err := bridgeClient.Do(req)
@@ -481,16 +491,20 @@ func TestBridgeRefusals(t *testing.T) {
 			"basic in url user": func(r *http.Request) { r.URL.User = url.UserPassword("acomm", token) },
 		} {
 			t.Run(name, func(t *testing.T) {
-				req, err := http.NewRequest(http.MethodPost, env.base+"/responses", strings.NewReader(validResp))
+				req, err := http.NewRequest(http.MethodHead, env.base+"/stream?addr=unix:///x.sock", nil)
 				require.NoError(t, err)
 				set(req)
 				resp, err := bridgeClient.Do(req)
 				require.NoError(t, err)
 				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				requireBridgeAck(t, bridgeReply{resp.StatusCode, resp.Header, b}, "unknown")
+				assert.Equal(t, http.StatusNotFound, resp.StatusCode, "past the token check")
 			})
 		}
+	})
+	t.Run("responses need the capability, not the token", func(t *testing.T) {
+		requireBridgeAck(t, bridgePost(t, boundResponses, "", validResp), "unknown")
+		msg := requireBridgeError(t, bridgePost(t, env.base+"/responses", token, validResp), http.StatusForbidden)
+		assert.Contains(t, msg, bridge.ErrUnboundResponse.Error())
 	})
 
 	chunked := func(s string) io.Reader { return io.MultiReader(strings.NewReader(s)) } // no Content-Length
@@ -510,7 +524,7 @@ func TestBridgeRefusals(t *testing.T) {
 
 		{"requests: too large", http.MethodPost, "/requests", strings.NewReader(big), http.StatusRequestEntityTooLarge, ""},
 		{"requests: too large, chunked", http.MethodPost, "/requests", chunked(big), http.StatusRequestEntityTooLarge, ""},
-		{"responses: too large", http.MethodPost, "/responses", chunked(`{"id":"x","result":"` + strings.Repeat("y", 1024) + `"}`), http.StatusRequestEntityTooLarge, ""},
+		{"responses: too large", http.MethodPost, boundResponses[len(env.base):], chunked(`{"id":"x","result":"` + strings.Repeat("y", 1024) + `"}`), http.StatusRequestEntityTooLarge, ""},
 
 		{"requests: invalid json", http.MethodPost, "/requests", strings.NewReader(`{"id":`), http.StatusBadRequest, ""},
 		{"requests: not an object", http.MethodPost, "/requests", strings.NewReader(`[1,2]`), http.StatusBadRequest, ""},
@@ -524,11 +538,15 @@ func TestBridgeRefusals(t *testing.T) {
 		{"requests: missing id", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"task":"echo","responsehook":%q}`, hook.url)), http.StatusBadRequest, ""},
 		{"requests: missing task", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"id":"a","responsehook":%q}`, hook.url)), http.StatusBadRequest, ""},
 		{"requests: hook refused by CheckHook", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"http://forbidden.example/x"}`), http.StatusForbidden, ""},
+		{"requests: hook with userinfo", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":"http://allowed.example@forbidden.example/x"}`), http.StatusBadRequest, ""},
+		{"requests: legacy hook with opaque", http.MethodPost, "/requests", strings.NewReader(`{"id":"a","task":"echo","responsehook":{"Scheme":"http","Host":"allowed.example","Opaque":"//forbidden.example/admin"}}`), http.StatusBadRequest, ""},
 		{"requests: no route", http.MethodPost, "/requests", strings.NewReader(fmt.Sprintf(`{"id":"a","task":"echo.more","responsehook":%q}`, hook.url)), http.StatusNotFound, ""},
 
 		{"responses: invalid json", http.MethodPost, "/responses", strings.NewReader(`nope`), http.StatusBadRequest, ""},
 		{"responses: missing id", http.MethodPost, "/responses", strings.NewReader(`{"result":1}`), http.StatusBadRequest, ""},
 		{"responses: unix stream url", http.MethodPost, "/responses", strings.NewReader(`{"id":"x","stream_url":"unix:///etc/passwd"}`), http.StatusBadRequest, ""},
+		{"responses: not bound", http.MethodPost, "/responses", strings.NewReader(`{"id":"x"}`), http.StatusForbidden, ""},
+		{"responses: bound to another id", http.MethodPost, boundResponses[len(env.base):], strings.NewReader(`{"id":"x"}`), http.StatusForbidden, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -576,7 +594,7 @@ func TestBridgeRefusals(t *testing.T) {
 func TestBridgeNotStarted(t *testing.T) {
 	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
 	require.NoError(t, err)
-	b, err := acomm.NewBridge(tr, acomm.Route{Pattern: "*", Addr: &url.URL{Scheme: "unix", Path: "/nowhere.sock"}})
+	b, err := bridge.New(tr, bridge.Route{Pattern: "*", Addr: &url.URL{Scheme: "unix", Path: "/nowhere.sock"}})
 	require.NoError(t, err)
 	body, _ := bridgeRequestJSON(t, "x", "http://caller.example/hook", nil)
 	rec := httptest.NewRecorder()
@@ -591,7 +609,7 @@ func TestBridgeNotStarted(t *testing.T) {
 func TestBridgeTwoMachines(t *testing.T) {
 	// Machine A: a tracker and a bridge serving only its responses.
 	trA := newTracker(t, nil, 5*time.Second)
-	bridgeA := &acomm.Bridge{Tracker: trA, Token: "a-requests", ResponsesToken: "a-responses"}
+	bridgeA := &bridge.Bridge{Tracker: trA, Token: "a-requests"}
 	srvA := httptest.NewServer(bridgeA.Handler())
 	t.Cleanup(srvA.Close)
 
@@ -602,7 +620,7 @@ func TestBridgeTwoMachines(t *testing.T) {
 		resp, _ := acomm.NewResponse(req, "hello, "+name, nil, nil)
 		return resp
 	})
-	envB := newBridgeEnv(t, func(b *acomm.Bridge) { b.Token = "b-token" }, acomm.Route{Pattern: "greet", Addr: svc})
+	envB := newBridgeEnv(t, func(b *bridge.Bridge) { b.Token = "b-token" }, bridge.Route{Pattern: "greet", Addr: svc})
 
 	var calls atomic.Int32
 	done := make(chan *acomm.Response, 4)
@@ -610,9 +628,9 @@ func TestBridgeTwoMachines(t *testing.T) {
 		calls.Add(1)
 		done <- resp
 	}
-	hookA := withUser(t, srvA.URL+"/responses", "a-responses").String()
-	req, err := acomm.NewRequest("greet", hookA, "A", h, h)
+	req, err := acomm.NewRequest("greet", srvA.URL+"/responses", "A", h, h)
 	require.NoError(t, err)
+	req.ResponseHook = trA.BindHook(req.ResponseHook, req.ID)
 	require.NoError(t, trA.TrackRequest(req, 0))
 	require.NoError(t, acomm.Send(withUser(t, envB.base+"/requests", "b-token"), req))
 
@@ -632,14 +650,14 @@ func TestBridgeTwoMachines(t *testing.T) {
 	t.Run("Call through a bridge with an HTTP hook", func(t *testing.T) {
 		trE, err := acomm.NewTracker(sockPath(t, "e.sock"), nil, 5*time.Second)
 		require.NoError(t, err)
-		srvE := httptest.NewServer((&acomm.Bridge{Tracker: trE}).ResponsesHandler())
+		srvE := httptest.NewServer((&bridge.Bridge{Tracker: trE}).ResponsesHandler())
 		t.Cleanup(srvE.Close)
 		hookE, err := url.Parse(srvE.URL + "/responses")
 		require.NoError(t, err)
 		require.NoError(t, trE.Configure(acomm.WithHTTPHook(hookE)))
 		require.NoError(t, trE.Start())
 		t.Cleanup(trE.Stop)
-		envF := newBridgeEnv(t, nil, acomm.Route{Pattern: "greet", Addr: svc})
+		envF := newBridgeEnv(t, nil, bridge.Route{Pattern: "greet", Addr: svc})
 
 		dest, err := url.Parse(envF.base + "/requests")
 		require.NoError(t, err)
@@ -656,12 +674,12 @@ func TestBridgeTwoMachines(t *testing.T) {
 		assert.ErrorIs(t, bad.Configure(acomm.WithHTTPHook(&url.URL{Scheme: "unix", Path: "/x"})), acomm.ErrInvalidURL)
 	})
 
-	t.Run("hook without the responses token", func(t *testing.T) {
+	t.Run("hook not bound to the request", func(t *testing.T) {
 		trC := newTracker(t, nil, 5*time.Second)
-		bridgeC := &acomm.Bridge{Tracker: trC, ResponsesToken: "c-responses"}
+		bridgeC := &bridge.Bridge{Tracker: trC}
 		srvC := httptest.NewServer(bridgeC.ResponsesHandler())
 		t.Cleanup(srvC.Close)
-		envD := newBridgeEnv(t, nil, acomm.Route{Pattern: "greet", Addr: svc})
+		envD := newBridgeEnv(t, nil, bridge.Route{Pattern: "greet", Addr: svc})
 
 		done := make(chan *acomm.Response, 4)
 		h := func(_ *acomm.Request, resp *acomm.Response) { done <- resp }
@@ -676,7 +694,7 @@ func TestBridgeTwoMachines(t *testing.T) {
 
 func TestBridgeRoute(t *testing.T) {
 	addr := func(name string) *url.URL { return &url.URL{Scheme: "unix", Path: "/run/" + name + ".sock"} }
-	routes := []acomm.Route{
+	routes := []bridge.Route{
 		{Pattern: "disk.*", Addr: addr("disk")},
 		{Pattern: "disk.snap.*", Addr: addr("snap")},
 		{Pattern: "disk.create", Addr: addr("create")},
@@ -684,9 +702,9 @@ func TestBridgeRoute(t *testing.T) {
 	}
 	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
 	require.NoError(t, err)
-	b, err := acomm.NewBridge(tr, routes...)
+	b, err := bridge.New(tr, routes...)
 	require.NoError(t, err)
-	withAll, err := acomm.NewBridge(tr, append(routes, acomm.Route{Pattern: "*", Addr: addr("all")})...)
+	withAll, err := bridge.New(tr, append(routes, bridge.Route{Pattern: "*", Addr: addr("all")})...)
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -711,7 +729,7 @@ func TestBridgeRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.task, func(t *testing.T) {
 			for _, c := range []struct {
-				b    *acomm.Bridge
+				b    *bridge.Bridge
 				want string
 			}{{b, tt.want}, {withAll, tt.wantAll}} {
 				r, ok := c.b.Route(tt.task)
@@ -728,14 +746,14 @@ func TestBridgeRoute(t *testing.T) {
 
 func TestParseRoute(t *testing.T) {
 	t.Run("valid", func(t *testing.T) {
-		for in, want := range map[string]acomm.Route{
+		for in, want := range map[string]bridge.Route{
 			"disk.*=unix:///run/disk.sock":  {Pattern: "disk.*", Addr: &url.URL{Scheme: "unix", Path: "/run/disk.sock"}},
 			" echo = unix:///run/echo.sock": {Pattern: "echo", Addr: &url.URL{Scheme: "unix", Path: "/run/echo.sock"}},
 			"*=unix:/run/all.sock":          {Pattern: "*", Addr: &url.URL{Scheme: "unix", Path: "/run/all.sock"}},
 			"a=b=unix:///run/ab.sock":       {},
 		} {
 			t.Run(in, func(t *testing.T) {
-				r, err := acomm.ParseRoute(in)
+				r, err := bridge.ParseRoute(in)
 				if want.Pattern == "" {
 					assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "a '=' in the address is not a unix url")
 					return
@@ -743,7 +761,7 @@ func TestParseRoute(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, want.Pattern, r.Pattern)
 				assert.Equal(t, want.Addr.Path, r.Addr.Path)
-				back, err := acomm.ParseRoute(r.String())
+				back, err := bridge.ParseRoute(r.String())
 				require.NoError(t, err)
 				assert.Equal(t, r.String(), back.String())
 			})
@@ -768,7 +786,7 @@ func TestParseRoute(t *testing.T) {
 		{"disk=%zz", acomm.ErrInvalidURL},
 	} {
 		t.Run("invalid "+tt.in, func(t *testing.T) {
-			_, err := acomm.ParseRoute(tt.in)
+			_, err := bridge.ParseRoute(tt.in)
 			require.ErrorIs(t, err, acomm.ErrInvalidArgument)
 			if tt.also != nil {
 				assert.ErrorIs(t, err, tt.also)
@@ -780,19 +798,19 @@ func TestParseRoute(t *testing.T) {
 func TestNewBridgeErrors(t *testing.T) {
 	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
 	require.NoError(t, err)
-	ok := acomm.Route{Pattern: "a", Addr: &url.URL{Scheme: "unix", Path: "/run/a.sock"}}
+	ok := bridge.Route{Pattern: "a", Addr: &url.URL{Scheme: "unix", Path: "/run/a.sock"}}
 
-	_, err = acomm.NewBridge(nil, ok)
+	_, err = bridge.New(nil, ok)
 	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "nil tracker")
-	_, err = acomm.NewBridge(tr, ok, ok)
+	_, err = bridge.New(tr, ok, ok)
 	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "pattern twice")
-	_, err = acomm.NewBridge(tr, acomm.Route{Pattern: "a"})
+	_, err = bridge.New(tr, bridge.Route{Pattern: "a"})
 	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "no address")
-	_, err = acomm.NewBridge(tr, acomm.Route{Addr: ok.Addr})
+	_, err = bridge.New(tr, bridge.Route{Addr: ok.Addr})
 	assert.ErrorIs(t, err, acomm.ErrInvalidArgument, "no pattern")
 
-	routes := []acomm.Route{ok}
-	b, err := acomm.NewBridge(tr, routes...)
+	routes := []bridge.Route{ok}
+	b, err := bridge.New(tr, routes...)
 	require.NoError(t, err)
 	routes[0].Pattern = "changed"
 	_, found := b.Route("a")
@@ -801,7 +819,7 @@ func TestNewBridgeErrors(t *testing.T) {
 
 func TestNewHTTPServer(t *testing.T) {
 	h := http.NotFoundHandler()
-	s := acomm.NewHTTPServer("127.0.0.1:0", h)
+	s := bridge.NewHTTPServer("127.0.0.1:0", h)
 	assert.Equal(t, "127.0.0.1:0", s.Addr)
 	assert.NotNil(t, s.Handler)
 	assert.Positive(t, s.ReadHeaderTimeout)
@@ -815,7 +833,7 @@ func TestNewHTTPServer(t *testing.T) {
 // then stalls is cut off by the server's timeouts.
 func TestBridgeSlowClient(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
-	srv.Config = acomm.NewHTTPServer("", http.NotFoundHandler())
+	srv.Config = bridge.NewHTTPServer("", http.NotFoundHandler())
 	srv.Config.ReadHeaderTimeout = 20 * time.Millisecond
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -828,4 +846,20 @@ func TestBridgeSlowClient(t *testing.T) {
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = io.Copy(io.Discard, conn)
 	assert.NoError(t, err, "the server hung up before the client's deadline")
+}
+
+func TestBridgeOnDelivery(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, bridgeEcho)
+	delivered := make(chan error, 1)
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.OnDelivery = func(took time.Duration, err error) {
+			assert.Positive(t, took)
+			delivered <- err
+		}
+	}, bridge.Route{Pattern: "echo", Addr: svc})
+	body, req := bridgeRequestJSON(t, "echo", hook.url, 1)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	assert.NoError(t, waitFor(t, delivered, 5*time.Second, "the delivery reported"))
 }

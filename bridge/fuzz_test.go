@@ -1,4 +1,4 @@
-package acomm_test
+package bridge_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 )
 
 // FuzzBridgeRequests feeds arbitrary bodies to the bridge's request
@@ -27,16 +28,16 @@ func FuzzBridgeRequests(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(tr.Stop)
-	route, err := acomm.ParseRoute("disk.*=unix://" + filepath.Join(dir, "absent.sock"))
+	route, err := bridge.ParseRoute("disk.*=unix://" + filepath.Join(dir, "absent.sock"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	bridge, err := acomm.NewBridge(tr, route)
+	br, err := bridge.New(tr, route)
 	if err != nil {
 		f.Fatal(err)
 	}
-	bridge.MaxBodyBytes = 1 << 16
-	h := bridge.RequestsHandler()
+	br.MaxBodyBytes = 1 << 16
+	h := br.RequestsHandler()
 
 	for _, seed := range []string{
 		`{"id":"1","task":"disk.usage","responsehook":"http://127.0.0.1:9/hook","args":{"path":"/"}}`,

@@ -1,4 +1,4 @@
-package acomm_test
+package bridge_test
 
 import (
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
 )
 
 // serveGreetings runs a local service on ul: it acknowledges each request
@@ -35,7 +36,7 @@ func serveGreetings(ul *acomm.UnixListener, wg *sync.WaitGroup) {
 // ExampleBridge puts a bridge in front of a local service: an external
 // caller POSTs a request over HTTP, and the answer arrives at the caller's
 // HTTP response hook.
-func ExampleBridge() {
+func Example() {
 	dir, err := os.MkdirTemp("", "acomm-bridge")
 	if err != nil {
 		log.Fatal(err)
@@ -65,16 +66,16 @@ func ExampleBridge() {
 		log.Fatal(err)
 	}
 	defer tracker.Stop()
-	route, err := acomm.ParseRoute("greet=unix://" + svc.Addr())
+	route, err := bridge.ParseRoute("greet=unix://" + svc.Addr())
 	if err != nil {
 		log.Fatal(err)
 	}
-	bridge, err := acomm.NewBridge(tracker, route)
+	br, err := bridge.New(tracker, route)
 	if err != nil {
 		log.Fatal(err)
 	}
-	bridge.Token = "s3cret"
-	web.Config = acomm.NewHTTPServer("", bridge.Handler())
+	br.Token = "s3cret"
+	web.Config = bridge.NewHTTPServer("", br.Handler())
 	web.Start()
 	defer web.Close()
 

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/acommgo/acomm"
+)
+
+// fanoutServices is the width of BenchmarkMultiRequestFanout10.
+const fanoutServices = 10
+
+// BenchmarkMultiRequestFanout10 is one fan-out to 10 services through one
+// tracker, as a user writes it: a fresh MultiRequest, a NewRequest and
+// AddRequest per service, the sends, then Responses, which returns once
+// all 10 answers have reached the tracker's socket; every result is
+// checked. ns/op is the time of the whole fan-out, after a few warm-up
+// fan-outs. The sub-benchmarks differ in the services and the sends:
+//
+//   - server-send-all: 10 acomm.Servers (newEchoServer), sent to with
+//     MultiRequest.SendAll, which has several sends under way at once.
+//   - oneshot-send-all: 10 original-style services (oneShotService: one
+//     frame per connection), sent to with SendAll.
+//   - oneshot-send-each: the same services, sent to with acomm.Send of
+//     each request in turn, as with the seed API (each send waits for its
+//     acknowledgement before the next begins).
+//
+// ./run gives it its own -benchtime (FANOUT_BENCHTIME): an op is ten round
+// trips or more.
+func BenchmarkMultiRequestFanout10(b *testing.B) {
+	for _, f := range fanouts {
+		b.Run(f.name, func(b *testing.B) { benchFanout(b, f) })
+	}
+}
+
+// fanoutKind is one sub-benchmark of BenchmarkMultiRequestFanout10.
+type fanoutKind struct {
+	name    string
+	sendAll bool // MultiRequest.SendAll, else acomm.Send of each in turn
+	// newService starts a service answering to tr, stopped at cleanup.
+	newService func(tb testing.TB, tr *acomm.Tracker) *url.URL
+}
+
+var fanouts = []fanoutKind{
+	{"server-send-all", true, serverDest},
+	{"oneshot-send-all", true, oneShotDest},
+	{"oneshot-send-each", false, oneShotDest},
+}
+
+func serverDest(tb testing.TB, tr *acomm.Tracker) *url.URL { return newEchoServer(tb, tr).URL() }
+
+func oneShotDest(tb testing.TB, _ *acomm.Tracker) *url.URL { return newOneShotService(tb).URL() }
+
+func benchFanout(b *testing.B, f fanoutKind) {
+	b.ReportAllocs()
+	fanout := newFanout(b, f)
+	for range 3 { // warm up: connect, fill pools
+		if err := fanout(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := fanout(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// newFanout starts a tracker and fanoutServices services of kind f, and
+// returns one checked fan-out to them.
+func newFanout(tb testing.TB, f fanoutKind) func() error {
+	tr := newAcommTracker(tb, nil)
+	dests := make([]*url.URL, fanoutServices)
+	names := make([]string, fanoutServices)
+	byName := make(map[string]*url.URL, fanoutServices)
+	for i := range dests {
+		dests[i] = f.newService(tb, tr)
+		names[i] = fmt.Sprintf("s%d", i)
+		byName[names[i]] = dests[i]
+	}
+	hook := tr.URL().String()
+	args := json.RawMessage(echoPayload)
+	return func() error {
+		multi := acomm.NewMultiRequest(tr, 0)
+		for i, dest := range dests {
+			req, err := acomm.NewRequest("echo", hook, args, nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := multi.AddRequest(names[i], req); err != nil {
+				return err
+			}
+			if f.sendAll {
+				continue
+			}
+			if err := acomm.Send(dest, req); err != nil {
+				multi.RemoveRequest(req)
+				return err
+			}
+		}
+		if f.sendAll {
+			if err := multi.SendAll(byName); err != nil {
+				return err
+			}
+		}
+		resps := multi.Responses()
+		if len(resps) != fanoutServices {
+			return fmt.Errorf("%d responses, want %d", len(resps), fanoutServices)
+		}
+		for _, resp := range resps {
+			if err := checkResult(resp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// TestFanout checks each fan-out of the benchmark a few times.
+func TestFanout(t *testing.T) {
+	for _, f := range fanouts {
+		t.Run(f.name, func(t *testing.T) {
+			fanout := newFanout(t, f)
+			for range 3 {
+				if err := fanout(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

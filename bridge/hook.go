@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/acommgo/acomm"
+)
+
+// Bounds of hook deliveries: a hook that accepts the POST and never
+// answers holds one connection for at most DefaultHookTimeout, and one
+// host holds at most DefaultMaxHookConnsPerHost connections, the other
+// deliveries to it waiting their turn (within their own timeout).
+const (
+	// DefaultHookTimeout bounds one delivery of an answer to a response
+	// hook, from dial to acknowledgement, waiting for a connection
+	// included.
+	DefaultHookTimeout = 30 * time.Second
+	// DefaultMaxHookConnsPerHost bounds the connections open to one
+	// hook host at once.
+	DefaultMaxHookConnsPerHost = 8
+)
+
+// maxHookAckBytes bounds how much of a hook's acknowledgement is read.
+const maxHookAckBytes = 64 << 10
+
+// normalizeHook checks a response hook and returns the one URL the bridge
+// will both vet and dial: an absolute http(s) URL with a host and nothing
+// that can make the URL dialed differ from the URL checked (an opaque
+// part, such as the legacy form's Opaque "//127.0.0.1/admin" behind an
+// allowed Host, or userinfo, which fools prefix checks such as
+// "http://allowed.example@127.0.0.1/"). The URL is rebuilt from its
+// string, which is what an HTTP client dials, and must come back the same.
+func normalizeHook(u *url.URL) (*url.URL, error) {
+	switch {
+	case u == nil:
+		return nil, fmt.Errorf("%w: missing response hook", acomm.ErrInvalidRequest)
+	case u.Scheme == "unix":
+		return nil, fmt.Errorf("%w: unix response hooks are not accepted over http", acomm.ErrInvalidRequest)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%w: response hook: %w: %q", acomm.ErrInvalidRequest, acomm.ErrUnsupportedScheme, u.Scheme)
+	case u.Opaque != "":
+		return nil, fmt.Errorf("%w: response hook: %w: opaque part not allowed", acomm.ErrInvalidRequest, acomm.ErrInvalidURL)
+	case u.User != nil:
+		return nil, fmt.Errorf("%w: response hook: %w: userinfo not allowed", acomm.ErrInvalidRequest, acomm.ErrInvalidURL)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("%w: response hook: %w: no host", acomm.ErrInvalidRequest, acomm.ErrInvalidURL)
+	}
+	c := *u
+	c.Fragment, c.RawFragment = "", ""
+	n, err := url.Parse(c.String())
+	if err != nil || n.Scheme != u.Scheme || n.Host != u.Host || n.Opaque != "" || n.User != nil || n.Path != u.Path {
+		return nil, fmt.Errorf("%w: response hook: %w: %q does not read back as itself", acomm.ErrInvalidRequest, acomm.ErrInvalidURL, c.Redacted())
+	}
+	return n, nil
+}
+
+// hookClient returns the client of hook deliveries: it never follows a
+// redirect (a 3xx is a failed delivery, never a second POST elsewhere),
+// uses no proxy, dials through the HookPolicy when there is one, and
+// bounds each phase and the connections per host.
+func (b *Bridge) hookClient() *http.Client {
+	b.clientOnce.Do(func() {
+		dial := (&net.Dialer{Timeout: hookDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+		if b.HookPolicy != nil {
+			dial = b.HookPolicy.DialContext
+		}
+		b.client = &http.Client{
+			Timeout: b.hookTimeout(),
+			Transport: &http.Transport{
+				Proxy:                 nil,
+				DialContext:           dial,
+				ForceAttemptHTTP2:     true,
+				MaxConnsPerHost:       DefaultMaxHookConnsPerHost,
+				MaxIdleConnsPerHost:   DefaultMaxHookConnsPerHost,
+				IdleConnTimeout:       30 * time.Second,
+				TLSHandshakeTimeout:   10 * time.Second,
+				ResponseHeaderTimeout: b.hookTimeout(),
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	})
+	return b.client
+}
+
+// hookTimeout returns the bound of one delivery.
+func (b *Bridge) hookTimeout() time.Duration {
+	if b.HookTimeout > 0 {
+		return b.HookTimeout
+	}
+	return DefaultHookTimeout
+}
+
+// deliver POSTs resp to hook and checks the acknowledgement. ctx ends
+// deliveries when the bridge's Shutdown runs out of time.
+func (b *Bridge) deliver(ctx context.Context, hook *url.URL, resp *acomm.Response) error {
+	body, err := json.Marshal(resp)
+	if err != nil {
+		return fmt.Errorf("%w: marshal response: %w", acomm.ErrInvalidResponse, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.String(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: %w", acomm.ErrInvalidURL, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hr, err := b.hookClient().Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: post to %s: %w", acomm.ErrUnreachable, hook.Redacted(), err)
+	}
+	defer hr.Body.Close()
+	ack, err := io.ReadAll(io.LimitReader(hr.Body, maxHookAckBytes))
+	if err != nil {
+		return fmt.Errorf("%w: read acknowledgement from %s: %w", acomm.ErrConnection, hook.Redacted(), err)
+	}
+	if hr.StatusCode < 200 || hr.StatusCode > 299 {
+		return fmt.Errorf("%w: %s from %s: %s", acomm.ErrHTTPStatus, hr.Status, hook.Redacted(), strings.TrimSpace(string(ack[:min(len(ack), 512)])))
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/acommgo/acomm"
+)
+
+// HookPolicy says which addresses a bridge may deliver answers to. The
+// zero value refuses loopback, link-local, unspecified and multicast
+// addresses, which a caller on another machine has no business making the
+// bridge reach (the bridge's own host, cloud metadata services at
+// 169.254.169.254), and allows every other address.
+//
+// The check is made on the address actually dialed, after name
+// resolution, inside the dialer (see DialContext): a name that resolves to
+// an allowed address when the request is checked and to a refused one
+// when the answer is delivered (DNS rebinding) is still refused.
+//
+// Set the fields before use and do not change them afterwards.
+type HookPolicy struct {
+	// Allow opens address ranges that would otherwise be refused, such
+	// as 127.0.0.0/8 for callers on the same machine. Allow wins over
+	// Deny and over the default refusals.
+	Allow []netip.Prefix
+	// AllowHosts opens hook host names (compared without case) whatever
+	// they resolve to, for names the operator trusts.
+	AllowHosts []string
+	// Deny refuses address ranges besides the default refusals, such as
+	// the bridge's own addresses or a private network.
+	Deny []netip.Prefix
+}
+
+// AllowHook opens spec, a CIDR prefix ("10.1.0.0/16"), an address
+// ("127.0.0.1", "::1") or a host name ("hooks.example.com"), as the
+// repeatable --allow-hook flag of acomm bridge does. Errors match
+// acomm.ErrInvalidArgument.
+func (p *HookPolicy) AllowHook(spec string) error {
+	spec = strings.TrimSpace(spec)
+	if pfx, err := netip.ParsePrefix(spec); err == nil {
+		p.Allow = append(p.Allow, pfx.Masked())
+		return nil
+	}
+	if a, err := netip.ParseAddr(spec); err == nil {
+		p.Allow = append(p.Allow, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		return nil
+	}
+	if !validHostName(spec) {
+		return fmt.Errorf("%w: allowed hook %q: want a CIDR prefix, an address or a host name", acomm.ErrInvalidArgument, spec)
+	}
+	p.AllowHosts = append(p.AllowHosts, strings.ToLower(strings.TrimSuffix(spec, ".")))
+	return nil
+}
+
+// validHostName reports whether s looks like a DNS host name.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 || strings.HasPrefix(s, ".") || strings.Contains(s, "..") {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hostAllowed reports whether host is one of AllowHosts.
+func (p *HookPolicy) hostAllowed(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, h := range p.AllowHosts {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckAddr returns an error matching ErrHookForbidden when the policy
+// refuses a delivery to a.
+func (p *HookPolicy) CheckAddr(a netip.Addr) error {
+	a = a.Unmap()
+	for _, pfx := range p.Allow {
+		if pfx.Contains(a) {
+			return nil
+		}
+	}
+	for _, pfx := range p.Deny {
+		if pfx.Contains(a) {
+			return fmt.Errorf("%w: address %s is denied", ErrHookForbidden, a)
+		}
+	}
+	var kind string
+	switch {
+	case !a.IsValid():
+		kind = "invalid"
+	case a.IsLoopback():
+		kind = "loopback"
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		kind = "link-local"
+	case a.IsUnspecified():
+		kind = "unspecified"
+	case a.IsMulticast():
+		kind = "multicast"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s address %s (see --allow-hook)", ErrHookForbidden, kind, a)
+}
+
+// checkHost vets a hook's host before anything is dialed: an address
+// literal is checked at once, so that the caller learns of the refusal;
+// a name is checked when it is dialed.
+func (p *HookPolicy) checkHost(host string) error {
+	if p.hostAllowed(host) {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return p.CheckAddr(a)
+	}
+	return nil
+}
+
+// hookDialTimeout bounds the connection set-up of a hook delivery.
+const hookDialTimeout = 10 * time.Second
+
+// DialContext dials like net.Dialer, refusing, with an error matching
+// ErrHookForbidden, every address the policy refuses: the check runs on
+// each address the dialer is about to connect to, after resolution. A
+// host in AllowHosts is dialed unchecked. Use it as the DialContext of an
+// http.Transport.
+func (p *HookPolicy) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: hookDialTimeout, KeepAlive: 30 * time.Second}
+	if host, _, err := net.SplitHostPort(addr); err != nil || !p.hostAllowed(host) {
+		d.ControlContext = p.control
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// control checks the address a connection is about to be made to.
+func (p *HookPolicy) control(_ context.Context, _, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: cannot check address %q: %w", ErrHookForbidden, address, err)
+	}
+	return p.CheckAddr(ap.Addr())
+}

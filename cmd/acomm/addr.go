@@ -1,0 +1,50 @@
+package main
+
+import (
+	"net/url"
+	"path/filepath"
+	"strings"
+)
+
+// parseAddress reads a service or stream address as varlinkctl does: a
+// unix URL with an absolute path (unix:///run/svc.sock), a plain absolute
+// or ./relative socket path, or an http(s) URL of an acomm bridge. A unix
+// URL with a host part (unix://run/svc.sock, which would name
+// /svc.sock) is refused with the spelling that was probably meant.
+func parseAddress(s string) (*url.URL, error) {
+	if isPath(s) {
+		abs, err := filepath.Abs(s)
+		if err != nil {
+			return nil, usageErr("address %q: %w", s, err)
+		}
+		return &url.URL{Scheme: "unix", Path: abs}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, usageErr("invalid address %q: want unix:///path.sock, /path.sock, ./path.sock or http(s)://host/path", s)
+	}
+	switch u.Scheme {
+	case "unix":
+		switch {
+		case u.Host != "":
+			return nil, usageErr("unix address %q has a host part %q: a unix URL takes three slashes, as in unix:///%s%s", s, u.Host, u.Host, u.Path)
+		case u.Opaque != "":
+			return nil, usageErr("unix address %q: want an absolute path, as in unix:///path.sock, or a plain ./relative path", s)
+		case u.Path == "" || !strings.HasPrefix(u.Path, "/"):
+			return nil, usageErr("unix address %q has no socket path", s)
+		}
+		return &url.URL{Scheme: "unix", Path: filepath.Clean(u.Path)}, nil
+	case "http", "https":
+		if u.Host == "" {
+			return nil, usageErr("address %q has no host", s)
+		}
+		return u, nil
+	}
+	return nil, usageErr("invalid address %q: want unix:///path.sock, /path.sock, ./path.sock or http(s)://host/path", s)
+}
+
+// isPath reports whether s is a plain socket path: absolute, or relative
+// starting with ./ or ../ (a bare name would be ambiguous with a URL).
+func isPath(s string) bool {
+	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../")
+}

@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestVersionAndGlobalFlags(t *testing.T) {
+	r := runAcomm(t, "--version")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Regexp(t, `^acomm \S+ \(go`, r.stdout)
+
+	_, srv := startServices(t)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"bad log level", []string{"--log-level", "loud", "ping", srv.Addr()}, exitUsage, "--log-level"},
+		{"bad log format", []string{"--log-format", "xml", "ping", srv.Addr()}, exitUsage, "--log-format"},
+		{"debug json", []string{"--log-level", "debug", "--log-format", "json", "ping", srv.Addr()}, exitOK, "is alive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			assert.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.want)
+		})
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	_, srv := startServices(t)
+	dir, base := filepath.Split(srv.Addr())
+	tests := []struct {
+		name string
+		addr string
+		dir  string
+		code int
+		want string
+	}{
+		{"unix url", "unix://" + srv.Addr(), "", exitOK, `"HELLO"`},
+		{"absolute path", srv.Addr(), "", exitOK, `"HELLO"`},
+		{"relative path", "./" + base, dir, exitOK, `"HELLO"`},
+		{"parent-relative path", "../" + filepath.Base(dir) + "/" + base, dir, exitOK, `"HELLO"`},
+		{"unix url with a host", "unix:/" + srv.Addr(), "", exitUsage, "three slashes, as in unix:///"},
+		{"opaque unix url", "unix:" + base, "", exitUsage, "absolute path"},
+		{"bare name", base, "", exitUsage, "invalid address"},
+		{"http without host", "http:///requests", "", exitUsage, "no host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{dir: tt.dir}, "call", tt.addr, "text.upper", `"hello"`)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.want)
+		})
+	}
+}
+
+func TestCallArgs(t *testing.T) {
+	_, srv := startServices(t)
+	svc := srv.Addr()
+	argsFile := filepath.Join(shortDir(t), "args.json")
+	require.NoError(t, os.WriteFile(argsFile, []byte(" \"from a file\"\n"), 0o600))
+	tests := []struct {
+		name  string
+		arg   string
+		stdin string
+		code  int
+		want  string
+	}{
+		{"command line", `"x"`, "", exitOK, `"X"`},
+		{"stdin", "-", "\"from stdin\"\n", exitOK, `"FROM STDIN"`},
+		{"file", "@" + argsFile, "", exitOK, `"FROM A FILE"`},
+		{"missing file", "@" + argsFile + ".none", "", exitUsage, "no such file"},
+		{"bad stdin", "-", "{nope", exitUsage, "not valid JSON"},
+		{"empty stdin", "-", "", exitUsage, "not valid JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{stdin: tt.stdin}, "call", svc, "text.upper", tt.arg)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.want)
+		})
+	}
+}
+
+func TestCallOutput(t *testing.T) {
+	_, srv := startServices(t)
+	svc := srv.Addr()
+
+	t.Run("compact when not a terminal", func(t *testing.T) {
+		r := runAcommWith(t, runOpts{stdin: `{"a": [1, 2], "b": "c"}`}, "call", svc, "text.echo", "-")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, `{"a":[1,2],"b":"c"}`+"\n", r.stdout)
+	})
+	t.Run("indented on a terminal", func(t *testing.T) {
+		scriptPath, err := exec.LookPath("script") // util-linux: runs a command on a pseudo-terminal
+		if err != nil {
+			t.Skip("no script(1) to give the command a terminal")
+		}
+		line := binary + ` call ` + svc + ` text.echo '{"a":[1,2]}'`
+		out, err := exec.Command(scriptPath, "-qec", line, "/dev/null").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		got := strings.ReplaceAll(string(out), "\r\n", "\n")
+		assert.Equal(t, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n", got)
+	})
+	t.Run("full response", func(t *testing.T) {
+		r := runAcomm(t, "call", "--full", svc, "text.upper", `"a"`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		var full map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &full), r.stdout)
+		assert.Equal(t, "A", full["result"])
+		assert.Equal(t, "", full["error"])
+		assert.Contains(t, full, "stream_url")
+		assert.NotEmpty(t, full["id"])
+	})
+	t.Run("full response of a task error", func(t *testing.T) {
+		r := runAcomm(t, "call", "--full", svc, "text.fail")
+		require.Equal(t, exitTaskError, r.code, r.stderr)
+		var full map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &full), r.stdout)
+		assert.Equal(t, "disk on fire", full["error"])
+	})
+	t.Run("stream url and the command that reads it", func(t *testing.T) {
+		r := runAcomm(t, "call", svc, "text.blob")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "\"blob\"\n", r.stdout)
+		m := regexp.MustCompile(`read it with: (acomm stream (\S+)) > FILE`).FindStringSubmatch(r.stderr)
+		require.NotNil(t, m, r.stderr)
+		r = runAcomm(t, "stream", m[2])
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "streamed content", r.stdout)
+	})
+	t.Run("-o checked before sending", func(t *testing.T) {
+		before := srv.Stats().Received
+		for _, out := range []string{filepath.Join(shortDir(t), "none", "x"), shortDir(t)} {
+			r := runAcomm(t, "call", "-o", out, svc, "text.blob")
+			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "-o "+out)
+		}
+		assert.Equal(t, before, srv.Stats().Received, "nothing was sent")
+	})
+}
+
+func TestCallTimeoutNamesTaskAndLimit(t *testing.T) {
+	_, srv := startServices(t)
+	r := runAcomm(t, "call", "--timeout", "300ms", srv.Addr(), "text.slow")
+	assert.Equal(t, exitNoAnswer, r.code)
+	assert.Contains(t, r.stderr, "task text.slow: no answer within 300ms (--timeout)")
+}
+
+func TestMessagesHaveOnePrefix(t *testing.T) {
+	_, srv := startServices(t)
+	runs := [][]string{
+		{"call", filepath.Join(shortDir(t), "none.sock"), "t"},
+		{"call", srv.Addr(), "nope"},
+		{"bridge", "--listen", "127.0.0.1:0", "--route", "a=http://x"},
+		{"call", "--timeout", "-1s", srv.Addr(), "t"},
+	}
+	for _, args := range runs {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runAcomm(t, args...)
+			assert.NotEqual(t, exitOK, r.code)
+			for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+				assert.Equal(t, 1, strings.Count(line, "acomm:"), line)
+				assert.True(t, strings.HasPrefix(line, "acomm: "), line)
+			}
+		})
+	}
+}
+
+func TestInfoCommand(t *testing.T) {
+	_, srv := startServices(t)
+	t.Run("table", func(t *testing.T) {
+		r := runAcomm(t, "info", srv.Addr())
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Contains(t, r.stdout, "acomm ")
+		assert.Regexp(t, `text\.upper\s+upper-case a string\s+"hello"`, r.stdout)
+		assert.Regexp(t, `text\.fail\s+-\s+-`, r.stdout)
+		assert.Contains(t, r.stdout, "acomm.ping")
+	})
+	t.Run("json", func(t *testing.T) {
+		r := runAcomm(t, "info", "--json", "unix://"+srv.Addr())
+		require.Equal(t, exitOK, r.code, r.stderr)
+		var info acomm.ServiceInfo
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &info))
+		assert.Equal(t, acomm.Version(), info.Version)
+		assert.NotEmpty(t, info.Tasks)
+	})
+	t.Run("service without introspection", func(t *testing.T) {
+		quiet := quietServer(t)
+		r := runAcomm(t, "info", quiet.Addr())
+		assert.Equal(t, exitTaskError, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "does not answer acomm.info")
+	})
+	t.Run("no service", func(t *testing.T) {
+		r := runAcomm(t, "info", filepath.Join(shortDir(t), "none.sock"))
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+	})
+}
+
+// quietServer starts a Server without introspection, as an original
+// acomm service behaves: acomm.info and acomm.ping are unknown tasks.
+func quietServer(t *testing.T) *acomm.Server {
+	t.Helper()
+	srv := acomm.NewServer(filepath.Join(shortDir(t), "q.sock"), nil)
+	require.NoError(t, srv.Configure(acomm.WithoutIntrospection()))
+	require.NoError(t, srv.Start())
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+func TestPingCommand(t *testing.T) {
+	_, srv := startServices(t)
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	}))
+	t.Cleanup(healthy.Close)
+	ill := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"draining"}`, http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(ill.Close)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"alive", []string{srv.Addr()}, exitOK, "is alive: "},
+		{"alive without introspection", []string{quietServer(t).Addr()}, exitOK, "unknown task"},
+		{"no socket", []string{filepath.Join(shortDir(t), "none.sock")}, exitNoAnswer, "is not alive"},
+		{"bridge healthz", []string{healthy.URL + "/requests"}, exitOK, "/healthz is alive"},
+		{"bridge root", []string{healthy.URL}, exitOK, "/healthz is alive"},
+		{"bridge unhealthy", []string{ill.URL + "/requests"}, exitNoAnswer, "503"},
+		{"bad timeout", []string{"--timeout", "0s", srv.Addr()}, exitUsage, "--timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, append([]string{"ping"}, tt.args...)...)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stdout+r.stderr, tt.want)
+		})
+	}
+	t.Run("a silent peer", func(t *testing.T) {
+		// Accepts connections and never answers.
+		path := filepath.Join(shortDir(t), "silent.sock")
+		ln, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		var conns sync.WaitGroup
+		t.Cleanup(func() {
+			_ = ln.Close()
+			conns.Wait()
+		})
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				conns.Add(1)
+				go func() {
+					defer conns.Done()
+					_, _ = io.Copy(io.Discard, c)
+					_ = c.Close()
+				}()
+			}
+		}()
+		r := runAcomm(t, "ping", "--timeout", "300ms", path)
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "is not alive")
+	})
+}
+
+// stallingReader yields some bytes, then blocks until closed.
+type stallingReader struct {
+	first  []byte
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (s *stallingReader) Read(p []byte) (int, error) {
+	if len(s.first) > 0 {
+		n := copy(p, s.first)
+		s.first = s.first[n:]
+		return n, nil
+	}
+	<-s.closed
+	return 0, io.ErrClosedPipe
+}
+
+func (s *stallingReader) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
+}
+
+func TestStreamCommandFailures(t *testing.T) {
+	tr, srv := startServices(t)
+
+	t.Run("stall", func(t *testing.T) {
+		src := &stallingReader{first: []byte("partial"), closed: make(chan struct{})}
+		t.Cleanup(func() { _ = src.Close() })
+		u, err := tr.NewStreamUnix("", src)
+		require.NoError(t, err)
+		out := filepath.Join(shortDir(t), "out")
+		r := runAcomm(t, "stream", "--timeout", "300ms", "-o", out, u.String())
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "nothing received for 300ms (--timeout)")
+		_, err = os.Stat(out)
+		assert.ErrorIs(t, err, os.ErrNotExist, "no partial file")
+	})
+	t.Run("a service socket is not a stream", func(t *testing.T) {
+		for _, timeout := range []string{"300ms", "1m"} { // found out before a long --timeout
+			r := runAcomm(t, "stream", "--timeout", timeout, srv.Addr())
+			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "is a service's socket, not a stream")
+			assert.Empty(t, r.stdout)
+		}
+	})
+	t.Run("a slow stream is still read", func(t *testing.T) {
+		// Nothing for longer than the probe waits, then data: the probe
+		// finds no socket to ask (a stream takes one connection).
+		pr, pw := io.Pipe()
+		u, err := tr.NewStreamUnix("", pr)
+		require.NoError(t, err)
+		late := time.AfterFunc(1500*time.Millisecond, func() {
+			_, _ = pw.Write([]byte("late data"))
+			_ = pw.Close()
+		})
+		t.Cleanup(func() { late.Stop(); _ = pw.Close() })
+		r := runAcomm(t, "stream", "--timeout", "10s", u.String())
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "late data", r.stdout)
+	})
+	t.Run("an empty stream is a success", func(t *testing.T) {
+		u, err := tr.NewStreamUnix("", io.NopCloser(strings.NewReader("")))
+		require.NoError(t, err)
+		r := runAcomm(t, "stream", u.String())
+		assert.Equal(t, exitOK, r.code, r.stderr)
+		assert.Empty(t, r.stdout)
+	})
+	t.Run("bad timeout", func(t *testing.T) {
+		r := runAcomm(t, "stream", "--timeout", "0s", srv.Addr())
+		assert.Equal(t, exitUsage, r.code, r.stderr)
+	})
+	t.Run("nobody serves it", func(t *testing.T) {
+		path := filepath.Join(shortDir(t), "dead.sock")
+		ln, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		require.NoError(t, ln.Close())
+		r := runAcomm(t, "stream", path)
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "nobody serves it")
+	})
+}
+
+func TestDemoServe(t *testing.T) {
+	cmd := exec.Command(binary, "demo", "--serve")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	lines := make(chan string, 32)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	var tries []string
+	for line := range lines {
+		if l, ok := strings.CutPrefix(line, "  acomm "); ok {
+			tries = append(tries, l)
+		}
+		if strings.HasPrefix(line, "press Ctrl-C") {
+			break
+		}
+	}
+	require.NotEmpty(t, tries)
+	path := filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")
+	for _, try := range tries {
+		t.Run(try, func(t *testing.T) {
+			// The printed commands are for a shell: run them with one.
+			sh := exec.Command("/bin/sh", "-c", "acomm "+try)
+			sh.Dir = shortDir(t)
+			sh.Env = append(os.Environ(), "PATH="+path)
+			out, err := sh.CombinedOutput()
+			require.NoError(t, err, "%s\n%s", try, out)
+		})
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	select {
+	case err := <-exited:
+		require.NoError(t, err)
+		exited <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("demo --serve did not stop on SIGINT")
+	}
+}
+
+// fakeBridge is a bridge that answers every request with a stream URL of
+// another origin, as a hostile or confused bridge might.
+func fakeBridge(t *testing.T, streamURL string) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := &acomm.Request{}
+		if err := json.NewDecoder(r.Body).Decode(req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"id":%q,"error":""}`, req.ID)
+		go func() {
+			body := fmt.Sprintf(`{"id":%q,"result":"x","stream_url":%q,"error":""}`, req.ID, streamURL)
+			resp, err := http.Post(req.ResponseHook.String(), "application/json", strings.NewReader(body))
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+		}()
+	}))
+	t.Cleanup(func() {
+		hs.Close()
+		http.DefaultClient.CloseIdleConnections()
+	})
+	return hs.URL + "/requests"
+}
+
+func TestCallSendsTokenOnlyToItsOrigin(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		auth []string
+	)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		_, _ = io.WriteString(w, "data from elsewhere")
+	}))
+	t.Cleanup(other.Close)
+	tokenFile := filepath.Join(shortDir(t), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret"), 0o600))
+
+	t.Run("another origin gets no token", func(t *testing.T) {
+		bridge := fakeBridge(t, other.URL+"/stream?addr=x")
+		out := filepath.Join(shortDir(t), "out")
+		r := runAcomm(t, "call", "--token-file", tokenFile, "-o", out, bridge, "t")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, auth, 1)
+		assert.Empty(t, auth[0], "the token went to another origin")
+	})
+	t.Run("the hint names no token file for another origin", func(t *testing.T) {
+		bridge := fakeBridge(t, other.URL+"/stream?addr=x")
+		r := runAcomm(t, "call", "--token-file", tokenFile, bridge, "t")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "read it with: acomm stream '"+other.URL)
+		assert.NotContains(t, r.stderr, "--token-file")
+	})
+	t.Run("a unix stream named by a bridge is not read", func(t *testing.T) {
+		// The answer is refused at the hook; the call ends without one.
+		bridge := fakeBridge(t, "unix:///etc/passwd.sock")
+		r := runAcomm(t, "call", "--timeout", "1s", "--token-file", tokenFile, "-o", filepath.Join(shortDir(t), "out"), bridge, "t")
+		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
+	})
+}
+
+func TestCallHookListenInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	r := runAcomm(t, "call", "--hook-listen", ln.Addr().String(), "http://127.0.0.1:1/requests", "t")
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "--hook-listen")
+}
+
+func TestTokenFileFromEnvironment(t *testing.T) {
+	got := make(chan string, 2)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		_, _ = io.WriteString(w, "x")
+	}))
+	t.Cleanup(hs.Close)
+	tokenFile := filepath.Join(shortDir(t), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("from-env\n"), 0o600))
+	r := runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile}}, "stream", hs.URL+"/stream")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, "Bearer from-env", <-got)
+
+	r = runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile + ".none"}}, "stream", hs.URL+"/stream")
+	assert.Equal(t, exitUsage, r.code, r.stderr)
+}
