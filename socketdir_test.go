@@ -21,6 +21,16 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// linkedSocket makes base/link, a symbolic link owned by uid, to the
+// directory base/real, and returns a socket path through it.
+func linkedSocket(t *testing.T, base string, uid int) string {
+	t.Helper()
+	require.NoError(t, os.Mkdir(filepath.Join(base, "real"), 0o700))
+	require.NoError(t, os.Symlink("real", filepath.Join(base, "link")))
+	require.NoError(t, os.Lchown(filepath.Join(base, "link"), uid, uid))
+	return filepath.Join(base, "link", "s.sock")
+}
+
 // Socket directories that another user could redirect or replace are
 // refused with ErrUnsafeSocketPath; directories only we (or root) control,
 // and sticky world-writable ones such as /tmp, are used.
@@ -52,15 +62,13 @@ func TestSocketDirSafety(t *testing.T) {
 			return filepath.Join(base, "new", "s.sock")
 		}, true},
 		{"symlink owned by us", func(t *testing.T, base string) string {
-			require.NoError(t, os.Mkdir(filepath.Join(base, "real"), 0o700))
-			require.NoError(t, os.Symlink("real", filepath.Join(base, "link")))
-			return filepath.Join(base, "link", "s.sock")
+			return linkedSocket(t, base, os.Geteuid())
+		}, false},
+		{"symlink owned by root", func(t *testing.T, base string) string {
+			return linkedSocket(t, base, 0)
 		}, false},
 		{"symlink owned by another user", func(t *testing.T, base string) string {
-			require.NoError(t, os.Mkdir(filepath.Join(base, "real"), 0o700))
-			require.NoError(t, os.Symlink("real", filepath.Join(base, "link")))
-			require.NoError(t, os.Lchown(filepath.Join(base, "link"), otherUID, otherUID))
-			return filepath.Join(base, "link", "s.sock")
+			return linkedSocket(t, base, otherUID)
 		}, true},
 		{"symlink owned by another user, deeper", func(t *testing.T, base string) string {
 			require.NoError(t, os.MkdirAll(filepath.Join(base, "real", "sub"), 0o700))
