@@ -61,9 +61,9 @@ type CallFunc func(ctx context.Context, dest *url.URL, task string, args interfa
 // is built. A middleware may change the context (ContextWithMeta adds
 // meta to the request), the destination, the task or the args, and sees
 // the response and error. Given several times, the middleware of later
-// options runs inside that of earlier ones. Other components ignore it.
+// options runs inside that of earlier ones. It applies to a Tracker only.
 func WithCallMiddleware(mw ...func(CallFunc) CallFunc) Option {
-	return func(c *config) error {
+	return option("WithCallMiddleware", forTracker, func(c *config) error {
 		for _, m := range mw {
 			if m == nil {
 				return fmt.Errorf("%w: nil call middleware", ErrInvalidArgument)
@@ -71,7 +71,7 @@ func WithCallMiddleware(mw ...func(CallFunc) CallFunc) Option {
 		}
 		c.callMiddleware = append(c.callMiddleware[:len(c.callMiddleware):len(c.callMiddleware)], mw...)
 		return nil
-	}
+	})
 }
 
 // chainCalls returns call wrapped in mw, the first outermost, or nil

@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -41,7 +42,8 @@ const (
 type Tracker struct {
 	cfg            config
 	socketPath     string
-	tmpDir         string // created by NewTracker, removed by Stop
+	tmpDir         string // named by NewTracker, made by Start, removed by Stop
+	tmpMade        bool   // Start made tmpDir; protected by mu
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
@@ -63,7 +65,8 @@ type Tracker struct {
 	timerOff         bool        // Stop has disarmed the timer for good
 	responseListener *UnixListener
 	streams          map[string]*unixStream // by socket path
-	stopDone         chan struct{}          // closed when a Stop finishes
+	stopDone         chan struct{}          // closed when a stop finishes
+	stopHurry        chan struct{}          // closed when a Shutdown gives up waiting
 
 	stats   trackerCounters
 	pending sync.WaitGroup // one count per tracked request until handled
@@ -172,7 +175,10 @@ func (h timeoutHeap) down(i int) bool {
 func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
 // NewTracker creates and initializes a new Tracker. If a socketPath is not
-// provided, the response socket will be created in a temporary directory.
+// provided, the response socket will be created in a temporary directory,
+// which Start makes (mode 0700) and Stop removes; Start refuses, with an
+// error matching ErrUnsafeSocketPath, to use that directory if someone
+// else has made it meanwhile.
 // httpStreamURL, when not nil, is the base URL of a ProxyStreamHandler
 // that makes this tracker's streams readable over HTTP. A defaultTimeout
 // of zero or less means DefaultRequestTimeout.
@@ -186,7 +192,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		defaultTimeout = DefaultRequestTimeout
 	}
 	t := &Tracker{
-		cfg:            defaultConfig(),
+		cfg:            configFor(forTracker),
 		httpStreamURL:  httpStreamURL,
 		defaultTimeout: defaultTimeout,
 		epoch:          time.Now(),
@@ -196,12 +202,10 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		cancels:        make(chan struct{}, maxCancelsInFlight),
 	}
 	if socketPath == "" {
-		dir, err := os.MkdirTemp("", "acomm-")
-		if err != nil {
-			return nil, fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
-		}
-		t.tmpDir = dir
-		socketPath = filepath.Join(dir, "tracker.sock")
+		// Named now, made by Start: a tracker never started leaves
+		// nothing behind.
+		t.tmpDir = filepath.Join(os.TempDir(), "acomm-"+rand.Text())
+		socketPath = filepath.Join(t.tmpDir, "tracker.sock")
 	}
 	if abs, err := filepath.Abs(socketPath); err == nil {
 		socketPath = abs
@@ -212,10 +216,15 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 	return t, nil
 }
 
-// Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithMaxStreams, WithLegacyURLs, WithListener, WithCallMiddleware. It
-// fails with ErrAlreadyStarted on a running tracker.
+// Configure applies options before Start. These apply to a Tracker:
+// WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
+// WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
+// stream sockets), WithListener (its response socket),
+// WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked,
+// WithHTTPHook and WithCallMiddleware. Any other option fails with an
+// error matching ErrOptionNotApplicable, and an invalid one with
+// ErrInvalidArgument; on error no option is applied. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -261,13 +270,17 @@ func (t *Tracker) Start() error {
 		return fmt.Errorf("%w: tracker is stopping", ErrNotStarted)
 	}
 	if t.tmpDir != "" {
-		if err := os.MkdirAll(t.tmpDir, 0o700); err != nil {
-			return fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
+		created, err := makePrivateDir(t.tmpDir)
+		if err != nil {
+			return err
 		}
+		t.tmpMade = created
 	}
 	ul := NewUnixListener(t.socketPath, 0)
 	ul.cfg = t.cfg
+	ul.frames = true
 	if err := ul.Start(); err != nil {
+		t.removeTmpDir()
 		return err
 	}
 	t.responseListener = ul
@@ -533,7 +546,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 	}()
 	if tr.forwardTo == nil {
-		tr.req.HandleResponse(resp)
+		runResponseHandler(tr.req, resp)
 		return
 	}
 	fwd := *resp
@@ -611,51 +624,57 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 
 // Stop deactivates the tracker. It blocks until all active connections or
 // tracked requests to finish: every tracked request is answered or times
-// out first, then the response listener and every stream listener are
-// closed and their socket files removed. Stop returns at once when idle.
-// Stopping a tracker that is not running does nothing.
+// out and its handler returns first, then the response listener and every
+// stream listener are closed and their socket files removed. Stop returns
+// at once when idle. Stopping a tracker that is not running does nothing.
+// Called from a response handler, Stop begins the stop and returns at
+// once: the stop waits for that handler, and finishes after it returns.
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
 
-// Shutdown is Stop with a bound: when ctx ends before every tracked request
-// is handled, the handlers of those still outstanding run at once with an
-// error response matching ErrTrackerStopped, the tracker finishes stopping,
-// and Shutdown returns ctx.Err().
+// Shutdown is Stop with a bound: when ctx ends before the tracker has
+// stopped, it returns ctx.Err() at once, and the stop goes on in the
+// background without waiting for responses any more: the handlers of the
+// requests still tracked run with an error response matching
+// ErrTrackerStopped, and the stop finishes when the handlers running
+// return. Until then Start fails. Several calls may run at once; each
+// returns when the tracker has stopped or its own ctx ends. Called from a
+// response handler, Shutdown begins the stop and returns nil at once, as
+// Stop does.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	switch t.state {
 	case stateNew:
 		t.mu.Unlock()
-		if t.tmpDir != "" {
-			_ = os.RemoveAll(t.tmpDir)
-		}
 		return nil
-	case stateStopping:
-		done := t.stopDone
-		t.mu.Unlock()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	case stateRunning:
+		t.state = stateStopping
+		t.stopDone = make(chan struct{})
+		t.stopHurry = make(chan struct{})
+		go t.teardown(t.responseListener, t.stopDone, t.stopHurry)
 	}
-	t.state = stateStopping
-	t.stopDone = make(chan struct{})
-	ul := t.responseListener
+	done, hurry := t.stopDone, t.stopHurry
 	t.mu.Unlock()
+	if calledFrom(responseHandlerFunc) {
+		return nil // the stop waits for this handler: it cannot wait for the stop
+	}
+	return waitStopped(ctx, done, func() { closeOnce(&t.mu, hurry) })
+}
 
+// teardown stops the tracker: it waits until every tracked request is
+// handled (or, once hurry is closed, hands those left ErrTrackerStopped),
+// then closes the listeners, waits for the background goroutines and
+// closes done.
+func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 	idle := make(chan struct{})
 	go func() {
 		t.pending.Wait()
 		close(idle)
 	}()
-	var err error
 	select {
 	case <-idle:
-	case <-ctx.Done():
-		err = ctx.Err()
+	case <-hurry:
 		t.failOutstanding()
 		<-idle
 	}
@@ -683,15 +702,21 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	}
 	t.bg.Wait()
 	unannounceAll(t)
-	if t.tmpDir != "" {
-		_ = os.RemoveAll(t.tmpDir)
-	}
 
 	t.mu.Lock()
+	t.removeTmpDir()
 	t.state = stateNew
-	close(t.stopDone)
+	close(done)
 	t.mu.Unlock()
-	return err
+}
+
+// removeTmpDir removes the temporary directory if Start made it. t.mu
+// must be held (or the tracker be in Start).
+func (t *Tracker) removeTmpDir() {
+	if t.tmpMade {
+		_ = os.RemoveAll(t.tmpDir)
+		t.tmpMade = false
+	}
 }
 
 // failOutstanding hands every tracked request an ErrTrackerStopped

@@ -439,6 +439,7 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
+		b.hookClient().CloseIdleConnections()
 		return nil
 	case <-ctx.Done():
 	}
@@ -456,8 +457,8 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.deliveryContext()
 	b.giveUp()
 	<-idle
-	// A dial begun for a delivery that was then cut off still ends in
-	// the idle pool: close those too.
+	// Close the kept connections, and those of dials begun for
+	// deliveries that were then cut off, which still end in the pool.
 	b.hookClient().CloseIdleConnections()
 	return ctx.Err()
 }
