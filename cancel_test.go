@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,7 +104,7 @@ func TestMultiRequestRemoveCancels(t *testing.T) {
 func TestTimeoutSendsCancelNotice(t *testing.T) {
 	// A peer of ours, written out by hand: it advertises "cancel" and
 	// records what it reads.
-	p := newFramePeer(t, `,"features":["pipeline","string-urls","cancel"]`)
+	p, frames := recordingPeer(t, "pipeline", "string-urls", "cancel")
 	tr := newTracker(t, nil, 50*time.Millisecond)
 
 	_, err := tr.Call(context.Background(), p.url(), "work", nil)
@@ -114,7 +113,7 @@ func TestTimeoutSendsCancelNotice(t *testing.T) {
 		ID        string `json:"id"`
 		TimeoutMS *int64 `json:"timeout_ms"`
 	}
-	require.NoError(t, json.Unmarshal(waitFor(t, p.frames, 5*time.Second, "the request"), &req))
+	require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
 	require.NotNil(t, req.TimeoutMS)
 	assert.InDelta(t, 50, *req.TimeoutMS, 5)
 
@@ -124,7 +123,7 @@ func TestTimeoutSendsCancelNotice(t *testing.T) {
 		ResponseHook string          `json:"responsehook"`
 		Args         json.RawMessage `json:"args"`
 	}
-	body := waitFor(t, p.frames, 5*time.Second, "the cancel notice")
+	body := waitFor(t, frames, 5*time.Second, "the cancel notice")
 	require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
 	assert.Equal(t, "acomm.cancel", notice.Task)
 	assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
@@ -133,19 +132,27 @@ func TestTimeoutSendsCancelNotice(t *testing.T) {
 }
 
 func TestCancelNoticeOnlyToPeersThatAdvertiseIt(t *testing.T) {
-	// An original peer: its acknowledgements name no features.
-	p := newFramePeer(t, "")
-	tr := newTracker(t, nil, 10*time.Second)
+	// An original peer: its acknowledgements list no features, and it
+	// never answers. The request times out, and no notice follows it.
+	p, frames := recordingPeer(t)
+	tr := newTracker(t, nil, 50*time.Millisecond)
+	_, err := tr.Call(context.Background(), p.url(), "work", nil)
+	require.ErrorIs(t, err, acomm.ErrTimeout)
+	waitFor(t, frames, 5*time.Second, "the request")
+	assert.Zero(t, tr.Stats().CancelNotices, "no notice for a peer that did not ask for one")
+
+	// Nor when the caller gives up.
+	tr = newTracker(t, nil, 10*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		_, err := tr.Call(ctx, p.url(), "work", nil)
 		done <- err
 	}()
-	waitFor(t, p.frames, 5*time.Second, "the request")
+	waitFor(t, frames, 5*time.Second, "the request")
 	cancel()
 	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
-	assert.Zero(t, tr.Stats().CancelNotices, "no notice for a peer that did not ask for one")
+	assert.Zero(t, tr.Stats().CancelNotices)
 }
 
 func TestServerCancelNotice(t *testing.T) {
@@ -211,68 +218,20 @@ func frameExchanger(t *testing.T, path string) func(t *testing.T, body string) *
 	}
 }
 
-// framePeer is a receiver written frame by frame: it acknowledges every
-// frame with `{"id":…,"result":null,"stream_url":null,"error":""` plus
-// extra, and sends the body of each to frames.
-type framePeer struct {
-	ln     net.Listener
-	path   string
-	frames chan []byte
-	wg     sync.WaitGroup
-}
-
-func newFramePeer(t *testing.T, extra string) *framePeer {
+// recordingPeer is a receiver that reads frame after frame, acknowledges
+// each listing features (none: as the original acomm), and sends each
+// body to the returned channel.
+func recordingPeer(t *testing.T, features ...string) (*fakePeer, <-chan []byte) {
 	t.Helper()
-	p := &framePeer{path: sockPath(t, "p.sock"), frames: make(chan []byte, 64)}
-	ln, err := net.Listen("unix", p.path)
-	require.NoError(t, err)
-	p.ln = ln
-	var mu sync.Mutex
-	var conns []net.Conn
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
+	frames := make(chan []byte, 64)
+	peer := newFakePeer(t, func(conn net.Conn) {
 		for {
-			conn, err := ln.Accept()
-			if err != nil {
+			body, err := readRawFrame(conn)
+			if err != nil || writeAck(conn, body, features...) != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				for {
-					var raw json.RawMessage
-					if err := acomm.UnmarshalConnData(conn, &raw); err != nil {
-						return
-					}
-					var id struct {
-						ID string `json:"id"`
-					}
-					_ = json.Unmarshal(raw, &id)
-					idJSON, _ := json.Marshal(id.ID)
-					ack := `{"id":` + string(idJSON) + `,"result":null,"stream_url":null,"error":""` + extra + `}`
-					if _, err := conn.Write(srvFrame(ack)); err != nil {
-						return
-					}
-					p.frames <- raw
-				}
-			}()
+			frames <- body
 		}
-	}()
-	t.Cleanup(func() {
-		acomm.CloseIdleConnections()
-		_ = ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		p.wg.Wait()
 	})
-	return p
+	return peer, frames
 }
-
-func (p *framePeer) url() *url.URL { return unixURL(p.path) }

@@ -166,3 +166,43 @@ func TestMetaLimits(t *testing.T) {
 		})
 	}
 }
+
+// Original peers and the new fields, end to end, with the original-peer
+// emulation of link_test.go: an original service takes our requests, meta
+// and timeout_ms included, and our Server takes an original caller's.
+func TestNewFieldsWithOriginalPeers(t *testing.T) {
+	t.Run("an original service reads our request", func(t *testing.T) {
+		peer, got := originalPeer(t)
+		tr := newTracker(t, nil, 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ctx = acomm.ContextWithMeta(ctx, map[string]string{"tenant": "acme"})
+		resp, err := tr.Call(ctx, peer.url(), "t", map[string]int{"n": 1})
+		require.NoError(t, err)
+		assert.JSONEq(t, `{"n":1}`, string(*resp.Result))
+		old := waitFor(t, got, 5*time.Second, "the request")
+		assert.Equal(t, tr.URL().String(), old.ResponseHook.String())
+	})
+
+	t.Run("our Server reads an original caller's request", func(t *testing.T) {
+		tr := newTracker(t, nil, 5*time.Second)
+		srv := srvStart(t, tr)
+		seen := make(chan bool, 1)
+		srv.Handle("t", func(ctx context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+			_, has := ctx.Deadline()
+			seen <- has || req.Meta != nil
+			return "ok", nil, nil
+		})
+		got := make(chan result, 1)
+		req := newRequest(t, tr, "t", nil, got)
+		require.NoError(t, tr.TrackRequest(req, 5*time.Second))
+		// The frame as the original acomm wrote it: the object form, no
+		// new fields.
+		body := `{"id":"` + req.ID + `","task":"t","responsehook":{"Scheme":"unix","Opaque":"","User":null,"Host":"","Path":"` +
+			tr.Addr() + `","RawPath":"","RawQuery":"","Fragment":""},"args":null}`
+		require.NoError(t, frameExchanger(t, srv.Addr())(t, body).Error)
+		assert.False(t, waitFor(t, seen, 5*time.Second, "the handler"), "no deadline, no meta")
+		r := waitFor(t, got, 5*time.Second, "the answer")
+		require.NoError(t, r.resp.Error)
+	})
+}

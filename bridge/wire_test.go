@@ -158,9 +158,10 @@ func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
 		done <- err
 	}()
 	dl := waitFor(t, svc.started, 5*time.Second, "the handler")
-	// Two hops, each rounding to the millisecond: a little looser than
-	// over one socket.
-	assert.WithinDuration(t, want, dl, 5*time.Millisecond, "the handler has the caller's deadline")
+	// Each hop adds its transit time (an HTTP exchange, then a frame) and
+	// rounds to the millisecond, so this is looser than over one socket:
+	// it shows the caller's deadline arrived, not how precisely.
+	assert.WithinDuration(t, want, dl, 100*time.Millisecond, "the handler has the caller's deadline")
 
 	cancelled := time.Now()
 	cancel()
