@@ -88,7 +88,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.trackInline(req, timeout); err != nil {
+	if err := t.trackInline(req, timeout, dest); err != nil {
 		return nil, err
 	}
 	// Over a pipe, the acknowledgement is not waited for before the
@@ -100,14 +100,9 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	var resp *Response
 	for resp == nil {
 		if err != nil {
-			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				// Given up before the acknowledgement was read: the
-				// request may be there, so a peer known to take
-				// cancel notices gets one (one that comes first
-				// keeps the request from running).
-				t.sentTo(req.ID, dest)
-			}
-			if t.RemoveRequest(req) {
+			// A notice only when the caller gave up: a send that
+			// failed did not deliver the request, or it was refused.
+			if t.remove(req, ctx.Err() != nil) {
 				return nil, err
 			}
 			// Answered (or timed out) while the send was failing or

@@ -51,12 +51,15 @@ const cancelNoticeTimeout = 2 * time.Second
 const maxCancelsInFlight = 64
 
 // notifyCancel tells the service that tr was sent to, if it takes cancel
-// notices, that its caller no longer waits. It sends from a goroutine of
-// its own, bounded by maxCancelsInFlight. The caller must hold tr's count
-// in t.pending, so that Shutdown waits for the goroutine.
+// notices, that its caller no longer waits: if its acknowledgement of tr
+// said so, or, when that has not been read (the caller gave up first, or
+// the request timed out first), if its latest acknowledgement did. (A
+// notice that overtakes its request keeps it from running.) It sends from
+// a goroutine of its own, bounded by maxCancelsInFlight. The caller must
+// hold tr's count in t.pending, so that Shutdown waits for the goroutine.
 func (t *Tracker) notifyCancel(tr *trackedRequest) {
-	dest := tr.cancelAt
-	if dest == nil {
+	dest := tr.dest
+	if dest == nil || !tr.cancels && !t.peerHas(dest, featureCancel) {
 		return
 	}
 	select {
@@ -143,10 +146,20 @@ func noteHTTPFeatures(addr *url.URL, features []string) {
 	httpFeatures.m[k] = features
 }
 
-// sentTo records that the tracked request with id was sent to dest, so
-// that a cancel notice can follow it there if dest takes them. It is
-// called once the send succeeded: the receiver's acknowledgement, which
-// lists its features, has arrived.
+// sending records that the tracked request with id is being sent to
+// dest, so that a cancel notice can follow it there.
+func (t *Tracker) sending(id string, dest *url.URL) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.requests[id]; ok {
+		tr.dest = dest
+	}
+}
+
+// sentTo records that dest acknowledged the tracked request with id, once
+// the send succeeded: if the acknowledgement listed "cancel", a notice
+// will follow the request there even if the link that learnt it is closed
+// by then.
 func (t *Tracker) sentTo(id string, dest *url.URL) {
 	if !t.peerHas(dest, featureCancel) {
 		return
@@ -154,7 +167,7 @@ func (t *Tracker) sentTo(id string, dest *url.URL) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if tr, ok := t.requests[id]; ok {
-		tr.cancelAt = dest
+		tr.dest, tr.cancels = dest, true
 	}
 }
 

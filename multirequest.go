@@ -91,7 +91,7 @@ func (m *MultiRequest) trackRequest(req *Request) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
 	}
-	return m.tracker.trackInline(req, m.timeout)
+	return m.tracker.trackInline(req, m.timeout, nil)
 }
 
 // handle records a response; it is both handlers of every added request.

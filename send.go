@@ -70,8 +70,12 @@ func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) 
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
+	req, isReq := payload.(*Request)
+	if isReq {
+		t.sending(req.ID, addr)
+	}
 	err := sendMsg(ctx, addr, payload, &t.cfg)
-	if req, ok := payload.(*Request); ok && err == nil {
+	if isReq && err == nil {
 		t.sentTo(req.ID, addr)
 	}
 	return err

@@ -91,7 +91,8 @@ const noTimer = int64(math.MaxInt64)
 type trackedRequest struct {
 	req       *Request
 	forwardTo *url.URL // for proxied requests: the original response hook
-	cancelAt  *url.URL // where it was sent, if that peer takes cancel notices
+	dest      *url.URL // where Call, SendAll or Tracker.Send sent it: see notifyCancel
+	cancels   bool     // dest's acknowledgement of it listed "cancel"
 	timeout   time.Duration
 	index     int32 // in the timeouts heap
 	inline    bool  // the handlers never block: run them on any goroutine
@@ -369,18 +370,19 @@ func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
 
 // track registers req; forwardTo is set for proxied requests.
 func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
-	return t.trackRequest(req, timeout, forwardTo, false)
+	return t.trackRequest(req, timeout, forwardTo, nil, false)
 }
 
 // trackInline registers req, whose handlers are the tracker's own and never
 // block, so that they may run on the goroutine that reads the response.
-func (t *Tracker) trackInline(req *Request, timeout time.Duration) error {
-	return t.trackRequest(req, timeout, nil, true)
+// dest, when known, is where it is about to be sent.
+func (t *Tracker) trackInline(req *Request, timeout time.Duration, dest *url.URL) error {
+	return t.trackRequest(req, timeout, nil, dest, true)
 }
 
 // trackRequest registers req; see track and trackInline. It sets req's
 // deadline (see Request.Deadline) to the end of its timeout.
-func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *url.URL, inline bool) error {
+func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, dest *url.URL, inline bool) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
@@ -401,7 +403,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 		// It would travel as U+FFFD, and its answer never match.
 		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
-	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
+	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, dest: dest, inline: inline}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
