@@ -53,6 +53,12 @@
 // Response frame whose error is empty when the frame was accepted. Send,
 // SendConnData and UnmarshalConnData speak this format.
 //
+// Tracker, Server and UnixListener share one Option type, passed to their
+// Configure before Start (an option that does not apply to the component
+// is refused with ErrOptionNotApplicable), and one way to stop:
+// Shutdown(ctx), which returns ctx.Err() as soon as ctx ends; the seed
+// API's Stop is Shutdown without a deadline.
+//
 // Errors returned by the package are, or wrap, the exported Err sentinels,
 // so callers can match them with errors.Is. Background goroutines log
 // through a logrus.FieldLogger set with WithLogger; by default nothing is
