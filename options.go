@@ -65,13 +65,14 @@ type config struct {
 	socketMode        os.FileMode
 	streamIdleTimeout time.Duration
 	legacyURLs        bool
-	gracePeriod       time.Duration // Server: see WithGracePeriod
-	maxHandlers       int           // Server: see WithMaxHandlers
-	peerCheck         PeerCheck     // see WithPeerCheck
-	maxConns          int           // see WithMaxConns
-	maxTracked        int           // Tracker: see WithMaxTracked
-	maxStreams        int           // Tracker: see WithMaxStreams
-	httpHook          *url.URL      // Tracker: see WithHTTPHook
+	gracePeriod       time.Duration             // Server: see WithGracePeriod
+	maxHandlers       int                       // Server: see WithMaxHandlers
+	peerCheck         PeerCheck                 // see WithPeerCheck
+	maxConns          int                       // see WithMaxConns
+	maxTracked        int                       // Tracker: see WithMaxTracked
+	maxStreams        int                       // Tracker: see WithMaxStreams
+	httpHook          *url.URL                  // Tracker: see WithHTTPHook
+	callMiddleware    []func(CallFunc) CallFunc // Tracker: see WithCallMiddleware
 
 	noIntrospection bool            // Server: see WithoutIntrospection (introspect.go)
 	handed          *handedListener // see WithListener (handoff.go)

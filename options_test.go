@@ -42,11 +42,12 @@ func TestConfigureOptionApplicability(t *testing.T) {
 		"WithMaxStreams":        acomm.WithMaxStreams(8),
 		"WithoutIntrospection":  acomm.WithoutIntrospection(),
 		"WithListener":          acomm.WithListener(handed),
+		"WithCallMiddleware":    acomm.WithCallMiddleware(func(next acomm.CallFunc) acomm.CallFunc { return next }),
 	}
 	applies := map[string]map[string]bool{
 		"Tracker": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
 			"WithStreamIdleTimeout", "WithLegacyURLs", "WithMaxConns", "WithMaxTracked", "WithHTTPHook", "WithPeerCheck",
-			"WithMaxStreams", "WithListener"),
+			"WithMaxStreams", "WithListener", "WithCallMiddleware"),
 		"Server": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
 			"WithMaxConns", "WithPeerCheck", "WithGracePeriod", "WithMaxHandlers", "WithoutIntrospection", "WithListener"),
 		"UnixListener": set("WithLogger", "WithSocketMode", "WithMaxConns", "WithPeerCheck", "WithListener"),

@@ -101,9 +101,10 @@ type Server struct {
 	socketPath string
 	tracker    *Tracker
 
-	handlersMu sync.Mutex                             // serializes Handle
-	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
-	docs       taskDocs                               // see Describe
+	handlersMu sync.Mutex                                      // serializes Handle and Use
+	handlers   atomic.Pointer[map[string]TaskHandler]          // copied on write
+	middleware atomic.Pointer[[]func(TaskHandler) TaskHandler] // see Use; copied on write
+	docs       taskDocs                                        // see Describe
 
 	mu        sync.Mutex // protects the fields below
 	cfg       config     // not changed once started
@@ -112,6 +113,8 @@ type Server struct {
 	ctx       context.Context // handlers' context; cancelled by Stop
 	cancel    context.CancelFunc
 	jobs      map[*job]struct{} // handlers running, answer not yet sent
+	byID      map[string]*job   // the jobs, by request ID; see cancelNotice
+	early     idRing            // cancel notices that came before their request
 	answers   chan struct{}     // slots for immediate answers; see answerNow
 	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
 	stopDone  chan struct{}     // closed when the stop finishes
@@ -123,8 +126,10 @@ type Server struct {
 
 // job is one running handler.
 type job struct {
-	req   *Request
-	state atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	req      *Request
+	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	cancel   context.CancelFunc
+	byCaller atomic.Bool // cancelled by a cancel notice
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -236,6 +241,7 @@ func (s *Server) Start() error {
 	s.ul = ul
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(map[*job]struct{})
+	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
 	s.state = serverRunning
 	s.bg.Add(1)
@@ -252,7 +258,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer s.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel)
 		}(conn)
 	}
 }
@@ -269,6 +275,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		}
 		return "", err, nil
 	}
+	if req.Task == CancelTask {
+		return req.ID, s.cancelNotice(req), nil
+	}
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
 	}
@@ -280,6 +289,11 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 // dispatch starts the handler of req, or answers it at once when there is
 // none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
+	if req.expired(time.Now()) {
+		s.stats.expired.Add(1)
+		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
+		return
+	}
 	h := s.handler(req.Task)
 	if h == nil {
 		h = s.reservedHandler(req.Task) // introspect.go
@@ -332,16 +346,31 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 	if len(s.jobs) >= s.cfg.maxHandlers {
 		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
 	}
+	if s.early.take(req.ID) {
+		s.stats.cancelled.Add(1)
+		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
+	}
 	j := &job{req: req}
+	var ctx context.Context
+	if dl, ok := req.Deadline(); ok {
+		ctx, j.cancel = context.WithDeadline(s.ctx, dl)
+	} else {
+		ctx, j.cancel = context.WithCancel(s.ctx)
+	}
 	s.jobs[j] = struct{}{}
-	return j, s.ctx, nil
+	s.byID[req.ID] = j
+	return j, ctx, nil
 }
 
 // release forgets j, and tells Stop when no job is left.
 func (s *Server) release(j *job) {
+	j.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.jobs, j)
+	if s.byID[j.req.ID] == j {
+		delete(s.byID, j.req.ID)
+	}
 	if len(s.jobs) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -362,13 +391,14 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 			Debug("dropped result of a handler that returned after Stop answered for it")
 		return
 	}
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrServerStopped) {
-		err = fmt.Errorf("%w: task %q: %w", ErrServerStopped, j.req.Task, err)
+	if err != nil && ctx.Err() != nil {
+		err = s.contextError(ctx, j, err)
 	}
 	s.respond(j.req, s.response(j.req, result, stream, err))
 }
 
-// invoke calls h, turning a panic into an error matching ErrHandlerPanic.
+// invoke calls h, wrapped in the server's middleware, turning a panic into
+// an error matching ErrHandlerPanic.
 func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (result interface{}, stream io.ReadCloser, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -378,7 +408,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return runTaskHandler(ctx, h, req)
+	return runTaskHandler(ctx, s.wrap(h), req)
 }
 
 // response builds the response to req from what its handler returned. It
@@ -519,6 +549,9 @@ func (s *Server) abandon() {
 		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
 			abandoned = append(abandoned, j)
 			delete(s.jobs, j)
+			if s.byID[j.req.ID] == j {
+				delete(s.byID, j.req.ID)
+			}
 		}
 	}
 	if len(s.jobs) == 0 && s.idle != nil {

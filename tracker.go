@@ -47,8 +47,10 @@ type Tracker struct {
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
-	epoch time.Time // origin of the tracker's clock; see now
-	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
+	epoch   time.Time     // origin of the tracker's clock; see now
+	hook    *url.URL      // URL(), for the requests the tracker makes; never changed
+	callFn  CallFunc      // Call wrapped in its middleware; nil for none
+	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
@@ -89,8 +91,9 @@ const noTimer = int64(math.MaxInt64)
 type trackedRequest struct {
 	req       *Request
 	forwardTo *url.URL // for proxied requests: the original response hook
+	cancelAt  *url.URL // where it was sent, if that peer takes cancel notices
 	timeout   time.Duration
-	index     int32 // in the timeouts heap (32 bits: the struct fits 32 bytes)
+	index     int32 // in the timeouts heap
 	inline    bool  // the handlers never block: run them on any goroutine
 }
 
@@ -196,6 +199,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		requests:       make(map[string]*trackedRequest),
 		timerAt:        noTimer,
 		streams:        make(map[string]*unixStream),
+		cancels:        make(chan struct{}, maxCancelsInFlight),
 	}
 	if socketPath == "" {
 		// Named now, made by Start: a tracker never started leaves
@@ -216,11 +220,11 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 // WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
 // WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
 // stream sockets), WithListener (its response socket),
-// WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked
-// and WithHTTPHook. Any other option fails with an error matching
-// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
-// error no option is applied. It fails with ErrAlreadyStarted on a running
-// tracker.
+// WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked,
+// WithHTTPHook and WithCallMiddleware. Any other option fails with an
+// error matching ErrOptionNotApplicable, and an invalid one with
+// ErrInvalidArgument; on error no option is applied. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -231,7 +235,11 @@ func (t *Tracker) Configure(opts ...Option) error {
 	if err := cfg.apply(opts); err != nil {
 		return err
 	}
-	t.cfg = cfg
+	callFn, err := chainCalls(cfg.callMiddleware, t.call)
+	if err != nil {
+		return err
+	}
+	t.cfg, t.callFn = cfg, callFn
 	return nil
 }
 
@@ -370,7 +378,8 @@ func (t *Tracker) trackInline(req *Request, timeout time.Duration) error {
 	return t.trackRequest(req, timeout, nil, true)
 }
 
-// trackRequest registers req; see track and trackInline.
+// trackRequest registers req; see track and trackInline. It sets req's
+// deadline (see Request.Deadline) to the end of its timeout.
 func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *url.URL, inline bool) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
@@ -379,6 +388,14 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	at := now + int64(timeout)
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
+	}
+	if req.callerDeadline {
+		// A received request, tracked to be passed on: its caller
+		// waits no longer than it said.
+		if cd := int64(req.deadline.Sub(t.epoch)); cd < at {
+			at = max(cd, now+1)
+			timeout = time.Duration(at - now)
+		}
 	}
 	if !utf8.ValidString(req.ID) {
 		// It would travel as U+FFFD, and its answer never match.
@@ -400,6 +417,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
 	}
 	t.stats.tracked.Add(1)
+	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
 		t.requestsPeak = n
@@ -490,6 +508,7 @@ func (t *Tracker) take(id string) *trackedRequest {
 func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
 	t.stats.timedOut.Add(1)
+	t.notifyCancel(tr)
 	resp := &Response{
 		ID:    tr.req.ID,
 		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
@@ -551,15 +570,26 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 // RemoveRequest should be used to remove a tracked request. Use in cases
 // such as sending failures, where there is no hope of a response being
 // received. It reports whether the request was tracked; once it returns
-// true, the request's handlers will not run.
+// true, the request's handlers will not run. A request sent by Call or
+// MultiRequest.SendAll is cancelled at its service (see the README's
+// wire format).
 func (t *Tracker) RemoveRequest(req *Request) bool {
+	return t.remove(req, true)
+}
+
+// remove is RemoveRequest; notify says whether to send a cancel notice.
+func (t *Tracker) remove(req *Request, notify bool) bool {
 	if req == nil {
 		return false
 	}
-	if t.take(req.ID) == nil {
+	tr := t.take(req.ID)
+	if tr == nil {
 		return false
 	}
 	t.stats.removed.Add(1)
+	if notify {
+		t.notifyCancel(tr)
+	}
 	t.pending.Done()
 	return true
 }
@@ -581,11 +611,14 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		return nil, err
 	}
 	return &Request{
-		ID:           req.ID,
-		Task:         req.Task,
-		ResponseHook: t.URL(),
-		Args:         req.Args,
-		LegacyURLs:   req.LegacyURLs || t.cfg.legacyURLs,
+		ID:             req.ID,
+		Task:           req.Task,
+		ResponseHook:   t.URL(),
+		Args:           req.Args,
+		LegacyURLs:     req.LegacyURLs || t.cfg.legacyURLs,
+		Meta:           req.Meta,
+		deadline:       req.deadline,
+		callerDeadline: req.callerDeadline,
 	}, nil
 }
 
@@ -706,6 +739,7 @@ func (t *Tracker) failOutstanding() {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for _, tr := range outstanding {
+		t.notifyCancel(tr)
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(tr *trackedRequest) {
