@@ -18,9 +18,12 @@ const DefaultHTTPTimeout = 30 * time.Second
 // maxAckBody bounds how much of an HTTP acknowledgement is read.
 const maxAckBody = 1 << 20
 
-// httpClient is the client used for HTTP sends: every phase has a timeout.
+// httpClient is the client used for HTTP sends: every phase has a timeout,
+// and a redirect is never followed (a 3xx is a failed send, not a second
+// POST of the payload to wherever the peer points).
 var httpClient = &http.Client{
-	Timeout: DefaultHTTPTimeout,
+	Timeout:       DefaultHTTPTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	Transport: &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

@@ -333,6 +333,10 @@ func (b *Bridge) isClosed() bool {
 	return b.closed
 }
 
+// The pending map owns one count of b.work per request: whoever takes a
+// request out of it (answer, end, or Shutdown giving up) gives the count
+// back, once.
+
 // begin records fwd as pending, unless the bridge is shutting down.
 func (b *Bridge) begin(fwd *acomm.Request) bool {
 	b.mu.Lock()
@@ -350,18 +354,27 @@ func (b *Bridge) begin(fwd *acomm.Request) bool {
 
 // end forgets a pending request that will not be answered.
 func (b *Bridge) end(fwd *acomm.Request) {
+	if b.settle(fwd) {
+		b.work.Done()
+	}
+}
+
+// settle takes fwd out of the pending map and reports whether it was
+// there: if so, the caller owns its count of b.work.
+func (b *Bridge) settle(fwd *acomm.Request) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.pending[fwd]
 	delete(b.pending, fwd)
-	b.mu.Unlock()
-	b.work.Done()
+	return ok
 }
 
 // answer is the handler of a forwarded request: it hands the response to
 // a delivery goroutine, so that a slow hook holds none of the tracker's.
 func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *acomm.Response) {
-	b.mu.Lock()
-	delete(b.pending, fwd)
-	b.mu.Unlock()
+	if !b.settle(fwd) {
+		return // Shutdown gave up on it
+	}
 	out := *resp
 	out.LegacyURLs = legacy
 	if out.StreamURL != nil && out.StreamURL.Scheme == "unix" {
@@ -422,11 +435,11 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	for fwd := range b.pending {
 		pending = append(pending, fwd)
 	}
+	b.pending = nil
 	b.mu.Unlock()
 	for _, fwd := range pending {
-		if b.Tracker.RemoveRequest(fwd) {
-			b.end(fwd)
-		}
+		b.Tracker.RemoveRequest(fwd)
+		b.work.Done()
 	}
 	b.deliveryContext()
 	b.giveUp()
