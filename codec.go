@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -156,11 +157,21 @@ func marshalRequest(req *Request, legacy bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta, err := metaValue(req.Meta)
+	if err != nil {
+		return nil, err
+	}
 	b, err := encodeObject(func(w *objectWriter) {
 		w.member("id", req.ID)
 		w.member("task", req.Task)
 		w.member("responsehook", hook)
 		w.member("args", rawValue(req.Args))
+		if !req.deadline.IsZero() {
+			w.member("timeout_ms", timeoutValue(req.deadline))
+		}
+		if meta != nil {
+			w.member("meta", meta)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
@@ -198,7 +209,10 @@ func marshalResponse(resp *Response, legacy bool, features ...string) ([]byte, e
 // decodeRequest decodes the wire JSON of a request into req. Errors match
 // ErrInvalidRequest (and ErrInvalidURL for a bad response hook).
 func decodeRequest(body []byte, req *Request) error {
-	var r Request
+	var (
+		r         Request
+		timeoutMS *int64
+	)
 	err := decodeObject(body, func(dec *jsontext.Decoder, name string) (err error) {
 		switch name {
 		case "id":
@@ -209,6 +223,10 @@ func decodeRequest(body []byte, req *Request) error {
 			r.ResponseHook, r.LegacyURLs, err = readURL(dec)
 		case "args":
 			r.Args, err = readRaw(dec)
+		case "timeout_ms":
+			err = jsonv2.UnmarshalDecode(dec, &timeoutMS)
+		case "meta":
+			err = jsonv2.UnmarshalDecode(dec, &r.Meta)
 		default:
 			err = dec.SkipValue()
 		}
@@ -218,6 +236,10 @@ func decodeRequest(body []byte, req *Request) error {
 		return decodeError(ErrInvalidRequest, err)
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = r.ID, r.Task, r.ResponseHook, r.Args, r.LegacyURLs
+	req.Meta, req.deadline, req.callerDeadline = r.Meta, time.Time{}, timeoutMS != nil
+	if timeoutMS != nil {
+		req.deadline = deadlineFromMS(*timeoutMS, time.Now())
+	}
 	return nil
 }
 

@@ -39,6 +39,13 @@
 // WithoutIntrospection. Tracker.Call is the synchronous call on top of the
 // asynchronous core: send, wait for the answer or the context.
 //
+// As gRPC does, a request carries its caller's deadline (Request.Deadline,
+// the handler's context deadline) and metadata beside its args
+// (Request.Meta, ContextWithMeta), and a caller that gives up tells the
+// service, whose handler's context is then cancelled (CancelTask).
+// Server.Use and WithCallMiddleware wrap every handler and every Call, for
+// logging, metrics, authorization or tracing in one place.
+//
 // Package github.com/acommgo/acomm/bridge puts HTTP in front of local
 // services for callers on other machines, on this package's exported API:
 // it routes POSTed requests by task to unix services, delivers their

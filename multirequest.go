@@ -211,7 +211,9 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 			if err := sendMsg(context.Background(), s.dest, s.req, &m.tracker.cfg); err != nil {
 				m.RemoveRequest(s.req)
 				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
+				continue
 			}
+			m.tracker.sentTo(s.req.ID, s.dest)
 		}
 	}
 	var wg sync.WaitGroup

@@ -62,12 +62,19 @@ func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error 
 }
 
 // Send is SendContext with the tracker's settings (WithMaxFrameSize,
-// WithIOTimeout, WithLegacyURLs).
+// WithIOTimeout, WithLegacyURLs). When payload is a Request that t tracks
+// and addr acknowledged it, listing the "cancel" feature, a timeout or
+// removal (RemoveRequest) of the request before its answer sends addr a
+// cancel notice (see the README's wire format).
 func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) error {
 	if ctx == nil {
 		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	return sendMsg(ctx, addr, payload, &t.cfg)
+	err := sendMsg(ctx, addr, payload, &t.cfg)
+	if req, ok := payload.(*Request); ok && err == nil {
+		t.sentTo(req.ID, addr)
+	}
+	return err
 }
 
 // sendMsg sends payload to addr and waits for the acknowledgement, within
@@ -127,8 +134,10 @@ func sendHTTP(ctx context.Context, client *http.Client, addr *url.URL, payload a
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ackBody[:min(len(ackBody), 512)]))
 	}
 	var ack Response
-	if _, err := decodeResponse(ackBody, &ack); err == nil && ack.Error != nil {
+	features, err := decodeResponse(ackBody, &ack)
+	if err == nil && ack.Error != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, ack.Error)
 	}
+	noteHTTPFeatures(addr, features)
 	return nil
 }

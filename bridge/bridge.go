@@ -246,6 +246,10 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
 	}
+	if req.Task == acomm.CancelTask {
+		b.serveCancel(w, r, req)
+		return
+	}
 	if err := req.Validate(); err != nil {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
@@ -266,7 +270,15 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 
 	t := b.Tracker
-	fwd := &acomm.Request{ID: req.ID, Task: req.Task, ResponseHook: t.URL(), Args: req.Args}
+	// A copy, so that the caller's deadline and meta go on to the service.
+	fwd := new(acomm.Request)
+	*fwd = *req
+	fwd.ResponseHook, fwd.LegacyURLs = t.URL(), false
+	fwd.Meta = metaFromHeader(r.Header, req.Meta)
+	if err := fwd.Validate(); err != nil {
+		b.refuse(w, r, http.StatusBadRequest, err)
+		return
+	}
 	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
 	if !b.begin(fwd) {
@@ -285,7 +297,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, code, err)
 		return
 	}
-	if err := acomm.SendContext(r.Context(), route.Addr, fwd); err != nil {
+	if err := t.Send(r.Context(), route.Addr, fwd); err != nil {
 		if !t.RemoveRequest(fwd) {
 			// The answer (or the timeout) came first and goes to the
 			// hook: the request was delivered after all.
@@ -390,7 +402,7 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 	go func() {
 		defer b.work.Done()
 		start := time.Now()
-		err := b.deliver(b.deliveryContext(), hook, &out)
+		err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out)
 		if b.OnDelivery != nil {
 			b.OnDelivery(time.Since(start), err)
 		}
@@ -427,6 +439,7 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
+		b.hookClient().CloseIdleConnections()
 		return nil
 	case <-ctx.Done():
 	}
@@ -444,8 +457,8 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.deliveryContext()
 	b.giveUp()
 	<-idle
-	// A dial begun for a delivery that was then cut off still ends in
-	// the idle pool: close those too.
+	// Close the kept connections, and those of dials begun for
+	// deliveries that were then cut off, which still end in the pool.
 	b.hookClient().CloseIdleConnections()
 	return ctx.Err()
 }

@@ -277,6 +277,7 @@ func TestBridgeStalledHook(t *testing.T) {
 	hook.mu.Lock()
 	peak := hook.peak
 	hook.mu.Unlock()
+	t.Logf("%d answers to a stalled hook: %d descriptors before, %d during; at most %d connections to it at once", n, before, during, peak)
 	assert.LessOrEqual(t, peak, bridge.DefaultMaxHookConnsPerHost, "connections to one hook")
 	assert.Less(t, during-before, 2*bridge.DefaultMaxHookConnsPerHost+20, "descriptors: %d before, %d with %d answers stalled", before, during, n)
 

@@ -566,6 +566,7 @@ func TestBridgeCommandUsage(t *testing.T) {
 		{"bad route", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=http://x"}, "route"},
 		{"tls half", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--tls-cert", "c"}, "tls"},
 		{"bad advertise", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--advertise", "ftp://x"}, "advertise"},
+		{"bad allow-hook", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--allow-hook", "not a host"}, "allow-hook"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
