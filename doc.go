@@ -55,10 +55,18 @@
 // subcommands.
 //
 // UnixListener wraps a unix socket with connection tracking for graceful
-// shutdown. On a unix socket every message is a frame, a 4-byte big-endian
+// shutdown. A Server, Tracker or UnixListener can also serve a socket it
+// is handed instead of creating one (WithListener): one passed by systemd
+// socket activation, or inherited from a parent process. On a unix socket every message is a frame, a 4-byte big-endian
 // length followed by that much JSON, and every frame is acknowledged by a
 // Response frame whose error is empty when the frame was accepted. Send,
 // SendConnData and UnmarshalConnData speak this format.
+//
+// Tracker, Server and UnixListener share one Option type, passed to their
+// Configure before Start (an option that does not apply to the component
+// is refused with ErrOptionNotApplicable), and one way to stop:
+// Shutdown(ctx), which returns ctx.Err() as soon as ctx ends; the seed
+// API's Stop is Shutdown without a deadline.
 //
 // Errors returned by the package are, or wrap, the exported Err sentinels,
 // so callers can match them with errors.Is. Background goroutines log

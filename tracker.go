@@ -631,6 +631,8 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 // at once when idle. Stopping a tracker that is not running does nothing.
 // Called from a response handler, Stop begins the stop and returns at
 // once: the stop waits for that handler, and finishes after it returns.
+// (It tells by the calling goroutine's stack: this holds in a handler of
+// any Tracker, but not in another goroutine that the handler waits for.)
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
