@@ -211,7 +211,8 @@ func marshalResponse(resp *Response, legacy bool, features ...string) ([]byte, e
 func decodeRequest(body []byte, req *Request) error {
 	var (
 		r         Request
-		timeoutMS *int64
+		timeoutMS int64
+		hasTMS    bool
 	)
 	err := decodeObject(body, func(dec *jsontext.Decoder, name string) (err error) {
 		switch name {
@@ -224,7 +225,7 @@ func decodeRequest(body []byte, req *Request) error {
 		case "args":
 			r.Args, err = readRaw(dec)
 		case "timeout_ms":
-			err = jsonv2.UnmarshalDecode(dec, &timeoutMS)
+			timeoutMS, hasTMS, err = readTimeoutMS(dec)
 		case "meta":
 			err = jsonv2.UnmarshalDecode(dec, &r.Meta)
 		default:
@@ -236,9 +237,9 @@ func decodeRequest(body []byte, req *Request) error {
 		return decodeError(ErrInvalidRequest, err)
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = r.ID, r.Task, r.ResponseHook, r.Args, r.LegacyURLs
-	req.Meta, req.deadline, req.callerDeadline = r.Meta, time.Time{}, timeoutMS != nil
-	if timeoutMS != nil {
-		req.deadline = deadlineFromMS(*timeoutMS, time.Now())
+	req.Meta, req.deadline, req.callerDeadline = r.Meta, time.Time{}, hasTMS
+	if hasTMS {
+		req.deadline = deadlineFromMS(timeoutMS, time.Now())
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package acomm
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -57,6 +58,38 @@ func timeoutMS(d, now time.Time) int64 {
 // time left now.
 func timeoutValue(d time.Time) jsontext.Value {
 	return strconv.AppendInt(nil, timeoutMS(d, time.Now()), 10)
+}
+
+// readTimeoutMS reads the value of timeout_ms: an integer, or null for
+// none. It refuses fractions and exponents, as a decoder into an int64
+// would, without the reflection.
+func readTimeoutMS(dec *jsontext.Decoder) (ms int64, ok bool, err error) {
+	v, err := dec.ReadValue()
+	if err != nil || v.Kind() == 'n' {
+		return 0, false, err
+	}
+	neg := len(v) > 0 && v[0] == '-'
+	digits := v
+	if neg {
+		digits = v[1:]
+	}
+	if v.Kind() != '0' || len(digits) == 0 {
+		return 0, false, fmt.Errorf("want an integer, got %s", v)
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false, fmt.Errorf("want an integer, got %s", v)
+		}
+		if ms > (math.MaxInt64-int64(c-'0'))/10 {
+			ms = math.MaxInt64 // far enough: clamped anyway
+			continue
+		}
+		ms = ms*10 + int64(c-'0')
+	}
+	if neg {
+		ms = -ms
+	}
+	return ms, true, nil
 }
 
 // deadlineFromMS returns the deadline that a wire timeout of ms gives a

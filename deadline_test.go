@@ -50,10 +50,18 @@ func TestRequestDeadlineWire(t *testing.T) {
 		})
 	}
 
-	t.Run("a timeout that is not an integer is refused", func(t *testing.T) {
+	for _, bad := range []string{`"soon"`, `1.5`, `1e3`, `true`, `[]`} {
+		t.Run("a timeout that is not an integer is refused: "+bad, func(t *testing.T) {
+			var req acomm.Request
+			err := json.Unmarshal([]byte(`{"id":"1","task":"t",`+hook+`,"timeout_ms":`+bad+`}`), &req)
+			assert.ErrorIs(t, err, acomm.ErrInvalidRequest)
+		})
+	}
+	t.Run("null: no deadline", func(t *testing.T) {
 		var req acomm.Request
-		err := json.Unmarshal([]byte(`{"id":"1","task":"t",`+hook+`,"timeout_ms":"soon"}`), &req)
-		assert.ErrorIs(t, err, acomm.ErrInvalidRequest)
+		require.NoError(t, json.Unmarshal([]byte(`{"id":"1","task":"t",`+hook+`,"timeout_ms":null}`), &req))
+		_, ok := req.Deadline()
+		assert.False(t, ok)
 	})
 
 	t.Run("re-encoded as the time left", func(t *testing.T) {
