@@ -25,10 +25,24 @@ import (
 // cannot be sent is not tracked either, and the send error is returned.
 // The tracker must be running.
 //
+// The request carries the time left until its timeout ("timeout_ms"; see
+// Request.Deadline) and the meta set on ctx by ContextWithMeta. When ctx
+// ends or the request times out, a service that understands it is told
+// to cancel the request (see the README's wire format). Call runs
+// through the middleware of WithCallMiddleware.
+//
 // The request's response hook is the tracker's unix socket, except for an
 // http(s) destination when the tracker has an HTTP hook (WithHTTPHook):
 // an acomm bridge on another machine answers there.
 func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
+	if t.callFn != nil {
+		return t.callFn(ctx, dest, task, args)
+	}
+	return t.call(ctx, dest, task, args)
+}
+
+// call is Call without its middleware.
+func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args interface{}) (*Response, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
@@ -57,6 +71,7 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 		SuccessHandler: h,
 		ErrorHandler:   h,
 		LegacyURLs:     t.cfg.legacyURLs,
+		Meta:           metaFromContext(ctx),
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -73,16 +88,21 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.trackInline(req, timeout); err != nil {
+	if err := t.trackInline(req, timeout, dest); err != nil {
 		return nil, err
 	}
 	// Over a pipe, the acknowledgement is not waited for before the
 	// response: whichever comes first.
 	ack, err := post(ctx, dest, req, &t.cfg)
+	if err == nil && ack == nil {
+		t.sentTo(req.ID, dest) // acknowledged already (http)
+	}
 	var resp *Response
 	for resp == nil {
 		if err != nil {
-			if t.RemoveRequest(req) {
+			// A notice only when the caller gave up: a send that
+			// failed did not deliver the request, or it was refused.
+			if t.remove(req, ctx.Err() != nil) {
 				return nil, err
 			}
 			// Answered (or timed out) while the send was failing or
@@ -94,6 +114,9 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 		case resp = <-ch:
 		case err = <-ack:
 			ack = nil
+			if err == nil {
+				t.sentTo(req.ID, dest)
+			}
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
@@ -101,12 +124,26 @@ func (t *Tracker) Call(ctx context.Context, dest *url.URL, task string, args int
 	if resp.Error == nil {
 		return resp, nil
 	}
-	if fromCtx && isLocalTimeout(resp.Error) {
+	if fromCtx && ctxTimeout(ctx, resp.Error) {
 		// The tracker's timer is ctx's deadline: report it as ctx does.
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
 	return resp, resp.Error
+}
+
+// ctxTimeout reports whether err, the error of a response to a request
+// whose timeout is ctx's deadline, is that deadline passing: the tracker's
+// own timeout, or the service's answer that the deadline it was sent has
+// passed. The service's deadline is the caller's give or take the frame's
+// transit and rounding (under a millisecond), so a remote timeout that
+// arrives when ctx's deadline is that close is taken as ctx's.
+func ctxTimeout(ctx context.Context, err error) bool {
+	if isLocalTimeout(err) {
+		return true
+	}
+	dl, _ := ctx.Deadline()
+	return errors.Is(err, ErrTimeout) && time.Until(dl) <= time.Millisecond
 }
 
 // isLocalTimeout reports whether err is the tracker's own timeout, not a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -19,10 +20,12 @@ import (
 // requestWire and responseWire (also an acknowledgement's) are the forms
 // on the wire.
 type requestWire struct {
-	ID   string         `json:"id"`
-	Task string         `json:"task"`
-	Hook jsontext.Value `json:"responsehook"`
-	Args jsontext.Value `json:"args"`
+	ID        string            `json:"id"`
+	Task      string            `json:"task"`
+	Hook      jsontext.Value    `json:"responsehook"`
+	Args      jsontext.Value    `json:"args"`
+	TimeoutMS jsontext.Value    `json:"timeout_ms"`
+	Meta      map[string]string `json:"meta"`
 }
 
 type responseWire struct {
@@ -60,7 +63,14 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	b, err2 := jsontext.AppendQuote(append(b, `,"task":`...), req.Task)
 	b = append(append(b, `,"responsehook":`...), hook...)
 	b, err3 := appendRaw(append(b, `,"args":`...), req.Args)
-	if err = cmp.Or(err, err1, err2, err3); err != nil {
+	if !req.deadline.IsZero() {
+		b = append(append(b, `,"timeout_ms":`...), timeoutValue(req.deadline)...)
+	}
+	meta, err4 := metaValue(req.Meta)
+	if meta != nil {
+		b = append(append(b, `,"meta":`...), meta...)
+	}
+	if err = cmp.Or(err, err1, err2, err3, err4); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	return append(b, '}'), nil
@@ -114,7 +124,15 @@ func decodeRequest(body []byte, req *Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
 	}
+	ms, hasMS, err := readTimeoutMS(w.TimeoutMS)
+	if err != nil {
+		return fmt.Errorf("%w: timeout_ms: %w", ErrInvalidRequest, err)
+	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, hook, rawMessage(w.Args), legacy
+	req.Meta, req.deadline, req.callerDeadline = w.Meta, time.Time{}, hasMS
+	if hasMS {
+		req.deadline = deadlineFromMS(ms, time.Now())
+	}
 	return nil
 }
 

@@ -39,6 +39,13 @@
 // WithoutIntrospection. Tracker.Call is the synchronous call on top of the
 // asynchronous core: send, wait for the answer or the context.
 //
+// As gRPC does, a request carries its caller's deadline (Request.Deadline,
+// the handler's context deadline) and metadata beside its args
+// (Request.Meta, ContextWithMeta), and a caller that gives up tells the
+// service, whose handler's context is then cancelled (CancelTask).
+// Server.Use and WithCallMiddleware wrap every handler and every Call, for
+// logging, metrics, authorization or tracing in one place.
+//
 // Package github.com/acommgo/acomm/bridge puts HTTP in front of local
 // services for callers on other machines, on this package's exported API:
 // it routes POSTed requests by task to unix services, delivers their
@@ -48,10 +55,18 @@
 // subcommands.
 //
 // UnixListener wraps a unix socket with connection tracking for graceful
-// shutdown. On a unix socket every message is a frame, a 4-byte big-endian
+// shutdown. A Server, Tracker or UnixListener can also serve a socket it
+// is handed instead of creating one (WithListener): one passed by systemd
+// socket activation, or inherited from a parent process. On a unix socket every message is a frame, a 4-byte big-endian
 // length followed by that much JSON, and every frame is acknowledged by a
 // Response frame whose error is empty when the frame was accepted. Send,
 // SendConnData and UnmarshalConnData speak this format.
+//
+// Tracker, Server and UnixListener share one Option type, passed to their
+// Configure before Start (an option that does not apply to the component
+// is refused with ErrOptionNotApplicable), and one way to stop:
+// Shutdown(ctx), which returns ctx.Err() as soon as ctx ends; the seed
+// API's Stop is Shutdown without a deadline.
 //
 // Errors returned by the package are, or wrap, the exported Err sentinels,
 // so callers can match them with errors.Is. Background goroutines log

@@ -23,6 +23,10 @@ var (
 	ErrUnsupportedScheme = errors.New("acomm: unsupported url scheme")
 	// ErrInvalidArgument reports a nil or otherwise unusable argument.
 	ErrInvalidArgument = errors.New("acomm: invalid argument")
+	// ErrOptionNotApplicable reports an Option given to the Configure
+	// of a component it does not apply to. It also matches
+	// ErrInvalidArgument.
+	ErrOptionNotApplicable = fmt.Errorf("%w: option not applicable", ErrInvalidArgument)
 
 	// ErrFrameTooLarge reports a frame whose declared length exceeds the
 	// maximum frame size. See FrameSizeError.
@@ -75,6 +79,13 @@ var (
 	// ErrListen reports a socket that could not be set up: its directory,
 	// the listen call, its mode.
 	ErrListen = errors.New("acomm: cannot listen")
+	// ErrUnsafeSocketPath reports a socket path that another user could
+	// redirect or replace: a directory on it that is world-writable
+	// without the sticky bit, a symbolic link on it owned by a user other
+	// than root and this process's, or a private directory (a Tracker's
+	// temporary one) that is not, or no longer, this process's own.
+	// It also matches ErrListen.
+	ErrUnsafeSocketPath = fmt.Errorf("%w: unsafe socket path", ErrListen)
 	// ErrStreamBroken reports a stream that ended before its source did:
 	// the source failed, or the server stopped, midway, or it made no
 	// progress for the reader's read timeout. (Streams served by an
@@ -152,7 +163,7 @@ func (e *RemoteError) Is(target error) bool {
 var wireSentinels = []error{
 	ErrTimeout, ErrRefused, ErrInvalidRequest, ErrInvalidResponse,
 	ErrFrameTooLarge, ErrMalformedFrame, ErrTruncatedFrame,
-	ErrBusy, ErrUnknownTask, ErrServerStopped, ErrHandlerPanic,
+	ErrBusy, ErrUnknownTask, ErrServerStopped, ErrHandlerPanic, ErrTooManyConns,
 }
 
 // Errors that services report to callers inside responses. They are
@@ -161,6 +172,10 @@ var (
 	// ErrBusy is the error a Server answers with when it already runs its
 	// maximum number of handlers.
 	ErrBusy = errors.New("acomm: server busy")
+	// ErrTooManyConns is the refusal a Server or Tracker acknowledges a
+	// frame with when it arrives on a connection over the listener's
+	// bound (see WithMaxConns).
+	ErrTooManyConns = errors.New("acomm: too many connections")
 	// ErrUnknownTask is the error a Server answers with for a task that no
 	// handler is registered for.
 	ErrUnknownTask = errors.New("acomm: unknown task")

@@ -129,6 +129,10 @@ func FuzzRequestJSON(f *testing.F) {
 	f.Add([]byte(`{"id":"1","id":null,"args":1,"args":null}`))
 	f.Add([]byte(`{"id":"a\u0000b\ud83d\ude00\ud800","task":"\"","responsehook":"unix:///x~y.z-_/A9","args":[{"a":[1.5e3,-0,true,false,null,"\/"]}]}`))
 	f.Add([]byte("\x00\xff{"))
+	f.Add([]byte(`{"id":"1","task":"t","responsehook":"unix:///x","args":null,"timeout_ms":1500,"meta":{"k":"v","traceparent":"00-ab-cd-01"}}`))
+	f.Add([]byte(`{"id":"1","timeout_ms":-1,"meta":{}}`))
+	f.Add([]byte(`{"id":"1","timeout_ms":1.5,"meta":{"k":1}}`))
+	f.Add([]byte(`{"id":"1","timeout_ms":null,"meta":{"k":"a","k":"b"}}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r1, viaJSON Request
@@ -152,6 +156,12 @@ func FuzzRequestJSON(f *testing.F) {
 				require.NotNil(t, r2.Args)
 				assert.JSONEq(t, string(*r1.Args), string(*r2.Args))
 			}
+			if len(r1.Meta) > 0 || len(r2.Meta) > 0 { // empty meta is not written
+				assert.Equal(t, r1.Meta, r2.Meta)
+			}
+			_, had := r1.Deadline()
+			_, has := r2.Deadline()
+			assert.Equal(t, had, has)
 		}
 	})
 }

@@ -24,13 +24,13 @@ type handedListener struct {
 // component stopped once cannot serve on l again (Start fails with
 // ErrListen).
 func WithListener(l *net.UnixListener) Option {
-	return func(c *config) error {
+	return option("WithListener", forAll, func(c *config) error {
 		if l == nil {
 			return fmt.Errorf("%w: nil listener", ErrInvalidArgument)
 		}
 		c.handed = &handedListener{l: l}
 		return nil
-	}
+	})
 }
 
 // listen returns the listener ul serves on: the one handed to it with

@@ -48,10 +48,10 @@ type TaskInfo struct {
 // ErrUnknownTask like any other task. Use it when a service should not
 // tell its callers which tasks it has.
 func WithoutIntrospection() Option {
-	return func(c *config) error {
+	return option("WithoutIntrospection", forServer, func(c *config) error {
 		c.noIntrospection = true
 		return nil
-	}
+	})
 }
 
 // Version returns the version of this module that the running program

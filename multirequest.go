@@ -30,7 +30,8 @@ type MultiRequest struct {
 
 // NewMultiRequest creates and initializes a new MultiRequest. Its requests
 // are tracked by tracker with the given timeout (the tracker's default
-// when zero or less).
+// when zero or less), which is also the deadline they carry (see
+// Request.Deadline), counted from AddRequest.
 func NewMultiRequest(tracker *Tracker, timeout time.Duration) *MultiRequest {
 	m := &MultiRequest{
 		tracker:   tracker,
@@ -91,7 +92,7 @@ func (m *MultiRequest) trackRequest(req *Request) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
 	}
-	return m.tracker.trackInline(req, m.timeout)
+	return m.tracker.trackInline(req, m.timeout, nil)
 }
 
 // handle records a response; it is both handlers of every added request.
@@ -116,7 +117,9 @@ func (m *MultiRequest) done() {
 }
 
 // RemoveRequest removes a request from the MultiRequest. Useful if the
-// send fails. A request already answered keeps its response.
+// send fails. A request already answered keeps its response. A request
+// that SendAll sent is cancelled at its service (see Tracker.Call), as is
+// one that times out.
 func (m *MultiRequest) RemoveRequest(req *Request) {
 	if req == nil || !m.tracker.RemoveRequest(req) {
 		return
@@ -211,7 +214,9 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 			if err := sendMsg(context.Background(), s.dest, s.req, &m.tracker.cfg); err != nil {
 				m.RemoveRequest(s.req)
 				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
+				continue
 			}
+			m.tracker.sentTo(s.req.ID, s.dest)
 		}
 	}
 	var wg sync.WaitGroup

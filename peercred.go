@@ -43,7 +43,7 @@ type PeerCheck func(PeerCred) error
 // WithPeerCheck makes listeners (UnixListener, Tracker, Server) accept only
 // peers that check admits. See SameUser, AllowUIDs and AllowGIDs.
 func WithPeerCheck(check PeerCheck) Option {
-	return func(c *config) error {
+	return option("WithPeerCheck", forAll, func(c *config) error {
 		if check == nil {
 			return fmt.Errorf("%w: nil peer check", ErrInvalidArgument)
 		}
@@ -52,7 +52,7 @@ func WithPeerCheck(check PeerCheck) Option {
 		}
 		c.peerCheck = check
 		return nil
-	}
+	})
 }
 
 // SameUser admits peers running as this process's user, and root.

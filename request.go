@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -21,7 +22,8 @@ type ResponseHandler func(*Request, *Response)
 // will be called appropriately to handle a response.
 //
 // On the wire a Request is the JSON object
-// {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...}.
+// {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...},
+// with "timeout_ms" (see Deadline) and "meta" when set.
 type Request struct {
 	ID             string           `json:"id"`
 	Task           string           `json:"task"`
@@ -37,9 +39,18 @@ type Request struct {
 	// original peer are readable by it.
 	LegacyURLs bool `json:"-"`
 
+	// Meta is data about the request beside its args, such as trace
+	// context or the caller's identity, as gRPC's metadata: see
+	// ContextWithMeta, and MaxMetaEntries for its limits and the form
+	// of its keys. Omitted from the wire when empty.
+	Meta map[string]string `json:"meta,omitempty"`
+
 	// via holds the settings of the Server that received the request,
 	// which Respond uses; nil for Send's defaults.
 	via *config
+
+	deadline       time.Time // see Deadline
+	callerDeadline bool      // deadline is a received frame's timeout_ms
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
@@ -210,7 +221,8 @@ func unmarshalRaw(src *json.RawMessage, dest interface{}, kind error) error {
 }
 
 // Validate validates the request: it must have an ID, a task and a unix,
-// http or https response hook.
+// http or https response hook, and its Meta must be within the limits
+// (see MaxMetaEntries).
 func (req *Request) Validate() error {
 	switch {
 	case req == nil:
@@ -227,5 +239,5 @@ func (req *Request) Validate() error {
 	if err := checkURL(req.ResponseHook); err != nil {
 		return fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
-	return nil
+	return validateMeta(req.Meta)
 }

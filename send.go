@@ -15,11 +15,13 @@ import (
 // DefaultHTTPTimeout bounds a whole HTTP exchange made by Send.
 const DefaultHTTPTimeout = 30 * time.Second
 
-// httpClient is the client of HTTP sends: no proxy, every phase bounded.
+// httpClient is the client of HTTP sends: no proxy, every phase bounded,
+// no redirect followed (a 3xx fails the send, not a second POST elsewhere).
 var httpClient = func() *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy, t.MaxIdleConnsPerHost, t.ResponseHeaderTimeout = nil, 16, DefaultHTTPTimeout
-	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: t}
+	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }()
 
 var sendDefaults = config{maxFrameSize: DefaultMaxFrameSize, ioTimeout: DefaultIOTimeout}
@@ -39,10 +41,21 @@ func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error 
 	return sendMsg(ctx, addr, payload, &sendDefaults)
 }
 
-// Send is SendContext with the tracker's settings (frame size, I/O timeout,
-// legacy URLs).
+// Send is SendContext with the tracker's settings (WithMaxFrameSize,
+// WithIOTimeout, WithLegacyURLs). When payload is a Request that t tracks
+// and addr acknowledged it, listing the "cancel" feature, a timeout or
+// removal (RemoveRequest) of the request before its answer sends addr a
+// cancel notice (see the README's wire format).
 func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) error {
-	return sendMsg(ctx, addr, payload, &t.cfg)
+	req, isReq := payload.(*Request)
+	if isReq {
+		t.sending(req.ID, addr)
+	}
+	err := sendMsg(ctx, addr, payload, &t.cfg)
+	if isReq && err == nil {
+		t.sentTo(req.ID, addr)
+	}
+	return err
 }
 
 // sendMsg sends payload to addr and waits for its acknowledgement.
@@ -96,8 +109,10 @@ func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) erro
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ack[:min(len(ack), 512)]))
 	}
-	if _, err := ackOutcome(ack); errors.Is(err, ErrRefused) {
+	features, err := ackOutcome(ack)
+	if errors.Is(err, ErrRefused) {
 		return err
 	}
+	noteHTTPFeatures(addr, features)
 	return nil
 }

@@ -52,26 +52,26 @@ const minCancelWait = 100 * time.Millisecond
 // finish before it cancels their context (default DefaultGracePeriod).
 // Zero cancels them at once.
 func WithGracePeriod(d time.Duration) Option {
-	return func(c *config) error {
+	return option("WithGracePeriod", forServer, func(c *config) error {
 		if d < 0 {
 			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
 		}
 		c.gracePeriod = d
 		return nil
-	}
+	})
 }
 
 // WithMaxHandlers sets how many handlers a Server runs at once (default
 // DefaultMaxHandlers). A request arriving when that many are running is
 // answered at once with an error matching ErrBusy.
 func WithMaxHandlers(n int) Option {
-	return func(c *config) error {
+	return option("WithMaxHandlers", forServer, func(c *config) error {
 		if n <= 0 {
 			return fmt.Errorf("%w: max handlers %d", ErrInvalidArgument, n)
 		}
 		c.maxHandlers = n
 		return nil
-	}
+	})
 }
 
 // Server states.
@@ -101,20 +101,24 @@ type Server struct {
 	socketPath string
 	tracker    *Tracker
 
-	handlersMu sync.Mutex                             // serializes Handle
-	handlers   atomic.Pointer[map[string]TaskHandler] // copied on write
-	docs       taskDocs                               // see Describe
+	handlersMu sync.Mutex                                      // serializes Handle and Use
+	handlers   atomic.Pointer[map[string]TaskHandler]          // copied on write
+	middleware atomic.Pointer[[]func(TaskHandler) TaskHandler] // see Use; copied on write
+	docs       taskDocs                                        // see Describe
 
-	mu       sync.Mutex // protects the fields below
-	cfg      config     // not changed once started
-	state    int
-	ul       *UnixListener
-	ctx      context.Context // handlers' context; cancelled by Stop
-	cancel   context.CancelFunc
-	jobs     map[*job]struct{} // handlers running, answer not yet sent
-	answers  chan struct{}     // slots for immediate answers; see answerNow
-	idle     chan struct{}     // made by Stop; closed when jobs is empty
-	stopDone chan struct{}     // closed when Stop finishes
+	mu        sync.Mutex // protects the fields below
+	cfg       config     // not changed once started
+	state     int
+	ul        *UnixListener
+	ctx       context.Context // handlers' context; cancelled by Stop
+	cancel    context.CancelFunc
+	jobs      map[*job]struct{} // handlers running, answer not yet sent
+	byID      map[string]*job   // the jobs, by request ID; see cancelNotice
+	early     idRing            // cancel notices that came before their request
+	answers   chan struct{}     // slots for immediate answers; see answerNow
+	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
+	stopDone  chan struct{}     // closed when the stop finishes
+	stopHurry chan struct{}     // closed when a Shutdown gives up waiting
 
 	stats serverCounters
 	bg    sync.WaitGroup // accept loop, connections, immediate answers
@@ -122,8 +126,10 @@ type Server struct {
 
 // job is one running handler.
 type job struct {
-	req   *Request
-	state atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	req      *Request
+	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
+	cancel   context.CancelFunc
+	byCaller atomic.Bool // cancelled by a cancel notice
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -147,17 +153,19 @@ func NewServer(socketPath string, tracker *Tracker) *Server {
 	s := &Server{
 		socketPath: socketPath,
 		tracker:    tracker,
-		cfg:        defaultConfig(),
+		cfg:        configFor(forServer),
 	}
 	s.handlers.Store(&map[string]TaskHandler{})
 	return s
 }
 
-// Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithGracePeriod,
-// WithMaxHandlers, WithoutIntrospection, WithListener, and the
-// listener's WithPeerCheck and WithMaxConns. It fails with
-// ErrAlreadyStarted once the server has been started.
+// Configure applies options before Start. These apply to a Server:
+// WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
+// WithSocketMode, WithMaxConns, WithPeerCheck, WithListener,
+// WithGracePeriod, WithMaxHandlers and WithoutIntrospection. Any other
+// option fails with an error matching ErrOptionNotApplicable, and an
+// invalid one with ErrInvalidArgument; on error no option is applied. It
+// fails with ErrAlreadyStarted once the server has been started.
 func (s *Server) Configure(opts ...Option) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -226,12 +234,14 @@ func (s *Server) Start() error {
 	}
 	ul := NewUnixListener(s.socketPath, 0)
 	ul.cfg = s.cfg
+	ul.frames = true
 	if err := ul.Start(); err != nil {
 		return err
 	}
 	s.ul = ul
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.jobs = make(map[*job]struct{})
+	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
 	s.state = serverRunning
 	s.bg.Add(1)
@@ -248,7 +258,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer s.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel)
 		}(conn)
 	}
 }
@@ -265,6 +275,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 		}
 		return "", err, nil
 	}
+	if req.Task == CancelTask {
+		return req.ID, s.cancelNotice(req), nil
+	}
 	if err := req.Validate(); err != nil {
 		return req.ID, err, nil
 	}
@@ -276,6 +289,11 @@ func (s *Server) receiveFrame(body []byte) (string, error, func()) {
 // dispatch starts the handler of req, or answers it at once when there is
 // none, the server is busy or it is stopping.
 func (s *Server) dispatch(req *Request) {
+	if req.expired(time.Now()) {
+		s.stats.expired.Add(1)
+		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
+		return
+	}
 	h := s.handler(req.Task)
 	if h == nil {
 		h = s.reservedHandler(req.Task) // introspect.go
@@ -328,16 +346,31 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 	if len(s.jobs) >= s.cfg.maxHandlers {
 		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
 	}
+	if s.early.take(req.ID) {
+		s.stats.cancelled.Add(1)
+		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
+	}
 	j := &job{req: req}
+	var ctx context.Context
+	if dl, ok := req.Deadline(); ok {
+		ctx, j.cancel = context.WithDeadline(s.ctx, dl)
+	} else {
+		ctx, j.cancel = context.WithCancel(s.ctx)
+	}
 	s.jobs[j] = struct{}{}
-	return j, s.ctx, nil
+	s.byID[req.ID] = j
+	return j, ctx, nil
 }
 
 // release forgets j, and tells Stop when no job is left.
 func (s *Server) release(j *job) {
+	j.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.jobs, j)
+	if s.byID[j.req.ID] == j {
+		delete(s.byID, j.req.ID)
+	}
 	if len(s.jobs) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -358,13 +391,14 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 			Debug("dropped result of a handler that returned after Stop answered for it")
 		return
 	}
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrServerStopped) {
-		err = fmt.Errorf("%w: task %q: %w", ErrServerStopped, j.req.Task, err)
+	if err != nil && ctx.Err() != nil {
+		err = s.contextError(ctx, j, err)
 	}
 	s.respond(j.req, s.response(j.req, result, stream, err))
 }
 
-// invoke calls h, turning a panic into an error matching ErrHandlerPanic.
+// invoke calls h, wrapped in the server's middleware, turning a panic into
+// an error matching ErrHandlerPanic.
 func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (result interface{}, stream io.ReadCloser, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -374,7 +408,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return h(ctx, req)
+	return runTaskHandler(ctx, s.wrap(h), req)
 }
 
 // response builds the response to req from what its handler returned. It
@@ -445,34 +479,54 @@ func (s *Server) respond(req *Request, resp *Response) {
 // Requests that arrive while the server stops are answered with
 // ErrServerStopped. Stopping a server that was not started does nothing;
 // Stop may be called more than once and from several goroutines, each
-// call returning when the server has stopped.
+// call returning when the server has stopped. Called from a task handler,
+// Stop begins the stop and returns at once: the stop waits for that
+// handler as for the others.
 func (s *Server) Stop() {
+	_ = s.Shutdown(context.Background())
+}
+
+// Shutdown stops the server as Stop does, but gives up waiting when ctx
+// ends: it then cancels the context of the handlers still running,
+// answers their callers with ErrServerStopped, abandons them, and returns
+// ctx.Err() at once, leaving the sending of those answers to finish in the
+// background. Several calls may run at once; each returns when the server
+// has stopped or its own ctx ends. Called from a task handler, Shutdown
+// begins the stop and returns nil at once, as Stop does.
+func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.state {
 	case serverNew:
 		s.mu.Unlock()
-		return
-	case serverStopping, serverStopped:
-		done := s.stopDone
-		s.mu.Unlock()
-		<-done
-		return
+		return nil
+	case serverRunning:
+		s.state = serverStopping
+		s.stopDone = make(chan struct{})
+		s.stopHurry = make(chan struct{})
+		idle := make(chan struct{})
+		if len(s.jobs) == 0 {
+			close(idle)
+		} else {
+			s.idle = idle
+		}
+		go s.teardown(idle, s.stopDone, s.stopHurry)
 	}
-	s.state = serverStopping
-	s.stopDone = make(chan struct{})
-	idle := make(chan struct{})
-	if len(s.jobs) == 0 {
-		close(idle)
-	} else {
-		s.idle = idle
-	}
+	done, hurry := s.stopDone, s.stopHurry
 	s.mu.Unlock()
+	if calledFrom(taskHandlerFunc) {
+		return nil // the stop waits for this handler: it cannot wait for the stop
+	}
+	return waitStopped(ctx, done, func() { closeOnce(&s.mu, hurry) })
+}
 
+// teardown stops the server: see Stop. Closing hurry skips what is left
+// of the grace periods.
+func (s *Server) teardown(idle, done, hurry chan struct{}) {
 	s.ul.Stop(0)
 	grace := s.cfg.gracePeriod
-	if !waitClosed(idle, grace) {
+	if !waitClosed(idle, hurry, grace) {
 		s.cancel()
-		if !waitClosed(idle, max(grace, minCancelWait)) {
+		if !waitClosed(idle, hurry, max(grace, minCancelWait)) {
 			s.abandon()
 			<-idle // the responses being sent when the handlers returned
 		}
@@ -482,7 +536,7 @@ func (s *Server) Stop() {
 
 	s.mu.Lock()
 	s.state = serverStopped
-	close(s.stopDone)
+	close(done)
 	s.mu.Unlock()
 }
 
@@ -495,6 +549,9 @@ func (s *Server) abandon() {
 		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
 			abandoned = append(abandoned, j)
 			delete(s.jobs, j)
+			if s.byID[j.req.ID] == j {
+				delete(s.byID, j.req.ID)
+			}
 		}
 	}
 	if len(s.jobs) == 0 && s.idle != nil {
@@ -513,24 +570,4 @@ func (s *Server) abandon() {
 		}(j.req)
 	}
 	wg.Wait()
-}
-
-// waitClosed reports whether ch is closed within d.
-func waitClosed(ch <-chan struct{}, d time.Duration) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-	}
-	if d <= 0 {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	}
 }

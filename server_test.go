@@ -503,7 +503,7 @@ func TestServerConfigure(t *testing.T) {
 			assert.ErrorIs(t, srv.Configure(opt), acomm.ErrInvalidArgument)
 		})
 	}
-	assert.NoError(t, srv.Configure(acomm.WithGracePeriod(0), acomm.WithMaxHandlers(1), acomm.WithStreamIdleTimeout(time.Second)))
+	assert.NoError(t, srv.Configure(acomm.WithGracePeriod(0), acomm.WithMaxHandlers(1)))
 	t.Run("handle", func(t *testing.T) {
 		assert.Panics(t, func() { srv.Handle("", srvEcho) })
 		assert.Panics(t, func() { srv.Handle("echo", nil) })

@@ -36,6 +36,9 @@ type soakAccount struct {
 	timedOut atomic.Int64
 	errored  atomic.Int64 // handler calls with another error
 
+	// Calls, some cancelled by their caller mid-flight.
+	calls, callsReturned, callsCancelled atomic.Int64
+
 	streamsRead, streamsCut atomic.Int64
 	garbage, stalls, cuts   atomic.Int64
 	restarts                atomic.Int64
@@ -166,6 +169,12 @@ func TestChaosSoak(t *testing.T) {
 		require.NoError(t, tr.Start())
 		trackers[i] = tr
 	}
+	// The callers with Call have a tracker of their own, so that its
+	// books can be checked apart.
+	caller, err := acomm.NewTracker(filepath.Join(dir, "c.sock"), nil, time.Second)
+	require.NoError(t, err)
+	require.NoError(t, caller.Configure(opts...))
+	require.NoError(t, caller.Start())
 	svcs := make([]*soakService, 3)
 	for i := range svcs {
 		svcs[i] = &soakService{path: filepath.Join(dir, fmt.Sprintf("s%d.sock", i)), streams: streams}
@@ -213,6 +222,39 @@ func TestChaosSoak(t *testing.T) {
 						acct.mu.Unlock()
 					}
 				}
+			}
+		}()
+	}
+
+	// Callers with Call: random timeouts, and a quarter of the calls
+	// cancelled by their caller after a moment, so that cancel notices
+	// cross the wire while everything else goes on.
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				svc := svcs[rand.IntN(len(svcs))]
+				mode := modes[rand.IntN(len(modes))]
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(20+rand.IntN(200))*time.Millisecond)
+				if rand.IntN(4) == 0 {
+					time.AfterFunc(time.Duration(rand.IntN(5000))*time.Microsecond, cancel)
+				}
+				acct.calls.Add(1)
+				resp, err := caller.Call(ctx, unixURL(svc.path), "work", mode)
+				acct.callsReturned.Add(1)
+				if errors.Is(err, context.Canceled) {
+					acct.callsCancelled.Add(1)
+				}
+				if err == nil && resp.StreamURL != nil {
+					readStream(acct, resp)
+				}
+				cancel()
 			}
 		}()
 	}
@@ -290,6 +332,7 @@ func TestChaosSoak(t *testing.T) {
 	for _, tr := range trackers {
 		tr.Stop() // every tracked request is answered or times out first
 	}
+	caller.Stop()
 	streams.Stop()
 	acomm.CloseIdleConnections()
 
@@ -304,6 +347,7 @@ func TestChaosSoak(t *testing.T) {
 		ts.DroppedUnknown += s.DroppedUnknown
 		ts.RefusedFrames += s.RefusedFrames
 	}
+	cs := caller.Stats()
 	var ss acomm.ServerStats
 	for _, svc := range svcs {
 		for _, s := range svc.stats {
@@ -312,6 +356,7 @@ func TestChaosSoak(t *testing.T) {
 			ss.RespondFailed += s.RespondFailed
 			ss.Busy += s.Busy
 			ss.RefusedFrames += s.RefusedFrames
+			ss.Cancelled += s.Cancelled
 		}
 	}
 	acct.mu.Lock()
@@ -330,10 +375,12 @@ func TestChaosSoak(t *testing.T) {
 	}
 	t.Logf("soak %s: %d requests tracked: %d answered, %d timed out, %d other errors, %d removed; "+
 		"lost %d, doubles %d; faults: %d service restarts, %d garbage frames, %d cut frames, %d stalled peers; "+
-		"streams: %d read, %d cut; tracker: %d responses dropped as unknown, %d frames refused; services: %d handled, %d responses acked, %d sends failed",
+		"streams: %d read, %d cut; tracker: %d responses dropped as unknown, %d frames refused; services: %d handled, %d responses acked, %d sends failed; "+
+		"calls: %d, %d cancelled by their caller, %d cancel notices sent, %d handlers cancelled",
 		duration, acct.tracked.Load(), acct.answered.Load(), acct.timedOut.Load(), acct.errored.Load(), len(acct.removed),
 		lost, doubles, acct.restarts.Load(), acct.garbage.Load(), acct.cuts.Load(), acct.stalls.Load(),
-		acct.streamsRead.Load(), acct.streamsCut.Load(), ts.DroppedUnknown, ts.RefusedFrames, ss.Handled, ss.Responded, ss.RespondFailed)
+		acct.streamsRead.Load(), acct.streamsCut.Load(), ts.DroppedUnknown, ts.RefusedFrames, ss.Handled, ss.Responded, ss.RespondFailed,
+		acct.calls.Load(), acct.callsCancelled.Load(), cs.CancelNotices, ss.Cancelled)
 
 	assert.Zero(t, lost, "every tracked request reached a handler or was removed")
 	assert.Zero(t, doubles, "no request handled twice, or handled after removal")
@@ -341,8 +388,13 @@ func TestChaosSoak(t *testing.T) {
 	assert.EqualValues(t, len(acct.removed), ts.Removed)
 	assert.EqualValues(t, acct.answered.Load()+acct.errored.Load(), ts.Answered, "handler calls with answers")
 	assert.EqualValues(t, acct.timedOut.Load(), ts.TimedOut)
-	assert.GreaterOrEqual(t, ts.Answered+ts.DroppedUnknown, ss.Responded, "every acknowledged response was delivered")
+	assert.GreaterOrEqual(t, ts.Answered+ts.DroppedUnknown+cs.Answered+cs.DroppedUnknown, ss.Responded, "every acknowledged response was delivered")
 	assert.Positive(t, acct.answered.Load())
+	assert.Equal(t, acct.calls.Load(), acct.callsReturned.Load(), "every Call returned once")
+	assert.Positive(t, acct.callsCancelled.Load())
+	assert.Positive(t, cs.CancelNotices)
+	assert.Equal(t, cs.Tracked, cs.Answered+cs.TimedOut+cs.Removed, "every call's request accounted for once: %+v", cs)
+	assert.Zero(t, cs.InFlight)
 	assert.Positive(t, acct.restarts.Load())
 	assert.Empty(t, socketFiles(dir), "socket files left behind")
 	assert.LessOrEqual(t, countFDs(t), fdsBefore, "file descriptors left behind")

@@ -18,6 +18,7 @@ type TrackerStats struct {
 	RefusedFrames  uint64 // frames refused at the response socket
 	RefusedConns   uint64 // connections refused (peer check, connection bound)
 	Streams        uint64 // streams made by NewStreamUnix
+	CancelNotices  uint64 // acomm.cancel notices sent to services
 }
 
 // ServerStats counts what a server has done since it was created.
@@ -32,18 +33,21 @@ type ServerStats struct {
 	Panics        uint64 // handlers that panicked
 	RefusedFrames uint64 // frames refused (undecodable, invalid, too large)
 	RefusedConns  uint64 // connections refused (peer check, connection bound)
+	Expired       uint64 // requests answered with ErrTimeout: past their deadline on arrival
+	Cancelled     uint64 // handlers cancelled by their caller's cancel notice
 }
 
 // trackerCounters are a tracker's live counters.
 type trackerCounters struct {
 	tracked, answered, timedOut, removed, abandoned, refused atomic.Uint64
-	droppedUnknown, refusedFrames, streams                   atomic.Uint64
+	droppedUnknown, refusedFrames, streams, cancelNotices    atomic.Uint64
 }
 
 // serverCounters are a server's live counters.
 type serverCounters struct {
 	received, handled, responded, respondFailed atomic.Uint64
 	busy, unknownTask, panics, refusedFrames    atomic.Uint64
+	expired, cancelled                          atomic.Uint64
 }
 
 // Stats returns the tracker's counters.
@@ -57,6 +61,7 @@ func (t *Tracker) Stats() TrackerStats {
 		TimedOut: c.timedOut.Load(), Removed: c.removed.Load(), Abandoned: c.abandoned.Load(),
 		Refused: c.refused.Load(), DroppedUnknown: c.droppedUnknown.Load(),
 		RefusedFrames: c.refusedFrames.Load(), RefusedConns: ul.totalRefused(), Streams: c.streams.Load(),
+		CancelNotices: c.cancelNotices.Load(),
 	}
 }
 
@@ -71,6 +76,7 @@ func (s *Server) Stats() ServerStats {
 		Responded: c.responded.Load(), RespondFailed: c.respondFailed.Load(), Busy: c.busy.Load(),
 		UnknownTask: c.unknownTask.Load(), Panics: c.panics.Load(),
 		RefusedFrames: c.refusedFrames.Load(), RefusedConns: ul.totalRefused(),
+		Expired: c.expired.Load(), Cancelled: c.cancelled.Load(),
 	}
 }
 

@@ -256,3 +256,35 @@ func TestProxyStreamHandlerOutlivesWriteTimeout(t *testing.T) {
 	require.NoError(t, acomm.Stream(&buf, pu))
 	assert.Equal(t, "first second", buf.String())
 }
+
+// TestAnnouncementsPerTracker checks that each tracker owns its
+// announcements: another tracker announcing the same socket takes nothing
+// from the first, and a stopped tracker's announcements go with it.
+func TestAnnouncementsPerTracker(t *testing.T) {
+	producer := newTracker(t, nil, 0)
+	u, err := producer.NewStreamUnix("", io.NopCloser(strings.NewReader("shared")))
+	require.NoError(t, err)
+	base, _ := url.Parse("http://example.invalid/stream")
+	a := newTracker(t, base, 0)
+	b := newTracker(t, base, 0)
+	pa, err := a.ProxyStreamHTTPURL(u)
+	require.NoError(t, err)
+	_, err = b.ProxyStreamHTTPURL(u)
+	require.NoError(t, err)
+
+	head := func(tr *acomm.Tracker) int {
+		rec := httptest.NewRecorder()
+		tr.ProxyStreamHandler(rec, httptest.NewRequest(http.MethodHead, pa.RequestURI(), nil))
+		return rec.Code
+	}
+	assert.Equal(t, http.StatusOK, head(a), "b's announcement did not replace a's")
+	assert.Equal(t, http.StatusOK, head(b))
+	assert.Equal(t, http.StatusNotFound, head(newTracker(t, base, 0)), "not announced by a third")
+
+	b.Stop()
+	assert.Equal(t, http.StatusNotFound, head(b), "gone with its tracker")
+	rec := httptest.NewRecorder()
+	a.ProxyStreamHandler(rec, httptest.NewRequest(http.MethodGet, pa.RequestURI(), nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, "shared", rec.Body.String())
+}

@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"math"
@@ -41,12 +42,15 @@ const (
 type Tracker struct {
 	cfg            config
 	socketPath     string
-	tmpDir         string // created by NewTracker, removed by Stop
+	tmpDir         string // named by NewTracker, made by Start, removed by Stop
+	tmpMade        bool   // Start made tmpDir; protected by mu
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
-	epoch time.Time // origin of the tracker's clock; see now
-	hook  *url.URL  // URL(), for the requests the tracker makes; never changed
+	epoch   time.Time     // origin of the tracker's clock; see now
+	hook    *url.URL      // URL(), for the requests the tracker makes; never changed
+	callFn  CallFunc      // Call wrapped in its middleware; nil for none
+	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
@@ -61,7 +65,8 @@ type Tracker struct {
 	timerOff         bool        // Stop has disarmed the timer for good
 	responseListener *UnixListener
 	streams          map[string]*unixStream // by socket path
-	stopDone         chan struct{}          // closed when a Stop finishes
+	stopDone         chan struct{}          // closed when a stop finishes
+	stopHurry        chan struct{}          // closed when a Shutdown gives up waiting
 
 	stats   trackerCounters
 	pending sync.WaitGroup // one count per tracked request until handled
@@ -86,8 +91,10 @@ const noTimer = int64(math.MaxInt64)
 type trackedRequest struct {
 	req       *Request
 	forwardTo *url.URL // for proxied requests: the original response hook
+	dest      *url.URL // where Call, SendAll or Tracker.Send sent it: see notifyCancel
+	cancels   bool     // dest's acknowledgement of it listed "cancel"
 	timeout   time.Duration
-	index     int32 // in the timeouts heap (32 bits: the struct fits 32 bytes)
+	index     int32 // in the timeouts heap
 	inline    bool  // the handlers never block: run them on any goroutine
 }
 
@@ -169,7 +176,10 @@ func (h timeoutHeap) down(i int) bool {
 func (t *Tracker) now() int64 { return int64(time.Since(t.epoch)) }
 
 // NewTracker creates and initializes a new Tracker. If a socketPath is not
-// provided, the response socket will be created in a temporary directory.
+// provided, the response socket will be created in a temporary directory,
+// which Start makes (mode 0700) and Stop removes; Start refuses, with an
+// error matching ErrUnsafeSocketPath, to use that directory if someone
+// else has made it meanwhile.
 // httpStreamURL, when not nil, is the base URL of a ProxyStreamHandler
 // that makes this tracker's streams readable over HTTP. A defaultTimeout
 // of zero or less means DefaultRequestTimeout.
@@ -183,21 +193,20 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 		defaultTimeout = DefaultRequestTimeout
 	}
 	t := &Tracker{
-		cfg:            defaultConfig(),
+		cfg:            configFor(forTracker),
 		httpStreamURL:  httpStreamURL,
 		defaultTimeout: defaultTimeout,
 		epoch:          time.Now(),
 		requests:       make(map[string]*trackedRequest),
 		timerAt:        noTimer,
 		streams:        make(map[string]*unixStream),
+		cancels:        make(chan struct{}, maxCancelsInFlight),
 	}
 	if socketPath == "" {
-		dir, err := os.MkdirTemp("", "acomm-")
-		if err != nil {
-			return nil, fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
-		}
-		t.tmpDir = dir
-		socketPath = filepath.Join(dir, "tracker.sock")
+		// Named now, made by Start: a tracker never started leaves
+		// nothing behind.
+		t.tmpDir = filepath.Join(os.TempDir(), "acomm-"+rand.Text())
+		socketPath = filepath.Join(t.tmpDir, "tracker.sock")
 	}
 	if abs, err := filepath.Abs(socketPath); err == nil {
 		socketPath = abs
@@ -208,9 +217,15 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 	return t, nil
 }
 
-// Configure applies options before Start: WithLogger, WithMaxFrameSize,
-// WithIOTimeout, WithIdleTimeout, WithSocketMode, WithStreamIdleTimeout,
-// WithMaxStreams, WithLegacyURLs. It fails with ErrAlreadyStarted on a running tracker.
+// Configure applies options before Start. These apply to a Tracker:
+// WithLogger, WithMaxFrameSize, WithIOTimeout, WithIdleTimeout,
+// WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
+// stream sockets), WithListener (its response socket),
+// WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked,
+// WithHTTPHook and WithCallMiddleware. Any other option fails with an
+// error matching ErrOptionNotApplicable, and an invalid one with
+// ErrInvalidArgument; on error no option is applied. It fails with
+// ErrAlreadyStarted on a running tracker.
 func (t *Tracker) Configure(opts ...Option) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -221,7 +236,11 @@ func (t *Tracker) Configure(opts ...Option) error {
 	if err := cfg.apply(opts); err != nil {
 		return err
 	}
-	t.cfg = cfg
+	callFn, err := chainCalls(cfg.callMiddleware, t.call)
+	if err != nil {
+		return err
+	}
+	t.cfg, t.callFn = cfg, callFn
 	return nil
 }
 
@@ -252,13 +271,17 @@ func (t *Tracker) Start() error {
 		return fmt.Errorf("%w: tracker is stopping", ErrNotStarted)
 	}
 	if t.tmpDir != "" {
-		if err := os.MkdirAll(t.tmpDir, 0o700); err != nil {
-			return fmt.Errorf("%w: create temp dir for response socket: %w", ErrListen, err)
+		created, err := makePrivateDir(t.tmpDir)
+		if err != nil {
+			return err
 		}
+		t.tmpMade = created
 	}
 	ul := NewUnixListener(t.socketPath, 0)
 	ul.cfg = t.cfg
+	ul.frames = true
 	if err := ul.Start(); err != nil {
+		t.removeTmpDir()
 		return err
 	}
 	t.responseListener = ul
@@ -347,17 +370,19 @@ func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
 
 // track registers req; forwardTo is set for proxied requests.
 func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
-	return t.trackRequest(req, timeout, forwardTo, false)
+	return t.trackRequest(req, timeout, forwardTo, nil, false)
 }
 
 // trackInline registers req, whose handlers are the tracker's own and never
 // block, so that they may run on the goroutine that reads the response.
-func (t *Tracker) trackInline(req *Request, timeout time.Duration) error {
-	return t.trackRequest(req, timeout, nil, true)
+// dest, when known, is where it is about to be sent.
+func (t *Tracker) trackInline(req *Request, timeout time.Duration, dest *url.URL) error {
+	return t.trackRequest(req, timeout, nil, dest, true)
 }
 
-// trackRequest registers req; see track and trackInline.
-func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *url.URL, inline bool) error {
+// trackRequest registers req; see track and trackInline. It sets req's
+// deadline (see Request.Deadline) to the end of its timeout.
+func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, dest *url.URL, inline bool) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
@@ -366,11 +391,19 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
 	}
+	if req.callerDeadline {
+		// A received request, tracked to be passed on: its caller
+		// waits no longer than it said.
+		if cd := int64(req.deadline.Sub(t.epoch)); cd < at {
+			at = max(cd, now+1)
+			timeout = time.Duration(at - now)
+		}
+	}
 	if !utf8.ValidString(req.ID) {
 		// It would travel as U+FFFD, and its answer never match.
 		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
-	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, inline: inline}
+	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, dest: dest, inline: inline}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -386,6 +419,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo *u
 		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
 	}
 	t.stats.tracked.Add(1)
+	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
 		t.requestsPeak = n
@@ -476,6 +510,7 @@ func (t *Tracker) take(id string) *trackedRequest {
 func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
 	t.stats.timedOut.Add(1)
+	t.notifyCancel(tr)
 	resp := &Response{
 		ID:    tr.req.ID,
 		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
@@ -513,7 +548,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 	}()
 	if tr.forwardTo == nil {
-		tr.req.HandleResponse(resp)
+		runResponseHandler(tr.req, resp)
 		return
 	}
 	fwd := *resp
@@ -537,15 +572,26 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 // RemoveRequest should be used to remove a tracked request. Use in cases
 // such as sending failures, where there is no hope of a response being
 // received. It reports whether the request was tracked; once it returns
-// true, the request's handlers will not run.
+// true, the request's handlers will not run. A request sent by Call or
+// MultiRequest.SendAll is cancelled at its service (see the README's
+// wire format).
 func (t *Tracker) RemoveRequest(req *Request) bool {
+	return t.remove(req, true)
+}
+
+// remove is RemoveRequest; notify says whether to send a cancel notice.
+func (t *Tracker) remove(req *Request, notify bool) bool {
 	if req == nil {
 		return false
 	}
-	if t.take(req.ID) == nil {
+	tr := t.take(req.ID)
+	if tr == nil {
 		return false
 	}
 	t.stats.removed.Add(1)
+	if notify {
+		t.notifyCancel(tr)
+	}
 	t.pending.Done()
 	return true
 }
@@ -567,61 +613,72 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 		return nil, err
 	}
 	return &Request{
-		ID:           req.ID,
-		Task:         req.Task,
-		ResponseHook: t.URL(),
-		Args:         req.Args,
-		LegacyURLs:   req.LegacyURLs || t.cfg.legacyURLs,
+		ID:             req.ID,
+		Task:           req.Task,
+		ResponseHook:   t.URL(),
+		Args:           req.Args,
+		LegacyURLs:     req.LegacyURLs || t.cfg.legacyURLs,
+		Meta:           req.Meta,
+		deadline:       req.deadline,
+		callerDeadline: req.callerDeadline,
 	}, nil
 }
 
 // Stop deactivates the tracker. It blocks until all active connections or
 // tracked requests to finish: every tracked request is answered or times
-// out first, then the response listener and every stream listener are
-// closed and their socket files removed. Stop returns at once when idle.
-// Stopping a tracker that is not running does nothing.
+// out and its handler returns first, then the response listener and every
+// stream listener are closed and their socket files removed. Stop returns
+// at once when idle. Stopping a tracker that is not running does nothing.
+// Called from a response handler, Stop begins the stop and returns at
+// once: the stop waits for that handler, and finishes after it returns.
+// (It tells by the calling goroutine's stack: this holds in a handler of
+// any Tracker, but not in another goroutine that the handler waits for.)
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
 
-// Shutdown is Stop with a bound: when ctx ends before every tracked request
-// is handled, the handlers of those still outstanding run at once with an
-// error response matching ErrTrackerStopped, the tracker finishes stopping,
-// and Shutdown returns ctx.Err().
+// Shutdown is Stop with a bound: when ctx ends before the tracker has
+// stopped, it returns ctx.Err() at once, and the stop goes on in the
+// background without waiting for responses any more: the handlers of the
+// requests still tracked run with an error response matching
+// ErrTrackerStopped, and the stop finishes when the handlers running
+// return. Until then Start fails. Several calls may run at once; each
+// returns when the tracker has stopped or its own ctx ends. Called from a
+// response handler, Shutdown begins the stop and returns nil at once, as
+// Stop does.
 func (t *Tracker) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	switch t.state {
 	case stateNew:
 		t.mu.Unlock()
-		if t.tmpDir != "" {
-			_ = os.RemoveAll(t.tmpDir)
-		}
 		return nil
-	case stateStopping:
-		done := t.stopDone
-		t.mu.Unlock()
-		select {
-		case <-done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	case stateRunning:
+		t.state = stateStopping
+		t.stopDone = make(chan struct{})
+		t.stopHurry = make(chan struct{})
+		go t.teardown(t.responseListener, t.stopDone, t.stopHurry)
 	}
-	t.state = stateStopping
-	t.stopDone = make(chan struct{})
-	ul := t.responseListener
+	done, hurry := t.stopDone, t.stopHurry
 	t.mu.Unlock()
+	if calledFrom(responseHandlerFunc) {
+		return nil // the stop waits for this handler: it cannot wait for the stop
+	}
+	return waitStopped(ctx, done, func() { closeOnce(&t.mu, hurry) })
+}
 
+// teardown stops the tracker: it waits until every tracked request is
+// handled (or, once hurry is closed, hands those left ErrTrackerStopped),
+// then closes the listeners, waits for the background goroutines and
+// closes done.
+func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 	idle := make(chan struct{})
 	go func() {
 		t.pending.Wait()
 		close(idle)
 	}()
-	var err error
 	select {
 	case <-idle:
-	case <-ctx.Done():
-		err = ctx.Err()
+	case <-hurry:
 		t.failOutstanding()
 		<-idle
 	}
@@ -649,15 +706,21 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 	}
 	t.bg.Wait()
 	unannounceAll(t)
-	if t.tmpDir != "" {
-		_ = os.RemoveAll(t.tmpDir)
-	}
 
 	t.mu.Lock()
+	t.removeTmpDir()
 	t.state = stateNew
-	close(t.stopDone)
+	close(done)
 	t.mu.Unlock()
-	return err
+}
+
+// removeTmpDir removes the temporary directory if Start made it. t.mu
+// must be held (or the tracker be in Start).
+func (t *Tracker) removeTmpDir() {
+	if t.tmpMade {
+		_ = os.RemoveAll(t.tmpDir)
+		t.tmpMade = false
+	}
 }
 
 // failOutstanding hands every tracked request an ErrTrackerStopped
@@ -678,6 +741,7 @@ func (t *Tracker) failOutstanding() {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for _, tr := range outstanding {
+		t.notifyCancel(tr)
 		sem <- struct{}{}
 		wg.Add(1)
 		go func(tr *trackedRequest) {

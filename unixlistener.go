@@ -1,6 +1,7 @@
 package acomm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -24,7 +25,11 @@ const maxSocketPath = 107
 //
 // The socket's directory is created without world access, the socket is
 // not world-writable (see WithSocketMode), a stale socket file left by a
-// dead process is replaced, and the socket file is removed by Stop.
+// dead process is replaced, and the socket file is removed by Stop. Start
+// refuses, with an error matching ErrUnsafeSocketPath, a socket path that
+// another user could redirect or replace: one through a world-writable
+// directory without the sticky bit, or through a symbolic link owned by
+// a user other than root and this process's.
 type UnixListener struct {
 	socketPath  string
 	acceptLimit int
@@ -41,6 +46,9 @@ type UnixListener struct {
 	loopDone chan struct{}         // closed when the accept loop returns
 	connWG   sync.WaitGroup        // one count per entry of conns
 	refused  atomic.Int64          // connections refused by admit
+	frames   bool                  // its connections carry frames: see refuseConn
+	refusing map[net.Conn]struct{} // connections being refused
+	refuseWG sync.WaitGroup        // one count per entry of refusing
 }
 
 // NewUnixListener creates and initializes a new UnixListener. AcceptLimit
@@ -55,12 +63,17 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 	return &UnixListener{
 		socketPath:  socketPath,
 		acceptLimit: acceptLimit,
-		cfg:         defaultConfig(),
+		cfg:         configFor(forListener),
 	}
 }
 
-// Configure applies options (WithSocketMode, WithLogger) before Start. It
-// fails with ErrAlreadyStarted on a running listener.
+// Configure applies options before Start. These apply to a UnixListener:
+// WithLogger, WithSocketMode, WithMaxConns, WithPeerCheck and
+// WithListener. Any other option (those about frames, which a
+// UnixListener leaves to its user) fails with an error matching
+// ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
+// error no option is applied. It fails with ErrAlreadyStarted on a running
+// listener.
 func (ul *UnixListener) Configure(opts ...Option) error {
 	ul.mu.Lock()
 	defer ul.mu.Unlock()
@@ -100,6 +113,7 @@ func (ul *UnixListener) Start() error {
 	ul.listener = l
 	ul.removed = handed // a handed socket's file is not ours to remove
 	ul.conns = make(map[net.Conn]struct{})
+	ul.refusing = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
 	ul.done = make(chan struct{})
 	ul.stopped = make(chan struct{})
@@ -110,7 +124,8 @@ func (ul *UnixListener) Start() error {
 }
 
 // listenUnix creates the socket's directory if needed, clears a stale
-// socket file, listens, and sets the socket's mode.
+// socket file, listens, and sets the socket's mode. A directory that
+// another user controls is refused (see checkSocketDir).
 func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%w: empty socket path", ErrInvalidArgument)
@@ -118,8 +133,15 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("%w: %d bytes (max %d): %s", ErrSocketPathTooLong, len(path), maxSocketPath, path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	dir := filepath.Dir(path)
+	if err := checkSocketDir(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("%w: create socket directory: %w", ErrListen, err)
+	}
+	if err := checkSocketDir(dir); err != nil { // again: it may have changed meanwhile
+		return nil, err
 	}
 	if err := clearStaleSocket(path); err != nil {
 		return nil, err
@@ -288,8 +310,7 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 	if ul.cfg.maxConns > 0 && len(ul.conns) >= ul.cfg.maxConns {
 		ul.mu.Unlock()
 		log.WithField("max_conns", ul.cfg.maxConns).Warn("refused connection: too many open")
-		ul.refused.Add(1)
-		_ = conn.Close()
+		ul.refuseConn(conn)
 		return false
 	}
 	ul.conns[conn] = struct{}{}
@@ -298,8 +319,9 @@ func (ul *UnixListener) admit(conn net.Conn, log logrus.FieldLogger) bool {
 	return true
 }
 
-// Refused returns how many connections were closed unread because the
-// peer check refused them or the connection bound was reached.
+// Refused returns how many connections were refused because the peer
+// check refused them or the connection bound (WithMaxConns, default
+// DefaultMaxConns) was reached.
 func (ul *UnixListener) Refused() int64 {
 	return ul.refused.Load()
 }
@@ -362,14 +384,35 @@ func (ul *UnixListener) DoneConn(conn net.Conn) {
 // listener that is not running does nothing; a Stop called while another
 // is under way returns when that one has finished.
 func (ul *UnixListener) Stop(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if stopped, _ := ul.shutdown(ctx); stopped != nil {
+		<-stopped // the stop under way, which has a bound of its own
+	}
+}
+
+// Shutdown stops listening for new connections and removes the socket
+// file, then waits for the connections handed out by NextConn to be
+// finished with DoneConn. When ctx ends first, it closes those still open
+// and returns ctx.Err(). Shutting down a listener that is not running
+// does nothing; a call made while another is under way returns when that
+// one has finished or its own ctx ends.
+func (ul *UnixListener) Shutdown(ctx context.Context) error {
+	_, err := ul.shutdown(ctx)
+	return err
+}
+
+// shutdown is Shutdown; it also returns the channel closed when the stop
+// has finished (nil when the listener never ran).
+func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
 	ul.mu.Lock()
 	if !ul.running {
 		stopped := ul.stopped
 		ul.mu.Unlock()
-		if stopped != nil {
-			<-stopped
+		if stopped == nil {
+			return nil, nil
 		}
-		return
+		return stopped, waitStopped(ctx, stopped, func() {})
 	}
 	ul.running = false
 	close(ul.done)
@@ -379,6 +422,7 @@ func (ul *UnixListener) Stop(timeout time.Duration) {
 
 	_ = l.Close()
 	<-loopDone
+	ul.stopRefusing()
 	ul.mu.Lock()
 	removed := ul.removed
 	ul.mu.Unlock()
@@ -391,25 +435,19 @@ func (ul *UnixListener) Stop(timeout time.Duration) {
 		ul.connWG.Wait()
 		close(idle)
 	}()
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		select {
-		case <-idle:
-			t.Stop()
-			return
-		case <-t.C:
+	err := waitStopped(ctx, idle, func() {
+		// Out of time: close what is left and count it done, so the
+		// stop never depends on a handler that forgets DoneConn.
+		ul.mu.Lock()
+		for c := range ul.conns {
+			_ = c.Close()
+			delete(ul.conns, c)
+			ul.connWG.Done()
 		}
-	}
-	// Out of time: close what is left and count it done, so Stop never
-	// depends on a handler that forgets DoneConn.
-	ul.mu.Lock()
-	for c := range ul.conns {
-		_ = c.Close()
-		delete(ul.conns, c)
-		ul.connWG.Done()
-	}
-	ul.mu.Unlock()
+		ul.mu.Unlock()
+	})
 	<-idle
+	return stopped, err
 }
 
 // errAddrInUse is the errno of listening on a bound address.

@@ -89,5 +89,7 @@ func writeAck(w http.ResponseWriter, id string) {
 		httpError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	// The bridge's features, listed as a unix receiver lists its own.
+	body = append(body[:len(body)-1], `,"features":`+ackFeatures+`}`...)
 	writeJSON(w, http.StatusOK, body)
 }

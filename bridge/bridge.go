@@ -246,6 +246,10 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
 	}
+	if req.Task == acomm.CancelTask {
+		b.serveCancel(w, r, req)
+		return
+	}
 	if err := req.Validate(); err != nil {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
@@ -266,7 +270,15 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 
 	t := b.Tracker
-	fwd := &acomm.Request{ID: req.ID, Task: req.Task, ResponseHook: t.URL(), Args: req.Args}
+	// A copy, so that the caller's deadline and meta go on to the service.
+	fwd := new(acomm.Request)
+	*fwd = *req
+	fwd.ResponseHook, fwd.LegacyURLs = t.URL(), false
+	fwd.Meta = metaFromHeader(r.Header, req.Meta)
+	if err := fwd.Validate(); err != nil {
+		b.refuse(w, r, http.StatusBadRequest, err)
+		return
+	}
 	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
 	if !b.begin(fwd) {
@@ -285,7 +297,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, code, err)
 		return
 	}
-	if err := acomm.SendContext(r.Context(), route.Addr, fwd); err != nil {
+	if err := t.Send(r.Context(), route.Addr, fwd); err != nil {
 		if !t.RemoveRequest(fwd) {
 			// The answer (or the timeout) came first and goes to the
 			// hook: the request was delivered after all.
@@ -333,6 +345,10 @@ func (b *Bridge) isClosed() bool {
 	return b.closed
 }
 
+// The pending map owns one count of b.work per request: whoever takes a
+// request out of it (answer, end, or Shutdown giving up) gives the count
+// back, once.
+
 // begin records fwd as pending, unless the bridge is shutting down.
 func (b *Bridge) begin(fwd *acomm.Request) bool {
 	b.mu.Lock()
@@ -350,18 +366,27 @@ func (b *Bridge) begin(fwd *acomm.Request) bool {
 
 // end forgets a pending request that will not be answered.
 func (b *Bridge) end(fwd *acomm.Request) {
+	if b.settle(fwd) {
+		b.work.Done()
+	}
+}
+
+// settle takes fwd out of the pending map and reports whether it was
+// there: if so, the caller owns its count of b.work.
+func (b *Bridge) settle(fwd *acomm.Request) bool {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.pending[fwd]
 	delete(b.pending, fwd)
-	b.mu.Unlock()
-	b.work.Done()
+	return ok
 }
 
 // answer is the handler of a forwarded request: it hands the response to
 // a delivery goroutine, so that a slow hook holds none of the tracker's.
 func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *acomm.Response) {
-	b.mu.Lock()
-	delete(b.pending, fwd)
-	b.mu.Unlock()
+	if !b.settle(fwd) {
+		return // Shutdown gave up on it
+	}
 	out := *resp
 	out.LegacyURLs = legacy
 	if out.StreamURL != nil && out.StreamURL.Scheme == "unix" {
@@ -377,7 +402,7 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 	go func() {
 		defer b.work.Done()
 		start := time.Now()
-		err := b.deliver(b.deliveryContext(), hook, &out)
+		err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out)
 		if b.OnDelivery != nil {
 			b.OnDelivery(time.Since(start), err)
 		}
@@ -414,6 +439,7 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-idle:
+		b.hookClient().CloseIdleConnections()
 		return nil
 	case <-ctx.Done():
 	}
@@ -422,17 +448,17 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	for fwd := range b.pending {
 		pending = append(pending, fwd)
 	}
+	b.pending = nil
 	b.mu.Unlock()
 	for _, fwd := range pending {
-		if b.Tracker.RemoveRequest(fwd) {
-			b.end(fwd)
-		}
+		b.Tracker.RemoveRequest(fwd)
+		b.work.Done()
 	}
 	b.deliveryContext()
 	b.giveUp()
 	<-idle
-	// A dial begun for a delivery that was then cut off still ends in
-	// the idle pool: close those too.
+	// Close the kept connections, and those of dials begun for
+	// deliveries that were then cut off, which still end in the pool.
 	b.hookClient().CloseIdleConnections()
 	return ctx.Err()
 }

@@ -126,7 +126,8 @@ func newBridgeEnv(t testing.TB, configure func(*bridge.Bridge), routes ...bridge
 	}
 	srv.Config = bridge.NewHTTPServer("", b.Handler())
 	srv.Start()
-	t.Cleanup(srv.Close) // runs before the tracker's Stop
+	t.Cleanup(func() { _ = shutdownBridge(b, 200*time.Millisecond) }) // after the server's Close
+	t.Cleanup(srv.Close)                                              // runs before the tracker's Stop
 	return &bridgeEnv{tr: tr, b: b, base: base}
 }
 

@@ -112,6 +112,6 @@ func Example() {
 	_ = answer.UnmarshalResult(&greeting)
 	fmt.Println(answer.ID, greeting)
 	// Output:
-	// 200 OK {"id":"req-1","result":null,"stream_url":null,"error":""}
+	// 200 OK {"id":"req-1","result":null,"stream_url":null,"error":"","features":["cancel"]}
 	// req-1 hello, world
 }

@@ -99,9 +99,10 @@ func (b *Bridge) hookTimeout() time.Duration {
 	return DefaultHookTimeout
 }
 
-// deliver POSTs resp to hook and checks the acknowledgement. ctx ends
-// deliveries when the bridge's Shutdown runs out of time.
-func (b *Bridge) deliver(ctx context.Context, hook *url.URL, resp *acomm.Response) error {
+// deliver POSTs resp to hook, with the request's meta as headers (see
+// setMetaHeader), and checks the acknowledgement. ctx ends deliveries
+// when the bridge's Shutdown runs out of time.
+func (b *Bridge) deliver(ctx context.Context, hook *url.URL, meta map[string]string, resp *acomm.Response) error {
 	body, err := json.Marshal(resp)
 	if err != nil {
 		return fmt.Errorf("%w: marshal response: %w", acomm.ErrInvalidResponse, err)
@@ -111,6 +112,7 @@ func (b *Bridge) deliver(ctx context.Context, hook *url.URL, resp *acomm.Respons
 		return fmt.Errorf("%w: %w", acomm.ErrInvalidURL, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	setMetaHeader(req.Header, meta)
 	hr, err := b.hookClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: post to %s: %w", acomm.ErrUnreachable, hook.Redacted(), err)

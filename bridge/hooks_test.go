@@ -277,6 +277,7 @@ func TestBridgeStalledHook(t *testing.T) {
 	hook.mu.Lock()
 	peak := hook.peak
 	hook.mu.Unlock()
+	t.Logf("%d answers to a stalled hook: %d descriptors before, %d during; at most %d connections to it at once", n, before, during, peak)
 	assert.LessOrEqual(t, peak, bridge.DefaultMaxHookConnsPerHost, "connections to one hook")
 	assert.Less(t, during-before, 2*bridge.DefaultMaxHookConnsPerHost+20, "descriptors: %d before, %d with %d answers stalled", before, during, n)
 
@@ -340,4 +341,49 @@ func TestBridgeStreamFromOriginalPeer(t *testing.T) {
 	var buf strings.Builder
 	require.NoError(t, acomm.Stream(&buf, got.StreamURL))
 	assert.Equal(t, data, buf.String())
+}
+
+// TestHookPolicyDialContext dials through the policy: a loopback address
+// is refused before any connection is made, whatever name leads to it.
+func TestHookPolicyDialContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p := &bridge.HookPolicy{}
+	for _, addr := range []string{ln.Addr().String(), net.JoinHostPort("localhost", port)} {
+		_, err := p.DialContext(context.Background(), "tcp", addr)
+		assert.ErrorIs(t, err, bridge.ErrHookForbidden, addr)
+	}
+	require.NoError(t, p.AllowHook("localhost"))
+	c, err := p.DialContext(context.Background(), "tcp", net.JoinHostPort("localhost", port))
+	require.NoError(t, err, "an allowed host name is dialed")
+	_ = c.Close()
+	_, err = p.DialContext(context.Background(), "tcp", "127.0.0.1:1")
+	assert.ErrorIs(t, err, bridge.ErrHookForbidden, "a name allowed opens only that name")
+}
+
+// TestBridgeShutdownGivesUp checks that Shutdown waits for unanswered
+// requests only as long as its context, then takes them off the tracker,
+// even one that someone else took off first.
+func TestBridgeShutdownGivesUp(t *testing.T) {
+	hook := newBridgeHook(t)
+	silent := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "*", Addr: silent})
+	var reqs []*acomm.Request
+	for i := 0; i < 3; i++ {
+		body, req := bridgeRequestJSON(t, "wait", hook.url, i)
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+		reqs = append(reqs, req)
+	}
+	assert.True(t, env.tr.RemoveRequest(reqs[0]), "taken off by someone else")
+	done := make(chan error, 1)
+	go func() { done <- shutdownBridge(env.b, 100*time.Millisecond) }()
+	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Shutdown"), context.DeadlineExceeded)
+	assert.Equal(t, 0, env.tr.NumRequests())
+	select {
+	case r := <-hook.got:
+		t.Fatalf("an abandoned request reached the hook: %+v", r)
+	default:
+	}
 }

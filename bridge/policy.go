@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -133,7 +134,8 @@ func (p *HookPolicy) checkHost(host string) error {
 const hookDialTimeout = 10 * time.Second
 
 // DialContext dials like net.Dialer, refusing, with an error matching
-// ErrHookForbidden, every address the policy refuses: the check runs on
+// ErrHookForbidden, every address the policy refuses (other failures
+// match acomm.ErrUnreachable): the check runs on
 // each address the dialer is about to connect to, after resolution. A
 // host in AllowHosts is dialed unchecked. Use it as the DialContext of an
 // http.Transport.
@@ -142,7 +144,11 @@ func (p *HookPolicy) DialContext(ctx context.Context, network, addr string) (net
 	if host, _, err := net.SplitHostPort(addr); err != nil || !p.hostAllowed(host) {
 		d.ControlContext = p.control
 	}
-	return d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil && !errors.Is(err, ErrHookForbidden) {
+		return nil, fmt.Errorf("%w: dial hook %s: %w", acomm.ErrUnreachable, addr, err)
+	}
+	return c, err
 }
 
 // control checks the address a connection is about to be made to.

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/acommgo/acomm/bridge"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -67,4 +69,30 @@ func TestBridgeCommandStalledHooks(t *testing.T) {
 	}
 	assert.Less(t, time.Since(start), 4*time.Second, "exit time with --drain 1s")
 	assert.Contains(t, b.stderr.String(), "bridge stopped")
+}
+
+// TestBridgeHookPolicyDefaults checks the daemon's hook policy: loopback,
+// link-local and this machine's own addresses are refused unless
+// --allow-hook opens them.
+func TestBridgeHookPolicyDefaults(t *testing.T) {
+	p, err := hookPolicy(nil)
+	require.NoError(t, err)
+	for _, a := range []string{"127.0.0.1", "::1", "169.254.169.254", "0.0.0.0", "224.0.0.1"} {
+		assert.ErrorIs(t, p.CheckAddr(netip.MustParseAddr(a)), bridge.ErrHookForbidden, a)
+	}
+	addrs, err := net.InterfaceAddrs()
+	require.NoError(t, err)
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			ip, _ := netip.AddrFromSlice(ipn.IP)
+			assert.ErrorIs(t, p.CheckAddr(ip.Unmap()), bridge.ErrHookForbidden, "own address %s", ip)
+		}
+	}
+	assert.NoError(t, p.CheckAddr(netip.MustParseAddr("192.0.2.1")))
+
+	p, err = hookPolicy([]string{"127.0.0.0/8", "hooks.example"})
+	require.NoError(t, err)
+	assert.NoError(t, p.CheckAddr(netip.MustParseAddr("127.0.0.1")))
+	_, err = hookPolicy([]string{"not a host"})
+	assert.Error(t, err)
 }

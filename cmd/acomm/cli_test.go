@@ -113,6 +113,17 @@ func TestCallOutput(t *testing.T) {
 		require.Equal(t, exitOK, r.code, r.stderr)
 		assert.Equal(t, `{"a":[1,2],"b":"c"}`+"\n", r.stdout)
 	})
+	t.Run("indented on a terminal", func(t *testing.T) {
+		scriptPath, err := exec.LookPath("script") // util-linux: runs a command on a pseudo-terminal
+		if err != nil {
+			t.Skip("no script(1) to give the command a terminal")
+		}
+		line := binary + ` call ` + svc + ` text.echo '{"a":[1,2]}'`
+		out, err := exec.Command(scriptPath, "-qec", line, "/dev/null").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		got := strings.ReplaceAll(string(out), "\r\n", "\n")
+		assert.Equal(t, "{\n  \"a\": [\n    1,\n    2\n  ]\n}\n", got)
+	})
 	t.Run("full response", func(t *testing.T) {
 		r := runAcomm(t, "call", "--full", svc, "text.upper", `"a"`)
 		require.Equal(t, exitOK, r.code, r.stderr)
@@ -325,9 +336,33 @@ func TestStreamCommandFailures(t *testing.T) {
 		assert.ErrorIs(t, err, os.ErrNotExist, "no partial file")
 	})
 	t.Run("a service socket is not a stream", func(t *testing.T) {
-		r := runAcomm(t, "stream", "--timeout", "300ms", srv.Addr())
-		assert.Equal(t, exitUsage, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "is a service's socket, not a stream")
+		for _, timeout := range []string{"300ms", "1m"} { // found out before a long --timeout
+			r := runAcomm(t, "stream", "--timeout", timeout, srv.Addr())
+			assert.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "is a service's socket, not a stream")
+			assert.Empty(t, r.stdout)
+		}
+	})
+	t.Run("a slow stream is still read", func(t *testing.T) {
+		// Nothing for longer than the probe waits, then data: the probe
+		// finds no socket to ask (a stream takes one connection).
+		pr, pw := io.Pipe()
+		u, err := tr.NewStreamUnix("", pr)
+		require.NoError(t, err)
+		late := time.AfterFunc(1500*time.Millisecond, func() {
+			_, _ = pw.Write([]byte("late data"))
+			_ = pw.Close()
+		})
+		t.Cleanup(func() { late.Stop(); _ = pw.Close() })
+		r := runAcomm(t, "stream", "--timeout", "10s", u.String())
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "late data", r.stdout)
+	})
+	t.Run("an empty stream is a success", func(t *testing.T) {
+		u, err := tr.NewStreamUnix("", io.NopCloser(strings.NewReader("")))
+		require.NoError(t, err)
+		r := runAcomm(t, "stream", u.String())
+		assert.Equal(t, exitOK, r.code, r.stderr)
 		assert.Empty(t, r.stdout)
 	})
 	t.Run("bad timeout", func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/acommgo/acomm"
@@ -109,7 +111,7 @@ path (/run/svc.sock, ./svc.sock), or an acomm bridge's http(s) URL.
 
 Exit status: 0 success, 1 the task answered with an error, 2 bad usage
 or input, 3 no answer (unreachable, refused, timed out).`,
-		Version:       acomm.Version(),
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -159,4 +161,29 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// version returns acomm's version, with the commit it was built from
+// when the build recorded one.
+func version() string {
+	v := acomm.Version()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev == "" || strings.Contains(v, rev[:min(12, len(rev))]) {
+		return v
+	}
+	return fmt.Sprintf("%s (commit %s%s)", v, rev[:min(12, len(rev))], modified)
 }

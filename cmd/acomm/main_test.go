@@ -507,6 +507,23 @@ func TestBridgeCommand(t *testing.T) {
 			assert.Equal(t, tt.code, r.code, "%s: %s", tt.task, r.stderr)
 			assert.Contains(t, r.stdout+r.stderr, tt.want)
 		}
+		// --hook-url names the hook the bridge posts to, here the
+		// address --hook-listen binds in another spelling.
+		free, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		port := free.Addr().(*net.TCPAddr).Port
+		require.NoError(t, free.Close())
+		r = runAcommWith(t, env, "call", "--hook-listen", fmt.Sprintf("0.0.0.0:%d", port),
+			"--hook-url", fmt.Sprintf("http://127.0.0.1:%d/responses", port), b.base+"/requests", "text.upper", `"hooked"`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Equal(t, "\"HOOKED\"\n", r.stdout)
+
+		big := filepath.Join(shortDir(t), "big.json")
+		require.NoError(t, os.WriteFile(big, []byte(`"`+strings.Repeat("a", 5<<20)+`"`), 0o600))
+		r = runAcommWith(t, env, "call", b.base+"/requests", "text.upper", "@"+big)
+		assert.Equal(t, exitUsage, r.code, "args over the bridge's limit: %s", r.stderr)
+		assert.Contains(t, r.stderr, "413")
+
 		r = runAcommWith(t, env, "call", "--timeout", "500ms", b.base+"/requests", "text.slow")
 		assert.Equal(t, exitNoAnswer, r.code, r.stderr)
 		assert.Contains(t, r.stderr, "task text.slow: no answer within 500ms")
@@ -549,6 +566,7 @@ func TestBridgeCommandUsage(t *testing.T) {
 		{"bad route", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=http://x"}, "route"},
 		{"tls half", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--tls-cert", "c"}, "tls"},
 		{"bad advertise", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--advertise", "ftp://x"}, "advertise"},
+		{"bad allow-hook", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--allow-hook", "not a host"}, "allow-hook"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

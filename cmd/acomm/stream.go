@@ -142,22 +142,35 @@ func readStream(ctx context.Context, dst io.Writer, u *url.URL, token string, id
 
 	var err error
 	if u.Scheme == "unix" {
+		// A stream's producer sends at once (or closes, when empty); a
+		// service's socket waits for a frame and sends nothing. When
+		// nothing came soon, look whether the socket answers a frame,
+		// on a connection of its own: a stream socket takes one
+		// connection only, so the probe cannot take a stream's data.
+		probe := time.AfterFunc(min(notStreamProbeAfter, idle/2), func() {
+			if w.written() == 0 && isServiceSocket(u) {
+				cancel(errNotStream)
+			}
+		})
+		defer probe.Stop()
 		// The watchdog bounds stalls, exactly: no read timeout of the
 		// library's on top.
 		err = acomm.StreamContext(ctx, w, u, acomm.WithStreamReadTimeout(0))
+		if err == nil && w.written() == 0 && isServiceSocket(u) {
+			err = errNotStream // it hung up on the ready byte
+		}
 	} else {
 		err = getStream(ctx, w, u, token)
 	}
-	if err != nil && errors.Is(context.Cause(ctx), errStalled) {
-		err = errStalled
+	if cause := context.Cause(ctx); err != nil && (errors.Is(cause, errStalled) || errors.Is(cause, errNotStream)) {
+		err = cause
 	}
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, errNotStream):
+		return usageErr("%s is a service's socket, not a stream: a stream URL comes from a response's stream_url", u)
 	case errors.Is(err, errStalled):
-		if w.written() == 0 && u.Scheme == "unix" && isServiceSocket(u) {
-			return usageErr("%s is a service's socket, not a stream: a stream URL comes from a response's stream_url", u)
-		}
 		return noAnswerErr(err)
 	case errors.Is(err, syscall.ENOENT):
 		return noAnswerErr(fmt.Errorf("stream %s: no such socket: already read (a stream can be read once), expired, or never there", u))
@@ -170,6 +183,14 @@ func readStream(ctx context.Context, dst io.Writer, u *url.URL, token string, id
 	}
 	return noAnswerErr(err)
 }
+
+// notStreamProbeAfter is how long a unix stream may send nothing before
+// readStream looks whether its socket is a service's.
+const notStreamProbeAfter = time.Second
+
+// errNotStream is a socket that acknowledges frames: a service's or a
+// tracker's, not a stream.
+var errNotStream = errors.New("a service's socket, not a stream")
 
 // watchdog is a writer that restarts a timer on every write.
 type watchdog struct {
@@ -193,7 +214,9 @@ func (d *watchdog) written() int64 { return d.n.Load() }
 // as acomm services and trackers do and streams do not. The probe is
 // refused as invalid by a receiver, so it runs nothing.
 func isServiceSocket(u *url.URL) bool {
-	err := acomm.Send(u, struct {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := acomm.SendContext(ctx, u, struct {
 		Probe string `json:"probe"`
 	}{"is this a stream?"})
 	return err == nil || errors.Is(err, acomm.ErrRefused)

@@ -1,0 +1,95 @@
+package bridge
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+
+	"github.com/acommgo/acomm"
+)
+
+// Meta travels over HTTP as headers: the W3C trace context headers
+// (traceparent, tracestate) under their own names, and every other key as
+// Acomm-Meta-<key>. A request's headers are added to the meta of its body
+// (a header wins over a body entry of the same key), and the request's
+// meta comes back as headers on the POST of its answer to the hook. Meta
+// keys are lowercase (see acomm.MaxMetaEntries), so the case that HTTP
+// gives a header name does not matter.
+
+// metaHeaderPrefix begins the name of a meta header.
+const metaHeaderPrefix = "Acomm-Meta-"
+
+// traceHeaders are the W3C trace context headers, carried as meta under
+// their own names.
+var traceHeaders = []string{"traceparent", "tracestate"}
+
+// ackFeatures are the features a bridge lists in its acknowledgements: it
+// understands the cancel notice (acomm.CancelTask).
+const ackFeatures = `["cancel"]`
+
+// metaFromHeader returns meta with the meta headers of h added; meta
+// itself when h has none. Repeated headers are joined with ",", as HTTP
+// allows.
+func metaFromHeader(h http.Header, meta map[string]string) map[string]string {
+	var out map[string]string
+	set := func(k string, v []string) {
+		if out == nil {
+			out = make(map[string]string, len(meta)+2)
+			maps.Copy(out, meta)
+		}
+		out[k] = strings.Join(v, ",")
+	}
+	for _, k := range traceHeaders {
+		if v := h.Values(k); len(v) > 0 {
+			set(k, v)
+		}
+	}
+	for name, v := range h {
+		if len(name) > len(metaHeaderPrefix) && strings.EqualFold(name[:len(metaHeaderPrefix)], metaHeaderPrefix) {
+			set(strings.ToLower(name[len(metaHeaderPrefix):]), v)
+		}
+	}
+	if out == nil {
+		return meta
+	}
+	return out
+}
+
+// setMetaHeader sets the headers that carry meta on h.
+func setMetaHeader(h http.Header, meta map[string]string) {
+	for k, v := range meta {
+		switch k {
+		case "traceparent", "tracestate":
+			h.Set(k, v)
+		default:
+			h.Set(metaHeaderPrefix+k, v)
+		}
+	}
+}
+
+// serveCancel handles a cancel notice: the request it names, if the
+// bridge still waits for its answer, is removed from the tracker, which
+// tells the service to cancel it, and its hook gets no answer.
+func (b *Bridge) serveCancel(w http.ResponseWriter, r *http.Request, notice *acomm.Request) {
+	var args struct {
+		ID string `json:"id"`
+	}
+	if err := notice.UnmarshalArgs(&args); err != nil || args.ID == "" {
+		b.refuse(w, r, http.StatusBadRequest, fmt.Errorf("%w: %s: want args {\"id\": ...}", acomm.ErrInvalidRequest, acomm.CancelTask))
+		return
+	}
+	b.mu.Lock()
+	var fwd *acomm.Request
+	for p := range b.pending {
+		if p.ID == args.ID {
+			fwd = p
+			break
+		}
+	}
+	b.mu.Unlock()
+	if fwd != nil && b.Tracker.RemoveRequest(fwd) {
+		b.end(fwd)
+	}
+	writeAck(w, notice.ID)
+}

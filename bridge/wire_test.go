@@ -1,0 +1,194 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/bridge"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// wireService starts a Server with a task "meta" answering with its
+// request's meta and a task "block" that waits for its context to end,
+// reporting the start and the end.
+type wireService struct {
+	srv     *acomm.Server
+	started chan time.Time // the handler's deadline, zero for none
+	ended   chan error
+}
+
+func newWireService(t *testing.T) *wireService {
+	t.Helper()
+	s := &wireService{started: make(chan time.Time, 4), ended: make(chan error, 4)}
+	s.srv = acomm.NewServer(sockPath(t, "s.sock"), nil)
+	s.srv.Handle("meta", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		return req.Meta, nil, nil
+	})
+	s.srv.Handle("block", func(ctx context.Context, _ *acomm.Request) (any, io.ReadCloser, error) {
+		dl, _ := ctx.Deadline()
+		s.started <- dl
+		<-ctx.Done() // bounded: Stop cancels it at cleanup
+		s.ended <- ctx.Err()
+		return nil, nil, ctx.Err()
+	})
+	require.NoError(t, s.srv.Start())
+	t.Cleanup(s.srv.Stop)
+	return s
+}
+
+// callerThroughBridge returns a tracker whose Calls to the returned
+// bridge URL reach svc, with answers coming back over HTTP.
+func callerThroughBridge(t *testing.T, svc *wireService) (*acomm.Tracker, *url.URL) {
+	t.Helper()
+	tr, err := acomm.NewTracker(sockPath(t, "c.sock"), nil, 5*time.Second)
+	require.NoError(t, err)
+	hooks := httptest.NewServer((&bridge.Bridge{Tracker: tr}).ResponsesHandler())
+	t.Cleanup(hooks.Close)
+	require.NoError(t, tr.Configure(acomm.WithHTTPHook(mustURL(t, hooks.URL+"/responses"))))
+	require.NoError(t, tr.Start())
+	t.Cleanup(tr.Stop)
+	env := newBridgeEnv(t, nil,
+		bridge.Route{Pattern: "meta", Addr: svc.srv.URL()},
+		bridge.Route{Pattern: "block", Addr: svc.srv.URL()})
+	return tr, mustURL(t, env.base+"/requests")
+}
+
+func TestBridgeCarriesMeta(t *testing.T) {
+	svc := newWireService(t)
+
+	t.Run("Call through a bridge", func(t *testing.T) {
+		tr, dest := callerThroughBridge(t, svc)
+		meta := map[string]string{"tenant": "acme", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		resp, err := tr.Call(acomm.ContextWithMeta(context.Background(), meta), dest, "meta", nil)
+		require.NoError(t, err)
+		var got map[string]string
+		require.NoError(t, resp.UnmarshalResult(&got))
+		assert.Equal(t, meta, got)
+	})
+
+	t.Run("headers in, headers out", func(t *testing.T) {
+		env := newBridgeEnv(t, nil, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+		type post struct {
+			header http.Header
+			resp   acomm.Response
+		}
+		posts := make(chan post, 4)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var p post
+			p.header = r.Header.Clone()
+			if err := json.NewDecoder(r.Body).Decode(&p.resp); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			posts <- p
+		}))
+		t.Cleanup(hook.Close)
+
+		body := `{"id":"m1","task":"meta","responsehook":"` + hook.URL + `/hook","args":null,"meta":{"user":"ops","tenant":"body"}}`
+		req, err := http.NewRequest(http.MethodPost, env.base+"/requests", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+		req.Header.Set("tracestate", "congo=t61rcWkgMzE")
+		req.Header.Set("Acomm-Meta-Tenant", "header") // a header wins over the body
+		req.Header.Add("acomm-meta-region", "eu")
+		req.Header.Add("acomm-meta-region", "us")
+		hr, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		ack, _ := io.ReadAll(hr.Body)
+		_ = hr.Body.Close()
+		require.Equal(t, http.StatusOK, hr.StatusCode, "%s", ack)
+
+		want := map[string]string{
+			"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+			"tracestate":  "congo=t61rcWkgMzE",
+			"tenant":      "header",
+			"region":      "eu,us",
+			"user":        "ops",
+		}
+		p := waitFor(t, posts, 5*time.Second, "the hook POST")
+		var got map[string]string
+		require.NoError(t, p.resp.UnmarshalResult(&got))
+		assert.Equal(t, want, got, "the service saw the meta")
+		assert.Equal(t, want["traceparent"], p.header.Get("traceparent"))
+		assert.Equal(t, want["tracestate"], p.header.Get("tracestate"))
+		assert.Equal(t, "header", p.header.Get("Acomm-Meta-Tenant"))
+		assert.Equal(t, "eu,us", p.header.Get("Acomm-Meta-Region"))
+		assert.Equal(t, "ops", p.header.Get("Acomm-Meta-User"))
+	})
+
+	t.Run("meta beyond the limits is refused", func(t *testing.T) {
+		env := newBridgeEnv(t, nil, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+		body := `{"id":"m2","task":"meta","responsehook":"http://127.0.0.1:9/hook","args":null}`
+		req, err := http.NewRequest(http.MethodPost, env.base+"/requests", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Acomm-Meta-Big", strings.Repeat("x", acomm.MaxMetaSize))
+		hr, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		msg, _ := io.ReadAll(hr.Body)
+		_ = hr.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, hr.StatusCode)
+		assert.Contains(t, string(msg), "meta")
+	})
+}
+
+func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
+	svc := newWireService(t)
+	tr, dest := callerThroughBridge(t, svc)
+	// A first exchange: the caller learns that the bridge takes cancel
+	// notices, and the bridge that the service does.
+	_, err := tr.Call(context.Background(), dest, "meta", nil)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	want, _ := ctx.Deadline()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Call(ctx, dest, "block", nil)
+		done <- err
+	}()
+	dl := waitFor(t, svc.started, 5*time.Second, "the handler")
+	// Each hop adds its transit time (an HTTP exchange, then a frame) and
+	// rounds to the millisecond, so this is looser than over one socket:
+	// it shows the caller's deadline arrived, not how precisely.
+	assert.WithinDuration(t, want, dl, 100*time.Millisecond, "the handler has the caller's deadline")
+
+	cancelled := time.Now()
+	cancel()
+	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
+	assert.ErrorIs(t, waitFor(t, svc.ended, 5*time.Second, "the handler's context to end"), context.Canceled)
+	assert.LessOrEqual(t, time.Since(cancelled), 100*time.Millisecond, "cancel reached the handler late")
+	assert.EqualValues(t, 1, tr.Stats().CancelNotices)
+}
+
+func TestBridgeCancelNotice(t *testing.T) {
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "x", Addr: mustURL(t, "unix:///nonexistent.sock")})
+	tests := []struct {
+		name string
+		body string
+		code int
+	}{
+		{"unknown request: acknowledged", `{"id":"n1","task":"acomm.cancel","args":{"id":"nope"}}`, http.StatusOK},
+		{"no id", `{"id":"n2","task":"acomm.cancel","args":{}}`, http.StatusBadRequest},
+		{"no args", `{"id":"n3","task":"acomm.cancel"}`, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := bridgePost(t, env.base+"/requests", "", tc.body)
+			require.Equal(t, tc.code, r.status, "%s", r.body)
+			if tc.code == http.StatusOK {
+				assert.JSONEq(t, `{"id":"n1","result":null,"stream_url":null,"error":"","features":["cancel"]}`, string(r.body))
+			}
+		})
+	}
+}

@@ -1,0 +1,255 @@
+package acomm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Cancellation crosses the wire as a notice: a request frame for the
+// reserved task "acomm.cancel" whose args are {"id": "<request id>"}.
+// A tracker sends it when it stops waiting for a request that it sent
+// with Call or MultiRequest.SendAll (the caller's context ended, the
+// request timed out, it was removed, or the tracker was shut down), and
+// only to a peer whose acknowledgements advertised the "cancel" feature,
+// so original peers never see one. The receiver acknowledges the notice
+// and sends no response; a Server cancels the context of the handler
+// running the request. The handler's eventual answer is sent as usual
+// and dropped by the tracker, which no longer tracks the request.
+
+// CancelTask is the reserved task of the cancel notice, whose args are
+// {"id": "<id of the request to cancel>"}.
+const CancelTask = "acomm.cancel"
+
+// featureCancel is the feature a receiver advertises in its
+// acknowledgements when it understands the cancel notice.
+const featureCancel = "cancel"
+
+// cancelArgs are the args of the cancel notice.
+type cancelArgs struct {
+	ID string `json:"id"`
+}
+
+// errCancelledByCaller is the error a Server answers a request with when
+// its caller cancelled it.
+var errCancelledByCaller = fmt.Errorf("acomm: cancelled by the caller: %w", context.Canceled)
+
+// cancelNoticeTimeout bounds the sending of one cancel notice: it only
+// saves the service work, so a peer that is slow to take it is not waited
+// for long (Shutdown waits for the notices under way).
+const cancelNoticeTimeout = 2 * time.Second
+
+// maxCancelsInFlight bounds the cancel notices a tracker sends at once;
+// beyond it a notice is dropped (a notice only saves the service work).
+const maxCancelsInFlight = 64
+
+// notifyCancel tells the service that tr was sent to, if it takes cancel
+// notices, that its caller no longer waits: if its acknowledgement of tr
+// said so, or, when that has not been read (the caller gave up first, or
+// the request timed out first), if its latest acknowledgement did. (A
+// notice that overtakes its request keeps it from running.) It sends from
+// a goroutine of its own, bounded by maxCancelsInFlight. The caller must
+// hold tr's count in t.pending, so that Shutdown waits for the goroutine.
+func (t *Tracker) notifyCancel(tr *trackedRequest) {
+	dest := tr.dest
+	if dest == nil || !tr.cancels && !t.peerHas(dest, featureCancel) {
+		return
+	}
+	select {
+	case t.cancels <- struct{}{}:
+	default:
+		t.log().WithField("id", tr.req.ID).Debug("too many cancel notices in flight; dropped one")
+		return
+	}
+	id := tr.req.ID
+	t.stats.cancelNotices.Add(1)
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		defer func() { <-t.cancels }()
+		if err := t.sendCancel(dest, id); err != nil {
+			t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
+				Debug("sending cancel notice failed")
+		}
+	}()
+}
+
+// sendCancel sends the cancel notice for the request id to dest.
+func (t *Tracker) sendCancel(dest *url.URL, id string) error {
+	args, err := json.Marshal(cancelArgs{ID: id})
+	if err != nil {
+		return err
+	}
+	raw := json.RawMessage(args)
+	hook := t.hook
+	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
+		hook = t.cfg.httpHook
+	}
+	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
+	ctx, cancel := context.WithTimeout(context.Background(), min(cancelNoticeTimeout, t.cfg.ioTimeout))
+	defer cancel()
+	return sendMsg(ctx, dest, notice, &t.cfg)
+}
+
+// peerHas reports whether the receiver at dest listed feature in its
+// latest acknowledgement.
+func (t *Tracker) peerHas(dest *url.URL, feature string) bool {
+	var features []string
+	if dest.Scheme == "unix" {
+		features = peerFeatures(unixPath(dest))
+	} else {
+		httpFeatures.Lock()
+		features = httpFeatures.m[httpPeerKey(dest)]
+		httpFeatures.Unlock()
+	}
+	return slices.Contains(features, feature)
+}
+
+// httpFeatures are the features that http(s) receivers (bridges) listed in
+// their latest acknowledgements, by httpPeerKey. Unix receivers' are kept
+// by their links (see peerFeatures).
+var httpFeatures struct {
+	sync.Mutex
+	m map[string][]string
+}
+
+// maxHTTPPeers bounds httpFeatures: past it, it starts afresh (a peer
+// forgotten is only not sent cancel notices until its next ack).
+const maxHTTPPeers = 256
+
+// httpPeerKey identifies an http(s) receiver: its scheme, host and path,
+// without the credentials or query a URL may carry.
+func httpPeerKey(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// noteHTTPFeatures records the features that the receiver at addr listed
+// in an acknowledgement.
+func noteHTTPFeatures(addr *url.URL, features []string) {
+	k := httpPeerKey(addr)
+	httpFeatures.Lock()
+	defer httpFeatures.Unlock()
+	if len(features) == 0 {
+		delete(httpFeatures.m, k)
+		return
+	}
+	if httpFeatures.m == nil || len(httpFeatures.m) >= maxHTTPPeers {
+		httpFeatures.m = make(map[string][]string)
+	}
+	httpFeatures.m[k] = features
+}
+
+// sending records that the tracked request with id is being sent to
+// dest, so that a cancel notice can follow it there.
+func (t *Tracker) sending(id string, dest *url.URL) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.requests[id]; ok {
+		tr.dest = dest
+	}
+}
+
+// sentTo records that dest acknowledged the tracked request with id, once
+// the send succeeded: if the acknowledgement listed "cancel", a notice
+// will follow the request there even if the link that learnt it is closed
+// by then.
+func (t *Tracker) sentTo(id string, dest *url.URL) {
+	if !t.peerHas(dest, featureCancel) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.requests[id]; ok {
+		tr.dest, tr.cancels = dest, true
+	}
+}
+
+// cancelNotice handles an acomm.cancel notice: it cancels the handler of
+// the request it names, or, when that request has not arrived yet,
+// remembers that it is cancelled.
+func (s *Server) cancelNotice(notice *Request) error {
+	var args cancelArgs
+	if err := notice.UnmarshalArgs(&args); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidRequest, CancelTask, err)
+	}
+	if args.ID == "" {
+		return fmt.Errorf("%w: %s: missing id in args", ErrInvalidRequest, CancelTask)
+	}
+	s.mu.Lock()
+	j := s.byID[args.ID]
+	if j == nil {
+		if s.state == serverRunning {
+			s.early.add(args.ID)
+		}
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if j.byCaller.CompareAndSwap(false, true) {
+		s.stats.cancelled.Add(1)
+		j.cancel()
+	}
+	return nil
+}
+
+// contextError returns the error to answer a request with when its
+// handler returned err after ctx, the handler's context, ended.
+func (s *Server) contextError(ctx context.Context, j *job, err error) error {
+	switch {
+	case s.ctx.Err() != nil:
+		if errors.Is(err, ErrServerStopped) {
+			return err
+		}
+		return fmt.Errorf("%w: task %q: %w", ErrServerStopped, j.req.Task, err)
+	case j.byCaller.Load():
+		return fmt.Errorf("%w: task %q: %w", errCancelledByCaller, j.req.Task, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.Is(err, ErrTimeout):
+		return fmt.Errorf("%w: task %q ran past its caller's deadline: %w", ErrTimeout, j.req.Task, err)
+	}
+	return err
+}
+
+// earlyCancels is how many cancel notices for requests not (yet) running
+// a Server remembers.
+const earlyCancels = 1024
+
+// idRing is a bounded set of request IDs that forgets the oldest first.
+type idRing struct {
+	ids  []string
+	next int
+	set  map[string]struct{}
+}
+
+// add adds id, forgetting the oldest ID when full.
+func (r *idRing) add(id string) {
+	if r.set == nil {
+		r.set = make(map[string]struct{})
+	}
+	if _, ok := r.set[id]; ok {
+		return
+	}
+	if len(r.ids) < earlyCancels {
+		r.ids = append(r.ids, id)
+	} else {
+		delete(r.set, r.ids[r.next])
+		r.ids[r.next] = id
+		r.next = (r.next + 1) % earlyCancels
+	}
+	r.set[id] = struct{}{}
+}
+
+// take reports whether id is in the set, and removes it.
+func (r *idRing) take(id string) bool {
+	if _, ok := r.set[id]; !ok {
+		return false
+	}
+	delete(r.set, id)
+	return true
+}

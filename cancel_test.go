@@ -1,0 +1,237 @@
+package acomm_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cancelWithin is how soon a caller's cancel must reach the handler.
+const cancelWithin = 100 * time.Millisecond
+
+// blockedHandler is a handler that reports its start and then waits for
+// its context to end, reporting when and why.
+type blockedHandler struct {
+	started chan string
+	ended   chan blockedEnd
+}
+
+type blockedEnd struct {
+	at  time.Time
+	err error
+}
+
+func newBlockedHandler() *blockedHandler {
+	return &blockedHandler{started: make(chan string, 16), ended: make(chan blockedEnd, 16)}
+}
+
+func (b *blockedHandler) handle(ctx context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+	b.started <- req.ID
+	<-ctx.Done() // bounded: the server's Stop cancels it at cleanup
+	b.ended <- blockedEnd{at: time.Now(), err: ctx.Err()}
+	return nil, nil, ctx.Err()
+}
+
+func TestCallCancelReachesHandler(t *testing.T) {
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, tr)
+	b := newBlockedHandler()
+	srv.Handle("block", b.handle)
+	// A first exchange tells the tracker what the server takes: a caller
+	// that gives up before any acknowledgement from a peer cannot know
+	// whether a cancel notice is safe to send it.
+	_, err := tr.Call(context.Background(), srv.URL(), acomm.PingTask, nil)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Call(ctx, srv.URL(), "block", nil)
+		done <- err
+	}()
+	waitFor(t, b.started, 5*time.Second, "the handler to start")
+	cancelled := time.Now()
+	cancel()
+	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call to return"), context.Canceled)
+
+	end := waitFor(t, b.ended, 5*time.Second, "the handler's context to end")
+	assert.ErrorIs(t, end.err, context.Canceled)
+	assert.LessOrEqual(t, end.at.Sub(cancelled), cancelWithin, "cancel reached the handler late")
+	assert.EqualValues(t, 1, tr.Stats().CancelNotices)
+
+	// The handler's answer comes late, and is dropped quietly.
+	require.Eventually(t, func() bool { return tr.Stats().DroppedUnknown == 1 }, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, srv.Stats().Cancelled)
+	assert.Zero(t, tr.NumRequests())
+}
+
+func TestMultiRequestRemoveCancels(t *testing.T) {
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, tr)
+	b := newBlockedHandler()
+	srv.Handle("block", b.handle)
+	srv.Handle("echo", srvEcho)
+
+	m := acomm.NewMultiRequest(tr, 10*time.Second)
+	slow, err := acomm.NewRequest("block", tr.URL().String(), nil, nil, nil)
+	require.NoError(t, err)
+	quick, err := acomm.NewRequest("echo", tr.URL().String(), 1, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, m.AddRequest("slow", slow))
+	require.NoError(t, m.AddRequest("quick", quick))
+	require.NoError(t, m.SendAll(map[string]*url.URL{"slow": srv.URL(), "quick": srv.URL()}))
+	waitFor(t, b.started, 5*time.Second, "the slow handler")
+
+	removed := time.Now()
+	m.RemoveRequest(slow)
+	end := waitFor(t, b.ended, 5*time.Second, "the slow handler's context to end")
+	assert.ErrorIs(t, end.err, context.Canceled)
+	assert.LessOrEqual(t, end.at.Sub(removed), cancelWithin)
+
+	resps := m.Responses()
+	assert.Len(t, resps, 1)
+	assert.NoError(t, resps["quick"].Error)
+}
+
+func TestTimeoutSendsCancelNotice(t *testing.T) {
+	// A peer of ours, written out by hand: it advertises "cancel" and
+	// records what it reads.
+	p, frames := recordingPeer(t, "pipeline", "string-urls", "cancel")
+	tr := newTracker(t, nil, 50*time.Millisecond)
+
+	_, err := tr.Call(context.Background(), p.url(), "work", nil)
+	require.ErrorIs(t, err, acomm.ErrTimeout)
+	var req struct {
+		ID        string `json:"id"`
+		TimeoutMS *int64 `json:"timeout_ms"`
+	}
+	require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
+	require.NotNil(t, req.TimeoutMS)
+	assert.InDelta(t, 50, *req.TimeoutMS, 5)
+
+	var notice struct {
+		ID           string          `json:"id"`
+		Task         string          `json:"task"`
+		ResponseHook string          `json:"responsehook"`
+		Args         json.RawMessage `json:"args"`
+	}
+	body := waitFor(t, frames, 5*time.Second, "the cancel notice")
+	require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
+	assert.Equal(t, "acomm.cancel", notice.Task)
+	assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
+	assert.NotEqual(t, req.ID, notice.ID, "the notice has an id of its own")
+	assert.Equal(t, tr.URL().String(), notice.ResponseHook)
+}
+
+func TestCancelNoticeOnlyToPeersThatAdvertiseIt(t *testing.T) {
+	// An original peer: its acknowledgements list no features, and it
+	// never answers. The request times out, and no notice follows it.
+	p, frames := recordingPeer(t)
+	tr := newTracker(t, nil, 50*time.Millisecond)
+	_, err := tr.Call(context.Background(), p.url(), "work", nil)
+	require.ErrorIs(t, err, acomm.ErrTimeout)
+	waitFor(t, frames, 5*time.Second, "the request")
+	assert.Zero(t, tr.Stats().CancelNotices, "no notice for a peer that did not ask for one")
+
+	// Nor when the caller gives up.
+	tr = newTracker(t, nil, 10*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Call(ctx, p.url(), "work", nil)
+		done <- err
+	}()
+	waitFor(t, frames, 5*time.Second, "the request")
+	cancel()
+	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
+	assert.Zero(t, tr.Stats().CancelNotices)
+}
+
+func TestServerCancelNotice(t *testing.T) {
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, tr)
+	ran := make(chan string, 4)
+	srv.Handle("work", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		ran <- req.ID
+		return nil, nil, nil
+	})
+	exchange := frameExchanger(t, srv.Addr())
+
+	t.Run("a notice before its request: the request is answered, not run", func(t *testing.T) {
+		got := make(chan result, 1)
+		req := newRequest(t, tr, "work", nil, got)
+		require.NoError(t, tr.TrackRequest(req, 10*time.Second))
+		ack := exchange(t, `{"id":"n1","task":"acomm.cancel","responsehook":"`+tr.URL().String()+`","args":{"id":"`+req.ID+`"}}`)
+		require.NoError(t, ack.Error)
+		assert.Equal(t, "n1", ack.ID)
+		require.NoError(t, acomm.Send(srv.URL(), req))
+		r := waitFor(t, got, 5*time.Second, "the answer")
+		assert.ErrorContains(t, r.resp.Error, "cancelled by the caller")
+		select {
+		case id := <-ran:
+			t.Fatalf("handler ran for %s", id)
+		default:
+		}
+	})
+
+	t.Run("a notice needs no response hook", func(t *testing.T) {
+		ack := exchange(t, `{"id":"n2","task":"acomm.cancel","args":{"id":"unknown"}}`)
+		assert.NoError(t, ack.Error)
+	})
+
+	bad := []struct{ name, args string }{
+		{"no args", `null`},
+		{"no id", `{}`},
+		{"id of the wrong type", `{"id":7}`},
+	}
+	for _, tc := range bad {
+		t.Run("refused: "+tc.name, func(t *testing.T) {
+			ack := exchange(t, `{"id":"n3","task":"acomm.cancel","args":`+tc.args+`}`)
+			assert.ErrorIs(t, ack.Error, acomm.ErrInvalidRequest)
+		})
+	}
+}
+
+// frameExchanger connects to the socket at path, closed at cleanup, and
+// returns a func that writes a frame with body on the connection and
+// returns its acknowledgement.
+func frameExchanger(t *testing.T, path string) func(t *testing.T, body string) *acomm.Response {
+	t.Helper()
+	conn, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return func(t *testing.T, body string) *acomm.Response {
+		t.Helper()
+		_, err := conn.Write(srvFrame(body))
+		require.NoError(t, err)
+		var ack acomm.Response
+		require.NoError(t, acomm.UnmarshalConnData(conn, &ack))
+		return &ack
+	}
+}
+
+// recordingPeer is a receiver that reads frame after frame, acknowledges
+// each listing features (none: as the original acomm), and sends each
+// body to the returned channel.
+func recordingPeer(t *testing.T, features ...string) (*fakePeer, <-chan []byte) {
+	t.Helper()
+	frames := make(chan []byte, 64)
+	peer := newFakePeer(t, func(conn net.Conn) {
+		for {
+			body, err := readRawFrame(conn)
+			if err != nil || writeAck(conn, body, features...) != nil {
+				return
+			}
+			frames <- body
+		}
+	})
+	return peer, frames
+}

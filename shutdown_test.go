@@ -1,0 +1,204 @@
+package acomm_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/require"
+)
+
+// stopCalls are the ways to stop a component from inside one of its
+// handlers.
+var stopCalls = map[string]func(stop func(), shutdown func(context.Context) error) error{
+	"Stop": func(stop func(), _ func(context.Context) error) error { stop(); return nil },
+	"Shutdown": func(_ func(), shutdown func(context.Context) error) error {
+		return shutdown(context.Background())
+	},
+	"Shutdown with deadline": func(_ func(), shutdown func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return shutdown(ctx)
+	},
+}
+
+// Stop and Shutdown called from a tracker's response handler return
+// without waiting for that handler, however the handler was reached, and
+// the tracker finishes stopping once it returns.
+func TestTrackerStopFromHandler(t *testing.T) {
+	deliveries := map[string]func(t *testing.T, tr *acomm.Tracker, req *acomm.Request){
+		"response on the socket": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
+			require.NoError(t, tr.TrackRequest(req, 0))
+			require.NoError(t, acomm.Send(tr.URL(), &acomm.Response{ID: req.ID}))
+		},
+		"HandleResponse": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
+			require.NoError(t, tr.TrackRequest(req, 0))
+			go tr.HandleResponse(&acomm.Response{ID: req.ID})
+		},
+		"timeout": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
+			require.NoError(t, tr.TrackRequest(req, time.Millisecond))
+		},
+	}
+	for how, deliver := range deliveries {
+		for name, call := range stopCalls {
+			t.Run(how+"/"+name, func(t *testing.T) {
+				tr := newTracker(t, nil, time.Minute)
+				returned := make(chan error, 1)
+				h := func(*acomm.Request, *acomm.Response) {
+					returned <- call(tr.Stop, tr.Shutdown)
+				}
+				req, err := acomm.NewRequest("t", tr.URL().String(), nil, h, h)
+				require.NoError(t, err)
+				deliver(t, tr, req)
+				require.NoError(t, waitFor(t, returned, 5*time.Second, "Stop inside the handler"))
+				waitFor(t, chanOf(tr.Stop), 5*time.Second, "the stop, after the handler")
+				_, err = os.Stat(tr.Addr())
+				require.ErrorIs(t, err, os.ErrNotExist)
+				require.ErrorIs(t, tr.TrackRequest(req, 0), acomm.ErrNotStarted)
+			})
+		}
+	}
+}
+
+// Shutdown returns ctx.Err() when its context ends, without waiting for
+// a handler that does not return; the stop finishes once it does.
+func TestTrackerShutdownBlockedHandler(t *testing.T) {
+	cases := map[string]struct {
+		tracked bool // a second request, never answered, is tracked
+	}{
+		"handler blocked":                        {},
+		"handler blocked, another request asked": {tracked: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker(t, nil, time.Minute)
+			started, release := make(chan struct{}), make(chan struct{})
+			t.Cleanup(func() { closeIfOpen(release) })
+			block := func(*acomm.Request, *acomm.Response) { close(started); <-release }
+			req, err := acomm.NewRequest("t", tr.URL().String(), nil, block, block)
+			require.NoError(t, err)
+			require.NoError(t, tr.TrackRequest(req, 0))
+			abandoned := make(chan result, 1)
+			if tc.tracked {
+				require.NoError(t, tr.TrackRequest(newRequest(t, tr, "t", nil, abandoned), 0))
+			}
+			require.NoError(t, acomm.Send(tr.URL(), &acomm.Response{ID: req.ID}))
+			waitFor(t, started, 5*time.Second, "handler start")
+
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			err = waitFor(t, chanOfValue(func() error { return tr.Shutdown(ctx) }), 5*time.Second, "Shutdown")
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			if tc.tracked {
+				got := waitFor(t, abandoned, 5*time.Second, "abandoned request's handler")
+				require.ErrorIs(t, got.resp.Error, acomm.ErrTrackerStopped)
+			}
+			require.ErrorIs(t, tr.Start(), acomm.ErrNotStarted, "still stopping")
+
+			close(release)
+			waitFor(t, chanOf(tr.Stop), 5*time.Second, "the stop, after the handler")
+			require.NoError(t, tr.Start(), "stopped: may start again")
+		})
+	}
+}
+
+// Stop and Shutdown called from a server's task handler return without
+// waiting for that handler; the handler's answer still reaches its caller.
+func TestServerStopFromHandler(t *testing.T) {
+	for name, call := range stopCalls {
+		t.Run(name, func(t *testing.T) {
+			tr := newTracker(t, nil, 5*time.Second)
+			srv := srvStart(t, nil)
+			returned := make(chan error, 1)
+			srv.Handle("stop", func(context.Context, *acomm.Request) (interface{}, io.ReadCloser, error) {
+				returned <- call(srv.Stop, srv.Shutdown)
+				return "stopping", nil, nil
+			})
+			res := waitFor(t, callAsync(tr, srv, "stop", nil), 10*time.Second, "response")
+			require.NoError(t, res.err)
+			require.NoError(t, waitFor(t, returned, time.Second, "Stop inside the handler"))
+			var s string
+			require.NoError(t, res.resp.UnmarshalResult(&s))
+			require.Equal(t, "stopping", s)
+			waitFor(t, chanOf(srv.Stop), 5*time.Second, "the stop, after the handler")
+			_, err := os.Stat(srv.Addr())
+			require.ErrorIs(t, err, os.ErrNotExist)
+		})
+	}
+}
+
+// Shutdown returns ctx.Err() when its context ends, before the grace
+// period, without waiting for a handler that ignores cancellation; its
+// caller is answered with ErrServerStopped.
+func TestServerShutdownBlockedHandler(t *testing.T) {
+	tr := newTracker(t, nil, 5*time.Second)
+	srv := srvStart(t, nil, acomm.WithGracePeriod(time.Minute))
+	started, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { closeIfOpen(release) })
+	srv.Handle("stubborn", func(context.Context, *acomm.Request) (interface{}, io.ReadCloser, error) {
+		close(started)
+		<-release
+		return "too late", nil, nil
+	})
+	call := callAsync(tr, srv, "stubborn", nil)
+	waitFor(t, started, 5*time.Second, "handler start")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := waitFor(t, chanOfValue(func() error { return srv.Shutdown(ctx) }), 5*time.Second, "Shutdown")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	res := waitFor(t, call, 5*time.Second, "response")
+	require.ErrorIs(t, res.err, acomm.ErrServerStopped)
+
+	close(release)
+	waitFor(t, chanOf(srv.Stop), 5*time.Second, "the stop")
+	require.NoError(t, srv.Shutdown(context.Background()), "stopped")
+}
+
+// UnixListener.Shutdown waits for the connections handed out until its
+// context ends, then closes them and returns ctx.Err().
+func TestUnixListenerShutdown(t *testing.T) {
+	cases := map[string]struct {
+		done bool // the connection is finished with DoneConn
+		want error
+	}{
+		"connection finished": {done: true},
+		"connection kept":     {want: context.DeadlineExceeded},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			ul := newListener(t, 0)
+			client := dialUnix(t, ul.Addr())
+			conn := ul.NextConn()
+			require.NotNil(t, conn)
+			if tc.done {
+				ul.DoneConn(conn)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			err := waitFor(t, chanOfValue(func() error { return ul.Shutdown(ctx) }), 5*time.Second, "Shutdown")
+			if tc.want == nil {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, tc.want)
+			}
+			_, err = client.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "connection closed")
+			_, err = os.Stat(ul.Addr())
+			require.ErrorIs(t, err, os.ErrNotExist)
+			require.NoError(t, ul.Shutdown(context.Background()), "stopped")
+		})
+	}
+}
+
+// closeIfOpen closes ch unless it is closed.
+func closeIfOpen(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
