@@ -44,10 +44,9 @@ type frameServer struct {
 
 // serveFrames reads frames from conn until the peer closes it, it idles
 // past cfg.idleTimeout, or a frame cannot be read whole in cfg.ioTimeout.
-// Frames that arrived together are handled in turn, their after funcs run
-// (no answer waits for a write), then their acknowledgements, listing
-// baseFeatures and extra, go out in one write. An oversized frame is
-// refused, then skipped.
+// Frames that arrived together are handled in turn, and their
+// acknowledgements, listing baseFeatures and extra, go out in one write
+// before their after funcs run. An oversized frame is refused, skipped.
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, extra ...string) {
 	handle = countingHandler(handle, refused)
 	br := readerPool.Get().(*bufio.Reader)
@@ -130,26 +129,26 @@ func (s *frameServer) ack(id string, refusal error) {
 	s.out = out
 }
 
-// flush runs the queued after funcs, then writes the queued
-// acknowledgements within cfg.ioTimeout. It reports whether the
-// connection may go on.
+// flush writes the queued acknowledgements within cfg.ioTimeout, then
+// runs the after funcs: once a frame is handled, Stop may close the
+// connection, and the sender must have its acknowledgement by then. It
+// reports whether the connection may go on.
 func (s *frameServer) flush() bool {
-	for _, after := range s.afters {
+	var err error
+	if len(s.out) > 0 {
+		if err = lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout); err == nil {
+			_, err = s.conn.Write(s.out)
+		}
+		s.out = s.out[:0]
+	}
+	if err != nil {
+		s.log.WithError(err).Debug("write acknowledgement failed")
+	}
+	for _, after := range s.afters { // accepted frames: handled even so
 		after()
 	}
 	clear(s.afters)
 	s.afters = s.afters[:0]
-	if len(s.out) == 0 {
-		return true
-	}
-	err := lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout)
-	if err == nil {
-		_, err = s.conn.Write(s.out)
-	}
-	s.out = s.out[:0]
-	if err != nil {
-		s.log.WithError(err).Debug("write acknowledgement failed")
-	}
 	return err == nil
 }
 
