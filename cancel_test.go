@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,4 +266,80 @@ func recordingPeer(t *testing.T, features ...string) (*fakePeer, <-chan []byte) 
 		}
 	})
 	return peer, frames
+}
+
+func TestCallCancelledBeforeFirstAck(t *testing.T) {
+	// A caller that gives up on its first call to a peer, before the
+	// peer's acknowledgement is read, does not know yet whether the peer
+	// takes cancel notices: the acknowledgement, read after all, decides.
+	tests := []struct {
+		name     string
+		features []string
+		notice   bool
+	}{
+		{"a peer of ours", []string{"pipeline", "string-urls", "cancel"}, true},
+		{"an original peer", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			frames := make(chan []byte, 8)
+			release := make(chan struct{})
+			releaseAck := sync.OnceFunc(func() { close(release) })
+			held := make(chan struct{}, 1)
+			held <- struct{}{}
+			p := newFakePeer(t, func(conn net.Conn) {
+				for {
+					body, err := readRawFrame(conn)
+					if err != nil {
+						return
+					}
+					frames <- body
+					select {
+					case <-held: // the first frame's acknowledgement waits
+						<-release
+					default:
+					}
+					if writeAck(conn, body, tc.features...) != nil {
+						return
+					}
+				}
+			})
+			t.Cleanup(releaseAck) // before the peer's cleanup
+			tr := newTracker(t, nil, 10*time.Second)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := tr.Call(ctx, p.url(), "work", nil)
+				done <- err
+			}()
+			var req struct {
+				ID string `json:"id"`
+			}
+			require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
+			cancel()
+			require.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call to return, the acknowledgement unread"), context.Canceled)
+			releaseAck()
+
+			if !tc.notice {
+				tr.Stop() // waits for the send it left behind
+				assert.Zero(t, tr.Stats().CancelNotices)
+				select {
+				case body := <-frames:
+					t.Fatalf("a frame after the request: %s", body)
+				default:
+				}
+				return
+			}
+			var notice struct {
+				Task string          `json:"task"`
+				Args json.RawMessage `json:"args"`
+			}
+			body := waitFor(t, frames, 5*time.Second, "the cancel notice")
+			require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
+			assert.Equal(t, acomm.CancelTask, notice.Task)
+			assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
+			assert.EqualValues(t, 1, tr.Stats().CancelNotices)
+		})
+	}
 }
