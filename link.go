@@ -144,7 +144,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	}
 	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
 	if err != nil {
-		return cmp.Or(ctx.Err(), fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err))
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), once: true}
 	ex, _ := l.post(ctx, frame, timeout)
