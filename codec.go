@@ -222,6 +222,9 @@ func decodeRequest(body []byte, req *Request) error {
 			return readString(dec, &r.Task)
 		case "responsehook":
 			r.ResponseHook, r.LegacyURLs, err = readURL(dec)
+			if err == nil {
+				err = checkHookUser(r.ResponseHook)
+			}
 		case "args":
 			r.Args, err = readRaw(dec)
 		case "timeout_ms":
@@ -371,8 +374,8 @@ func readURL(dec *jsontext.Decoder) (*url.URL, bool, error) {
 // refuses an opaque http(s) URL and parts that do not survive
 // being written and read back (an object whose Opaque or RawPath says
 // something else than its Host and Path). A URL with no parts is nil.
-// User info in the string form is kept: it is how a bridge's token rides
-// in a hook, and it changes no destination.
+// User info in the string form is kept (a stream URL may carry a
+// bridge's token); a response hook refuses it (see checkHookUser).
 func normalizeURL(u *url.URL) (*url.URL, error) {
 	s := u.String()
 	if s == "" {
