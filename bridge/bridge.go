@@ -137,6 +137,7 @@ type Bridge struct {
 	// OnDelivery, when not nil, is called after each delivery to a hook,
 	// from the delivery's goroutine, with how long it took and its error
 	// (nil when the hook acknowledged the answer): a hook for metrics.
+	// Shutdown does not wait for it (it may call Shutdown).
 	OnDelivery func(took time.Duration, err error)
 
 	// Logger receives a line for every refused or failed exchange
@@ -400,15 +401,18 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 		out.StreamURL = su
 	}
 	go func() {
-		defer b.work.Done()
 		start := time.Now()
 		err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out)
-		if b.OnDelivery != nil {
-			b.OnDelivery(time.Since(start), err)
-		}
+		took := time.Since(start)
 		if err != nil {
 			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
 				Warn("delivering response to hook failed")
+		}
+		// The delivery is over: Shutdown no longer waits for it, so that
+		// OnDelivery, user code, may call Shutdown.
+		b.work.Done()
+		if b.OnDelivery != nil {
+			b.OnDelivery(took, err)
 		}
 	}()
 }
