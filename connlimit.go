@@ -47,9 +47,8 @@ func refuseFrames(conn net.Conn, cfg *config, refusal error) {
 		ID string `json:"id"`
 	}
 	_ = json.Unmarshal(body, &id) // the ack names the frame's ID if it has one
-	ack, err := marshalResponse(&Response{ID: id.ID, Error: refusal}, false, baseFeatures...)
-	if err == nil {
-		_ = writeFrame(conn, ack, DefaultMaxFrameSize)
+	if ack, err := appendFrame(nil, &Response{ID: id.ID, Error: refusal}, false, 0, baseFeatures...); err == nil {
+		_, _ = conn.Write(ack)
 	}
 }
 

@@ -60,13 +60,12 @@ func timeoutValue(d time.Time) jsontext.Value {
 	return strconv.AppendInt(nil, timeoutMS(d, time.Now()), 10)
 }
 
-// readTimeoutMS reads the value of timeout_ms: an integer, or null for
-// none. It refuses fractions and exponents, as a decoder into an int64
-// would, without the reflection.
-func readTimeoutMS(dec *jsontext.Decoder) (ms int64, ok bool, err error) {
-	v, err := dec.ReadValue()
-	if err != nil || v.Kind() == 'n' {
-		return 0, false, err
+// readTimeoutMS reads the value of timeout_ms: an integer, or null (or
+// nothing) for none. It refuses fractions and exponents, as a decoder
+// into an int64 would, without the reflection.
+func readTimeoutMS(v jsontext.Value) (ms int64, ok bool, err error) {
+	if len(v) == 0 || v.Kind() == 'n' {
+		return 0, false, nil
 	}
 	neg := len(v) > 0 && v[0] == '-'
 	digits := v

@@ -11,9 +11,8 @@ import (
 	"time"
 )
 
-// The wire framing: every message on a unix socket is a 4-byte big-endian
-// length followed by that many bytes of JSON. See README.md, "Wire format".
-// readFrame and appendFrame are the only code that reads or writes it.
+// Framing (README.md, "Wire format"): a 4-byte big-endian length, then that
+// many bytes of JSON. Only readFrame and appendFrame read or write it.
 
 const (
 	// frameHeaderSize is the size of the length prefix.
@@ -24,21 +23,15 @@ const (
 	// DefaultIOTimeout bounds each frame read or write, and the wait for
 	// each acknowledgement, unless configured otherwise with WithIOTimeout.
 	DefaultIOTimeout = 30 * time.Second
-	// frameChunk is how much of a frame body is allocated before its bytes
-	// arrive: a larger body grows with what is received.
+	// frameChunk is how much of a frame body is allocated before it
+	// arrives: a larger body grows with the bytes received.
 	frameChunk = 64 << 10
 )
 
-// readFrame reads one frame from r and returns its body. It returns io.EOF
-// when r ends cleanly before a frame starts, an error matching
-// ErrTruncatedFrame when r ends inside a frame, and a *FrameSizeError when
-// the declared length exceeds max (max <= 0 means DefaultMaxFrameSize),
-// with nothing of the body read. Memory for the body grows with the bytes
-// that arrive, so a declared length alone pins nothing.
+// readFrame reads one frame's body from r: io.EOF if r ends before it,
+// ErrTruncatedFrame inside it, a *FrameSizeError with the body unread if
+// it is longer than max (<= 0: DefaultMaxFrameSize).
 func readFrame(r io.Reader, max int) ([]byte, error) {
-	if max <= 0 {
-		max = DefaultMaxFrameSize
-	}
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -47,87 +40,66 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
 	if uint64(n) > uint64(max) {
 		return nil, &FrameSizeError{Size: uint64(n), Max: max}
 	}
-	if n <= frameChunk {
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r, body); err != nil {
-			return nil, truncated(err, fmt.Sprintf("want %d body bytes", n))
-		}
-		return body, nil
+	body := make([]byte, min(n, frameChunk))
+	_, err := io.ReadFull(r, body)
+	if err == nil && n > frameChunk {
+		buf := bytes.NewBuffer(body)
+		_, err = io.CopyN(buf, r, int64(n-frameChunk))
+		body = buf.Bytes()
 	}
-	var buf bytes.Buffer
-	buf.Grow(frameChunk)
-	if _, err := io.CopyN(&buf, r, int64(n)); err != nil {
+	if err != nil {
 		return nil, truncated(err, fmt.Sprintf("want %d body bytes", n))
 	}
-	return buf.Bytes(), nil
+	return body, nil
 }
 
-// appendFrame appends payload to b as one frame: *Request and *Response
-// in their wire form, with URLs in the original's object form when legacy
-// is set (or the message's LegacyURLs is), anything else as encoding/json
-// marshals it.
-func appendFrame(b []byte, payload any, legacy bool, max int) ([]byte, error) {
-	var (
-		body []byte
-		err  error
-	)
+// appendFrame appends payload to b as one frame: a *Request or *Response
+// in its wire form (see appendRequest, appendResponse), anything else as
+// encoding/json marshals it.
+func appendFrame(b []byte, payload any, legacy bool, max int, features ...string) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	var err error
 	switch p := payload.(type) {
 	case *Request:
 		if p != nil {
-			body, err = marshalRequest(p, legacy || p.LegacyURLs)
+			b, err = appendRequest(b, p, legacy || p.LegacyURLs)
 			break
 		}
-		body = []byte("null")
+		b = append(b, "null"...)
 	case *Response:
 		if p != nil {
-			body, err = marshalResponse(p, legacy || p.LegacyURLs)
+			b, err = appendResponse(b, p, legacy || p.LegacyURLs, features...)
 			break
 		}
-		body = []byte("null")
+		b = append(b, "null"...)
 	default:
+		var body []byte
 		body, err = json.Marshal(payload)
+		b = append(b, body...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: marshal payload: %w", ErrInvalidArgument, err)
 	}
-	return appendBody(b, body, max)
-}
-
-// appendBody appends body to b as one frame.
-func appendBody(b, body []byte, max int) ([]byte, error) {
+	n := len(b) - start - frameHeaderSize
 	if max <= 0 {
 		max = DefaultMaxFrameSize
 	}
-	if len(body) > max {
-		return nil, &FrameSizeError{Size: uint64(len(body)), Max: max}
+	if n > max {
+		return nil, &FrameSizeError{Size: uint64(n), Max: max}
 	}
-	return append(binary.BigEndian.AppendUint32(b, uint32(len(body))), body...), nil
+	binary.BigEndian.PutUint32(b[start:], uint32(n))
+	return b, nil
 }
 
-// writeFrame writes body as one frame, with one Write.
-func writeFrame(w io.Writer, body []byte, max int) error {
-	frame, err := appendBody(make([]byte, 0, frameHeaderSize+len(body)), body, max)
-	if err == nil {
-		_, err = w.Write(frame)
-	}
-	return err
-}
-
-// encodeFrame marshals payload (see appendFrame) and writes it as one frame.
-func encodeFrame(w io.Writer, payload any, max int) error {
-	frame, err := appendFrame(nil, payload, false, max)
-	if err == nil {
-		_, err = w.Write(frame)
-	}
-	return err
-}
-
-// decodeFrame reads one frame and unmarshals it into dest. A body that is
-// not valid JSON for dest yields an error matching ErrMalformedFrame (and
-// the more specific ErrInvalidRequest or ErrInvalidResponse for those).
+// decodeFrame reads one frame and unmarshals it into dest; a body that is
+// not what dest needs matches ErrMalformedFrame.
 func decodeFrame(r io.Reader, dest any, max int) error {
 	body, err := readFrame(r, max)
 	if err != nil {
@@ -157,13 +129,16 @@ func SendConnData(conn net.Conn, payload interface{}) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
 		return fmt.Errorf("%w: set write deadline: %w", ErrConnection, err)
 	}
-	return connError(encodeFrame(conn, payload, DefaultMaxFrameSize))
+	frame, err := appendFrame(nil, payload, false, DefaultMaxFrameSize)
+	if err == nil {
+		_, err = conn.Write(frame)
+	}
+	return connError(err)
 }
 
 // UnmarshalConnData reads and unmarshals JSON data from the connection into
-// the destination object. It reads exactly one frame, however the peer
-// split it into writes, refuses frames larger than DefaultMaxFrameSize
-// before reading them, and gives up after DefaultIOTimeout.
+// the destination object. It reads exactly one frame, refuses one larger
+// than DefaultMaxFrameSize unread, and gives up after DefaultIOTimeout.
 func UnmarshalConnData(conn net.Conn, dest interface{}) error {
 	if conn == nil {
 		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
@@ -174,8 +149,7 @@ func UnmarshalConnData(conn net.Conn, dest interface{}) error {
 	return connError(decodeFrame(conn, dest, DefaultMaxFrameSize))
 }
 
-// isWireError reports whether err already matches one of the sentinels of
-// the wire format (or of bad input).
+// isWireError reports whether err matches a sentinel of the wire format.
 func isWireError(err error) bool {
 	for _, s := range []error{ErrTruncatedFrame, ErrFrameTooLarge, ErrMalformedFrame,
 		ErrInvalidArgument, ErrInvalidRequest, ErrInvalidResponse, ErrInvalidURL, ErrRefused} {
@@ -186,8 +160,7 @@ func isWireError(err error) bool {
 	return false
 }
 
-// connError wraps an I/O error of a connection in ErrConnection (keeping
-// it, io.EOF included, in the chain); wire-format errors stay as they are.
+// connError wraps a connection's I/O error (io.EOF too) in ErrConnection.
 func connError(err error) error {
 	if err == nil || isWireError(err) {
 		return err

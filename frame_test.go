@@ -634,6 +634,7 @@ func TestServeFramesTimeouts(t *testing.T) {
 			frameTestWait(t, served)
 			afterRuns.Wait()
 			if tc.wantErrIs == nil {
+				require.Len(t, accepted, 1)
 				assert.Equal(t, "1", <-accepted)
 			}
 			assert.Empty(t, accepted)
@@ -779,4 +780,26 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	require.ErrorIs(t, err, ErrTruncatedFrame)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "allocated for bytes never sent")
+}
+
+// writeFrame writes body, raw, as one frame with one Write; for tests that
+// send what no encoder would.
+func writeFrame(w io.Writer, body []byte, max int) error {
+	if max <= 0 {
+		max = DefaultMaxFrameSize
+	}
+	if len(body) > max {
+		return &FrameSizeError{Size: uint64(len(body)), Max: max}
+	}
+	_, err := w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
+	return err
+}
+
+// encodeFrame writes payload (see appendFrame) as one frame.
+func encodeFrame(w io.Writer, payload any, max int) error {
+	frame, err := appendFrame(nil, payload, false, max)
+	if err == nil {
+		_, err = w.Write(frame)
+	}
+	return err
 }

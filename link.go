@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,39 +13,33 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
-// Outgoing unix frames. A peer that listed "pipeline" in an
-// acknowledgement (our receivers) gets a link: one kept connection for its
-// socket, on which frames are written as they come, several to a write
-// under load, without waiting for earlier acknowledgements, and one reader
-// goroutine hands out the acknowledgements in order, as net/rpc's client
-// does with replies. Any other peer (the original acomm, a service written
-// with UnixListener and UnmarshalConnData, a peer not heard from yet) gets
-// one frame per connection, so no frame waits behind a connection that
-// the peer has stopped reading; when its acknowledgement lists "pipeline",
-// that connection becomes the socket's link. Frames to a peer not known to
-// read string URLs carry them in the object form.
+// A peer that listed "pipeline" gets a link: one kept connection, frames
+// written as they come (several to a write under load) without waiting
+// for earlier acknowledgements, which match frames in order. Any other
+// gets a connection per frame (one acknowledged with "pipeline" is kept).
 
-// linkIdleTimeout is how long an idle link is kept; well below the
-// receivers' DefaultIdleTimeout, so that we close it before they do.
+// linkIdleTimeout (below receivers' DefaultIdleTimeout) bounds idle links.
 const linkIdleTimeout = 30 * time.Second
 
-// links holds the live link of each socket path that has one.
+// links holds the link of each socket path that has one.
 var links = struct {
 	sync.Mutex
 	m     map[string]*link
 	swept time.Time // see adoptLink
 }{m: make(map[string]*link)}
 
-// link is a kept connection to a pipelining peer. No goroutine is kept
-// for it: a sender that finds nobody reading acknowledgements reads them
-// itself until its own arrives, and hands the reading to a goroutine only
-// if others are still awaited.
+// link is a connection to a peer. No goroutine waits on an idle one: a
+// sender that finds nobody reading acknowledgements reads until its own
+// is in, then passes the reading on if more are awaited.
 type link struct {
 	path     string
 	conn     net.Conn
 	br       *bufio.Reader
+	once     bool     // a connection for one frame, not (yet) a link
 	features []string // from the acknowledgement that made the link
 
 	mu       sync.Mutex  // protects the fields below
@@ -54,20 +49,21 @@ type link struct {
 	unsent   int         // how many of the last in queue are in out
 	flushing bool        // a sender is writing out
 	reading  bool        // someone reads acknowledgements
-	dead     bool        // the link failed or was closed: never used again
+	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
+	dead     bool        // failed or closed: never used again
 	used     time.Time   // when a frame was last posted
 }
 
-// exchange is a frame sent on a link, awaiting its acknowledgement.
+// exchange is a frame awaiting its acknowledgement, whose outcome done gets.
 type exchange struct {
 	frame    []byte
 	timeout  time.Duration
-	deadline time.Time  // for its acknowledgement
-	done     chan error // gets the outcome, once
+	deadline time.Time
+	done     chan error
 }
 
-// peerFeatures returns the features that the peer at the unix socket path
-// listed in the acknowledgement that made its link; nil when it has none.
+// peerFeatures returns the features listed by the peer at path when its
+// link was made; nil when it has none.
 func peerFeatures(path string) []string {
 	if l := linkFor(path); l != nil {
 		return l.features
@@ -82,14 +78,11 @@ func linkFor(path string) *link {
 	return links.m[path]
 }
 
-// CloseIdleConnections closes the unix connections that Send keeps open
-// for reuse and on which no acknowledgement is awaited. Later sends open
-// new ones as needed.
-func CloseIdleConnections() {
-	closeIdleLinks(0)
-}
+// CloseIdleConnections closes the unix connections that Send keeps for
+// reuse and on which no acknowledgement is awaited.
+func CloseIdleConnections() { closeIdleLinks(0) }
 
-// closeIdleLinks closes the links idle for longer than d.
+// closeIdleLinks closes the links idle for d or longer.
 func closeIdleLinks(d time.Duration) {
 	links.Lock()
 	all := make([]*link, 0, len(links.m))
@@ -106,10 +99,25 @@ func closeIdleLinks(d time.Duration) {
 	}
 }
 
-// postUnix sends payload to the unix socket at path within ctx and cfg's
-// settings. It returns a channel that gets the acknowledgement's outcome:
-// at once when the frame is queued on the peer's link and another sender
-// reads the acknowledgements; otherwise once the outcome is in.
+// adoptLink makes l its path's link, unless there is one; it also closes
+// idle links now and then.
+func adoptLink(l *link) bool {
+	links.Lock()
+	defer links.Unlock()
+	if links.m[l.path] != nil {
+		return false
+	}
+	l.once, links.m[l.path] = false, l
+	if time.Since(links.swept) > time.Second {
+		links.swept = time.Now()
+		go closeIdleLinks(linkIdleTimeout)
+	}
+	return true
+}
+
+// postUnix sends payload to the socket at path, within ctx and cfg's
+// settings, and returns a channel that gets the acknowledgement's outcome
+// (at once if another sender reads the link's acknowledgements).
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-chan error, error) {
 	l := linkFor(path)
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
@@ -128,10 +136,35 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout)
 }
 
-// post queues frame on the link, and writes it unless a sender is
-// writing already (that one writes it with its own). It reports whether
-// the caller must read the acknowledgements (see read); nil when the link
-// is dead.
+// exchangeOnce sends frame on a connection of its own, within ctx and timeout.
+func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
+	dl := time.Now().Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		dl = cd
+	}
+	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
+	if err != nil {
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err))
+	}
+	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), once: true}
+	ex, _ := l.post(frame, timeout)
+	l.read(ctx, ex)
+	select {
+	case err = <-ex.done:
+	default:
+		err = ctx.Err() // it ended first
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || !adoptLink(l) {
+		l.failLocked(net.ErrClosed)
+	}
+	return err
+}
+
+// post queues frame and writes it, unless a sender is writing (which then
+// writes it too); lead says the caller must read acknowledgements (see
+// read). ex is nil when the link is dead.
 func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead bool) {
 	now := time.Now()
 	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1)}
@@ -145,37 +178,23 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 	l.unsent++
 	l.used = now
 	lead, l.reading = !l.reading, true
-	if !l.flushing {
-		l.flushing = true
-		l.flushLocked()
-		l.flushing = false
-	}
-	return ex, lead
-}
-
-// flushLocked writes out until it is empty, unlocking l.mu while it
-// writes. A failed write kills the link: its frames that were not written
-// are sent again on a connection of their own.
-func (l *link) flushLocked() {
-	for len(l.out) > 0 && !l.dead {
+	for !l.flushing && len(l.out) > 0 && !l.dead {
+		// (Frames posted meanwhile go with the next write; those a failed
+		// write did not deliver are resent.)
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
-		l.out, l.unsent = l.spare[:0], 0
+		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
-		err := l.conn.SetWriteDeadline(time.Now().Add(batch[0].timeout))
+		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
 			n, err = l.conn.Write(buf)
 		}
 		l.mu.Lock()
-		l.spare = buf[:0]
+		l.spare, l.flushing = buf[:0], false
 		if err != nil {
-			// Frames of the batch that start past what was written did
-			// not reach the peer: resend those.
 			for _, ex := range batch {
-				if n <= 0 {
-					if i := slices.Index(l.queue, ex); i >= 0 {
-						l.queue = slices.Delete(l.queue, i, i+1)
-					}
+				if i := slices.Index(l.queue, ex); i >= 0 && n <= 0 && !l.once {
+					l.queue = slices.Delete(l.queue, i, i+1)
 					go ex.resend(l.path)
 				}
 				n -= len(ex.frame)
@@ -183,6 +202,7 @@ func (l *link) flushLocked() {
 			l.failLocked(fmt.Errorf("write: %w", err))
 		}
 	}
+	return ex, lead
 }
 
 // resend sends the exchange's frame on a connection of its own.
@@ -190,9 +210,8 @@ func (ex *exchange) resend(path string) {
 	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout)
 }
 
-// failLocked kills the link: it is forgotten, its connection closed, and
-// every frame awaiting acknowledgement fails with err (frames not yet
-// written are resent). l.mu must be held.
+// failLocked closes and forgets the link; the frames awaiting
+// acknowledgement fail with err, those not yet written are resent.
 func (l *link) failLocked(err error) {
 	if l.dead {
 		return
@@ -207,182 +226,100 @@ func (l *link) failLocked(err error) {
 	for i, ex := range l.queue {
 		if i >= len(l.queue)-l.unsent {
 			go ex.resend(l.path)
-			continue
+		} else {
+			ex.done <- exchangeError("read acknowledgement", err)
 		}
-		ex.done <- exchangeError("read acknowledgement", err)
 	}
 	l.queue, l.out, l.unsent = nil, nil, 0
 }
 
-// read reads acknowledgements and hands each to its frame, in order, until
-// mine has its own (all are in, for a nil mine), ctx ends or the link
-// fails, each read bounded by the oldest frame's deadline. The caller
-// holds the reading role (l.reading); read passes it on to a new
-// goroutine if acknowledgements are still awaited, and releases it
-// otherwise.
+// read hands acknowledgements to their frames until mine has its own (nil:
+// none is awaited), ctx ends or the link fails, each wait bounded by the
+// oldest frame's deadline. Its caller holds l.reading, which it passes on
+// to a goroutine if acknowledgements are still awaited.
 func (l *link) read(ctx context.Context, mine *exchange) {
-	if ctx.Done() != nil {
-		// Wake the read when ctx ends; a reader after us re-arms it.
-		defer context.AfterFunc(ctx, func() { _ = l.conn.SetReadDeadline(time.Unix(1, 0)) })()
-	}
+	defer context.AfterFunc(ctx, func() { // wake the read
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.rdl = time.Unix(1, 0)
+		_ = l.conn.SetReadDeadline(l.rdl)
+	})()
 	for {
-		if cd, ok := ctx.Deadline(); ok && !time.Now().Before(cd) {
-			<-ctx.Done() // a moment later than our clock
+		cd, hasDeadline := ctx.Deadline()
+		if hasDeadline && !time.Now().Before(cd) {
+			<-ctx.Done() // ctx notices a moment after our clock
 		}
 		l.mu.Lock()
-		if l.dead {
+		if l.dead || len(l.queue) == 0 || ctx.Err() != nil {
+			if l.reading = !l.dead && len(l.queue) > 0; l.reading {
+				go l.read(context.Background(), nil)
+			}
 			l.mu.Unlock()
 			return
 		}
-		if len(l.queue) == 0 || mine == nil && ctx.Err() != nil {
-			l.reading = false
-			l.mu.Unlock()
-			return
-		}
-		if ctx.Err() != nil {
-			go l.read(context.Background(), nil)
-			l.mu.Unlock()
-			return
-		}
-		dl := l.queue[0].deadline
-		if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
+		front, once := l.queue[0], l.once
+		dl := front.deadline
+		if hasDeadline && cd.Before(dl) {
 			dl = cd
 		}
-		_ = l.conn.SetReadDeadline(dl)
+		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
 		l.mu.Unlock()
-
 		_, err := l.br.Peek(1)
-		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(l.queue0Deadline()) {
-			continue // ctx ended, or a stale wake-up: nothing was read
+		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(front.deadline) {
+			l.mu.Lock()
+			l.rdl = time.Time{} // ctx ended, or the deadline came early: nothing was read
+			l.mu.Unlock()
+			continue
 		}
 		var body []byte
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize)
 		}
+		features, ackErr := ackOutcome(body)
 		l.mu.Lock()
-		if err == nil && len(l.queue) == 0 {
-			err = fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)
-		}
-		if err != nil {
-			l.failLocked(err)
+		if err != nil || len(l.queue) == 0 {
+			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
 			l.mu.Unlock()
 			return
 		}
 		ex := l.queue[0]
-		l.queue[0] = nil
-		l.queue = l.queue[1:]
+		l.queue[0], l.queue = nil, l.queue[1:]
+		if once {
+			l.features = features
+		}
+		l.mu.Unlock()
+		ex.done <- ackErr
 		if ex == mine {
+			l.mu.Lock()
 			if l.reading = len(l.queue) > 0; l.reading {
 				go l.read(context.Background(), nil)
 			}
-		}
-		l.mu.Unlock()
-		_, ackErr := ackOutcome(body)
-		ex.done <- ackErr
-		if ex == mine {
+			l.mu.Unlock()
 			return
 		}
 	}
 }
 
-// queue0Deadline returns the deadline of the oldest frame awaiting its
-// acknowledgement; the zero time when there is none.
-func (l *link) queue0Deadline() time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.queue) == 0 || l.dead {
-		return time.Time{}
-	}
-	return l.queue[0].deadline
-}
-
-// adoptLink makes conn, just acknowledged by a peer that listed features
-// including "pipeline", the link of path, unless path has one. It closes
-// the links idle past linkIdleTimeout, at most once a second.
-func adoptLink(path string, conn net.Conn, br *bufio.Reader, features []string) bool {
-	links.Lock()
-	defer links.Unlock()
-	if links.m[path] != nil || conn.SetDeadline(time.Time{}) != nil {
-		return false
-	}
-	links.m[path] = &link{path: path, conn: conn, br: br, features: features, used: time.Now()}
-	if time.Since(links.swept) > time.Second {
-		links.swept = time.Now()
-		go closeIdleLinks(linkIdleTimeout)
-	}
-	return true
-}
-
-// exchangeOnce sends frame on a connection of its own and reads the
-// acknowledgement, all within ctx and timeout. The connection becomes the
-// link of path when the peer lists "pipeline"; otherwise it is closed.
-func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	dl, ctxBound := ctx.Deadline()
-	if ctxBound = ctxBound && dl.Before(deadline); ctxBound {
-		deadline = dl
-	}
-	conn, err := (&net.Dialer{Deadline: deadline}).DialContext(ctx, "unix", path)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	br := bufio.NewReaderSize(conn, 512)
-	var body []byte
-	if err = conn.SetDeadline(deadline); err == nil {
-		_, err = conn.Write(frame)
-	}
-	if err != nil {
-		err = exchangeError("send frame", err)
-	} else if body, err = readFrame(br, DefaultMaxFrameSize); err != nil {
-		err = exchangeError("read acknowledgement", err)
-	}
-	if ctxBound && errors.Is(err, os.ErrDeadlineExceeded) {
-		<-ctx.Done() // ctx's deadline, which ctx reports a moment later
-	}
-	if !stop() || ctx.Err() != nil {
-		_ = conn.Close()
-		return ctx.Err()
-	}
-	if err != nil {
-		_ = conn.Close()
-		return err
-	}
-	features, err := ackOutcome(body)
-	if !slices.Contains(features, featurePipeline) || br.Buffered() > 0 || !adoptLink(path, conn, br, features) {
-		_ = conn.Close()
-	}
-	return err
-}
-
-// ackOutcome decodes an acknowledgement: the features it lists, and nil
-// when it accepts the frame, an error matching ErrRefused (and, through
-// RemoteError, the receiver's sentinel) when it refuses it, one matching
-// ErrMalformedFrame when it is no acknowledgement.
+// ackOutcome decodes an acknowledgement: its features, and nil, a refusal
+// (ErrRefused and the reason's sentinel) or an ErrMalformedFrame error.
 func ackOutcome(body []byte) ([]string, error) {
-	var ack Response
-	features, err := decodeResponse(body, &ack)
-	switch {
-	case err != nil:
+	var ack responseWire
+	if err := jsonv2.Unmarshal(body, &ack); err != nil {
 		return nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
-	case ack.Error != nil:
-		return features, fmt.Errorf("%w: %w", ErrRefused, ack.Error)
 	}
-	return features, nil
+	if ack.Error != "" {
+		return ack.Features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
+	}
+	return ack.Features, nil
 }
 
-// exchangeError wraps an error of a frame's exchange: io.EOF becomes a
-// peer that closed without acknowledging; errors of the connection match
-// ErrConnection.
+// exchangeError wraps an error of a frame's exchange: a connection's in
+// ErrConnection; a hang-up instead of an acknowledgement is no clean end.
 func exchangeError(stage string, err error) error {
 	switch {
 	case isWireError(err):
 		return fmt.Errorf("acomm: %s: %w", stage, err)
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
-		// The frame may or may not have been handled.
 		return fmt.Errorf("%w: %s: peer closed without acknowledging: %w", ErrConnection, stage, io.ErrUnexpectedEOF)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrConnection, stage, err)

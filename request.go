@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/pborman/uuid"
 )
 
@@ -90,7 +91,7 @@ func parseHook(s string) (*url.URL, error) {
 	}
 	u, err := url.Parse(s)
 	if err == nil {
-		u, err = normalizeURL(u)
+		err = opaqueHTTP(u)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
@@ -141,7 +142,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		if r == nil || len(*r) == 0 {
 			return nil, nil
 		}
-		if !json.Valid(*r) {
+		if !jsontext.Value(*r).IsValid() {
 			return nil, errors.New("raw message is not valid JSON")
 		}
 		return r, nil
@@ -160,7 +161,7 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 // MarshalJSON marshals a Request into its wire form, with the response
 // hook as a string (or as the legacy object when LegacyURLs is set).
 func (req *Request) MarshalJSON() ([]byte, error) {
-	return marshalRequest(req, req.LegacyURLs)
+	return appendRequest(nil, req, req.LegacyURLs)
 }
 
 // UnmarshalJSON unmarshals a Request from its wire form. The response hook

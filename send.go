@@ -2,62 +2,42 @@ package acomm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
 )
 
-// DefaultHTTPTimeout bounds a whole HTTP exchange made by Send and the
-// tracker's response forwarding.
+// DefaultHTTPTimeout bounds a whole HTTP exchange made by Send.
 const DefaultHTTPTimeout = 30 * time.Second
 
-// maxAckBody bounds how much of an HTTP acknowledgement is read.
-const maxAckBody = 1 << 20
+// httpClient is the client of HTTP sends: no proxy, every phase bounded,
+// no redirect followed (a 3xx fails the send, not a second POST elsewhere).
+var httpClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy, t.MaxIdleConnsPerHost, t.ResponseHeaderTimeout = nil, 16, DefaultHTTPTimeout
+	return &http.Client{Timeout: DefaultHTTPTimeout, Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}()
 
-// httpClient is the client used for HTTP sends: every phase has a timeout,
-// and a redirect is never followed (a 3xx is a failed send, not a second
-// POST of the payload to wherever the peer points).
-var httpClient = &http.Client{
-	Timeout:       DefaultHTTPTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	Transport: &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: DefaultHTTPTimeout,
-		ExpectContinueTimeout: time.Second,
-	},
-}
-
-// sendDefaults are the settings of Send and SendContext.
 var sendDefaults = config{maxFrameSize: DefaultMaxFrameSize, ioTimeout: DefaultIOTimeout}
 
-// Send sends the payload to the specified URL. For a unix URL it
-// writes one frame and waits for the receiver's acknowledgement frame; an
-// acknowledgement that carries an error is returned as an error matching
+// Send sends the payload to the specified URL. For a unix URL it writes
+// one frame and waits for the acknowledgement; a refusal matches
 // ErrRefused (and, through RemoteError, the receiver's sentinel). For an
 // http(s) URL it POSTs the JSON; a non-2xx status matches ErrHTTPStatus.
-// URLs in a frame to a peer not known to read the string form (the
-// original acomm) travel in the object form.
+// A peer not known to read URLs as strings gets them in the object form.
 func Send(addr *url.URL, payload interface{}) error {
 	return sendMsg(context.Background(), addr, payload, &sendDefaults)
 }
 
-// SendContext is Send bounded by ctx as well as DefaultIOTimeout: when
-// ctx ends first, it returns ctx.Err() (the frame may or may not have
-// been delivered).
+// SendContext is Send bounded by ctx too: when ctx ends first, it returns
+// ctx.Err() (the frame may have been delivered).
 func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error {
-	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
 	return sendMsg(ctx, addr, payload, &sendDefaults)
 }
 
@@ -67,9 +47,6 @@ func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error 
 // removal (RemoveRequest) of the request before its answer sends addr a
 // cancel notice (see the README's wire format).
 func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) error {
-	if ctx == nil {
-		return fmt.Errorf("%w: nil context", ErrInvalidArgument)
-	}
 	req, isReq := payload.(*Request)
 	if isReq {
 		t.sending(req.ID, addr)
@@ -81,8 +58,7 @@ func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) 
 	return err
 }
 
-// sendMsg sends payload to addr and waits for the acknowledgement, within
-// ctx and cfg's settings.
+// sendMsg sends payload to addr and waits for its acknowledgement.
 func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error {
 	ack, err := post(ctx, addr, payload, cfg)
 	if err != nil || ack == nil {
@@ -96,23 +72,22 @@ func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error
 	}
 }
 
-// post starts sending payload to addr: see postUnix. An http(s) send is
-// made at once.
+// post starts sending payload to addr (see postUnix).
 func post(ctx context.Context, addr *url.URL, payload any, cfg *config) (<-chan error, error) {
-	if err := checkURL(addr); err != nil {
-		return nil, err
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := cmp.Or(checkURL(addr), ctx.Err()); err != nil {
 		return nil, err
 	}
 	if addr.Scheme == "unix" {
 		return postUnix(ctx, unixPath(addr), payload, cfg)
 	}
-	return nil, sendHTTP(ctx, httpClient, addr, payload, cfg.legacyURLs)
+	return nil, sendHTTP(ctx, addr, payload, cfg.legacyURLs)
 }
 
 // sendHTTP POSTs payload as JSON to addr and checks the acknowledgement.
-func sendHTTP(ctx context.Context, client *http.Client, addr *url.URL, payload any, legacy bool) error {
+func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) error {
 	frame, err := appendFrame(nil, payload, legacy, 0)
 	if err != nil {
 		return err
@@ -122,25 +97,21 @@ func sendHTTP(ctx context.Context, client *http.Client, addr *url.URL, payload a
 		return fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: post to %s: %w", ErrUnreachable, addr.Redacted(), err)
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: post to %s: %w", ErrUnreachable, addr.Redacted(), err))
 	}
 	defer resp.Body.Close()
-	ackBody, err := io.ReadAll(io.LimitReader(resp.Body, maxAckBody))
-	if err != nil {
+	ack, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	switch {
+	case err != nil:
 		return fmt.Errorf("%w: read acknowledgement from %s: %w", ErrConnection, addr.Redacted(), err)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ack[:min(len(ack), 512)]))
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ackBody[:min(len(ackBody), 512)]))
-	}
-	var ack Response
-	features, err := decodeResponse(ackBody, &ack)
-	if err == nil && ack.Error != nil {
-		return fmt.Errorf("%w: %w", ErrRefused, ack.Error)
+	features, err := ackOutcome(ack)
+	if errors.Is(err, ErrRefused) {
+		return err
 	}
 	noteHTTPFeatures(addr, features)
 	return nil
