@@ -68,28 +68,36 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 		t.log().WithField("id", tr.req.ID).Debug("too many cancel notices in flight; dropped one")
 		return
 	}
-	id := tr.req.ID
+	id, reqHook := tr.req.ID, tr.req.ResponseHook
 	t.stats.cancelNotices.Add(1)
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
 		defer func() { <-t.cancels }()
-		if err := t.sendCancel(dest, id); err != nil {
+		if err := t.sendCancel(dest, id, reqHook); err != nil {
 			t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
 				Debug("sending cancel notice failed")
 		}
 	}()
 }
 
-// sendCancel sends the cancel notice for the request id to dest.
-func (t *Tracker) sendCancel(dest *url.URL, id string) error {
+// sendCancel sends the cancel notice for the request id, whose response
+// hook was reqHook, to dest. To an http(s) peer (a bridge) the notice
+// carries the request's own hook, which a bridge asks of a cancel so that
+// only the request's caller may cancel it (a hook of Call's carries the
+// request's capability).
+func (t *Tracker) sendCancel(dest *url.URL, id string, reqHook *url.URL) error {
 	args, err := json.Marshal(cancelArgs{ID: id})
 	if err != nil {
 		return err
 	}
 	raw := json.RawMessage(args)
 	hook := t.hook
-	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
+	switch {
+	case dest.Scheme == "unix":
+	case reqHook != nil && reqHook.Scheme != "unix":
+		hook = reqHook
+	case t.cfg.httpHook != nil:
 		hook = t.cfg.httpHook
 	}
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}

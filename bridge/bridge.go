@@ -150,7 +150,7 @@ type Bridge struct {
 
 	mu       sync.Mutex // protects the fields below
 	closed   bool       // Shutdown has begun
-	pending  map[*acomm.Request]struct{}
+	pending  map[*acomm.Request]*url.URL // each with its caller's hook
 	work     sync.WaitGroup // one count per pending request or delivery
 	stopOnce sync.Once
 	stopCtx  context.Context // ends when Shutdown gives up on deliveries
@@ -282,7 +282,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
-	if !b.begin(fwd) {
+	if !b.begin(fwd, hook) {
 		b.refuse(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: shutting down", ErrClosed))
 		return
 	}
@@ -350,17 +350,18 @@ func (b *Bridge) isClosed() bool {
 // request out of it (answer, end, or Shutdown giving up) gives the count
 // back, once.
 
-// begin records fwd as pending, unless the bridge is shutting down.
-func (b *Bridge) begin(fwd *acomm.Request) bool {
+// begin records fwd, whose caller's hook is hook, as pending, unless the
+// bridge is shutting down.
+func (b *Bridge) begin(fwd *acomm.Request, hook *url.URL) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return false
 	}
 	if b.pending == nil {
-		b.pending = make(map[*acomm.Request]struct{})
+		b.pending = make(map[*acomm.Request]*url.URL)
 	}
-	b.pending[fwd] = struct{}{}
+	b.pending[fwd] = hook
 	b.work.Add(1)
 	return true
 }
