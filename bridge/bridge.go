@@ -148,10 +148,10 @@ type Bridge struct {
 	clientOnce sync.Once
 	client     *http.Client
 
-	mu       sync.Mutex // protects the fields below
-	closed   bool       // Shutdown has begun
+	mu       sync.Mutex                  // protects the fields below
+	closed   bool                        // Shutdown has begun
 	pending  map[*acomm.Request]*url.URL // each with its caller's hook
-	work     sync.WaitGroup // one count per pending request or delivery
+	work     sync.WaitGroup              // one count per pending request or delivery
 	stopOnce sync.Once
 	stopCtx  context.Context // ends when Shutdown gives up on deliveries
 	giveUp   context.CancelFunc
