@@ -161,13 +161,14 @@ func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
 	// Each hop adds its transit time (an HTTP exchange, then a frame) and
 	// rounds to the millisecond, so this is looser than over one socket:
 	// it shows the caller's deadline arrived, not how precisely.
-	assert.WithinDuration(t, want, dl, 100*time.Millisecond, "the handler has the caller's deadline")
+	// Generous, for a loaded machine: the deadline is 3 s away.
+	assert.WithinDuration(t, want, dl, time.Second, "the handler has the caller's deadline")
 
 	cancelled := time.Now()
 	cancel()
 	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
 	assert.ErrorIs(t, waitFor(t, svc.ended, 5*time.Second, "the handler's context to end"), context.Canceled)
-	assert.LessOrEqual(t, time.Since(cancelled), 100*time.Millisecond, "cancel reached the handler late")
+	assert.Less(t, time.Since(cancelled), 2*time.Second, "cancel reached the handler only with the deadline")
 	assert.EqualValues(t, 1, tr.Stats().CancelNotices)
 }
 
