@@ -93,7 +93,10 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	// Over a pipe, the acknowledgement is not waited for before the
 	// response: whichever comes first.
-	ack, err := post(ctx, dest, req, &t.cfg)
+	ack, stopSend, err := t.postCall(ctx, dest, req)
+	if stopSend != nil {
+		defer func() { time.AfterFunc(cancelNoticeTimeout, stopSend) }()
+	}
 	if err == nil && ack == nil {
 		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
@@ -102,8 +105,21 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		if err != nil {
 			// A notice only when the caller gave up: a send that
 			// failed did not deliver the request, or it was refused.
-			if t.remove(req, ctx.Err() != nil) {
+			// Given up on a peer whose features are not known yet,
+			// the acknowledgement still awaited decides.
+			gaveUp := ctx.Err() != nil
+			late := gaveUp && ack != nil && stopSend != nil && !t.peerHas(dest, featureCancel)
+			if late {
+				t.bg.Add(1) // while req is tracked; see cancelAfterAck
+			}
+			if t.remove(req, gaveUp) {
+				if late {
+					go t.cancelAfterAck(ack, dest, req.ID, req.ResponseHook)
+				}
 				return nil, err
+			}
+			if late {
+				t.bg.Done()
 			}
 			// Answered (or timed out) while the send was failing or
 			// ctx ending: the response is on its way to ch.

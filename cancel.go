@@ -62,23 +62,80 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	if dest == nil || !tr.cancels && !t.peerHas(dest, featureCancel) {
 		return
 	}
-	select {
-	case t.cancels <- struct{}{}:
-	default:
-		t.log().WithField("id", tr.req.ID).Debug("too many cancel notices in flight; dropped one")
+	if !t.takeCancelSlot(tr.req.ID) {
 		return
 	}
-	id, reqHook := tr.req.ID, tr.req.ResponseHook
-	t.stats.cancelNotices.Add(1)
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		defer func() { <-t.cancels }()
-		if err := t.sendCancel(dest, id, reqHook); err != nil {
-			t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
-				Debug("sending cancel notice failed")
-		}
+		t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
 	}()
+}
+
+// takeCancelSlot takes one of the maxCancelsInFlight slots for the notice
+// cancelling the request id, counting it; false when none is free (the
+// notice is dropped: it only saves the service work).
+func (t *Tracker) takeCancelSlot(id string) bool {
+	select {
+	case t.cancels <- struct{}{}:
+		t.stats.cancelNotices.Add(1)
+		return true
+	default:
+		t.log().WithField("id", id).Debug("too many cancel notices in flight; dropped one")
+		return false
+	}
+}
+
+// cancelWithSlot sends the notice cancelling the request id, whose
+// response hook was reqHook, to dest, then gives back the slot taken for
+// it.
+func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
+	defer func() { <-t.cancels }()
+	if err := t.sendCancel(dest, id, reqHook); err != nil {
+		t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
+			Debug("sending cancel notice failed")
+	}
+}
+
+// postCall starts sending req, tracked by Call, to dest. To a peer not
+// known to take cancel notices (not heard from yet, or an original peer)
+// the send runs on a goroutine of its own, not bound to ctx, its outcome
+// coming on the returned channel: a caller that gives up before the
+// acknowledgement is read does not cut the exchange short, so that the
+// acknowledgement can still tell whether a notice may follow (see
+// cancelAfterAck). It is bounded by the I/O timeout, and by the returned
+// stop, which Call arms to fire cancelNoticeTimeout after it returns;
+// stop is nil for a send bound to ctx.
+func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-chan error, context.CancelFunc, error) {
+	if t.peerHas(dest, featureCancel) {
+		ack, err := post(ctx, dest, req, &t.cfg)
+		return ack, nil, err
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ack := make(chan error, 1)
+	t.bg.Add(1) // req is tracked: Stop has not reached t.bg.Wait
+	go func() {
+		defer t.bg.Done()
+		defer stop()
+		if err := ctx.Err(); err != nil {
+			ack <- err // the caller gave up before anything was sent
+			return
+		}
+		ack <- sendMsg(sctx, dest, req, &t.cfg)
+	}()
+	return ack, stop, nil
+}
+
+// cancelAfterAck sends the notice cancelling the request id (response
+// hook reqHook), whose caller gave up before its acknowledgement from dest
+// was read, once the acknowledgement is in and the peer's features list
+// "cancel". The caller has added its count to t.bg.
+func (t *Tracker) cancelAfterAck(ack <-chan error, dest *url.URL, id string, reqHook *url.URL) {
+	defer t.bg.Done()
+	if err := <-ack; err != nil || !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(id) {
+		return
+	}
+	t.cancelWithSlot(dest, id, reqHook)
 }
 
 // sendCancel sends the cancel notice for the request id, whose response

@@ -15,7 +15,7 @@ import (
 
 // Wire messages are decoded by github.com/go-json-experiment/json, which
 // refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
-// and costs about a third as much (see the commit).
+// and costs a third as much as encoding/json (figures: in the commit).
 
 // requestWire and responseWire (also an acknowledgement's) are the forms
 // on the wire.

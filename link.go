@@ -126,7 +126,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 		return nil, fmt.Errorf("acomm: send frame: %w", err)
 	}
 	if l != nil {
-		if ex, lead := l.post(frame, cfg.ioTimeout); ex != nil {
+		if ex, lead := l.post(ctx, frame, cfg.ioTimeout); ex != nil {
 			if lead {
 				l.read(ctx, ex)
 			}
@@ -144,16 +144,16 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	}
 	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
 	if err != nil {
-		return cmp.Or(ctx.Err(), fmt.Errorf("%w: dial %s: %w", ErrUnreachable, path, err))
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), once: true}
-	ex, _ := l.post(frame, timeout)
+	ex, _ := l.post(ctx, frame, timeout)
 	l.read(ctx, ex)
 	select {
 	case err = <-ex.done:
 	default:
-		err = ctx.Err() // it ended first
 	}
+	err = cmp.Or(ctx.Err(), err) // it ended first
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || !adoptLink(l) {
@@ -165,7 +165,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 // post queues frame and writes it, unless a sender is writing (which then
 // writes it too); lead says the caller must read acknowledgements (see
 // read). ex is nil when the link is dead.
-func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead bool) {
+func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (ex *exchange, lead bool) {
 	now := time.Now()
 	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1)}
 	l.mu.Lock()
@@ -184,10 +184,14 @@ func (l *link) post(frame []byte, timeout time.Duration) (ex *exchange, lead boo
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
+		stop := context.AfterFunc(ctx, func() { _ = l.conn.SetWriteDeadline(time.Unix(1, 0)) })
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
 			n, err = l.conn.Write(buf)
+		}
+		if !stop() {
+			l.wdl = time.Time{} // ctx ended, and moved the deadline
 		}
 		l.mu.Lock()
 		l.spare, l.flushing = buf[:0], false

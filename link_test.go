@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,8 @@ func TestCallSilentPeerReturnsOnTime(t *testing.T) {
 			}
 		},
 	}
+	// Args larger than a socket's buffer: the write itself blocks.
+	large := json.RawMessage(`"` + strings.Repeat("x", 8<<20) + `"`)
 	for name, serve := range peers {
 		t.Run(name, func(t *testing.T) {
 			tr := newTracker(t, nil, time.Minute)
@@ -122,14 +125,18 @@ func TestCallSilentPeerReturnsOnTime(t *testing.T) {
 			if name == "link, then silent" {
 				require.NoError(t, acomm.Send(peer.url(), sendTestRequest(t)))
 			}
-			for _, withDeadline := range []bool{true, false} {
+			for i, withDeadline := range []bool{true, false, true} {
+				var args any
+				if i == 2 {
+					args = large
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), wait)
 				if !withDeadline {
 					ctx, cancel = context.WithCancel(context.Background())
 					time.AfterFunc(wait, cancel)
 				}
 				start := time.Now()
-				_, err := tr.Call(ctx, peer.url(), "t", nil)
+				_, err := tr.Call(ctx, peer.url(), "t", args)
 				elapsed := time.Since(start)
 				cancel()
 				require.ErrorIs(t, err, ctx.Err(), "deadline %v", withDeadline)

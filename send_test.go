@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -270,4 +272,11 @@ func TestSendHTTP(t *testing.T) {
 	t.Run("unmarshalable payload", func(t *testing.T) {
 		assert.ErrorIs(t, acomm.Send(&url.URL{Scheme: "http", Host: "127.0.0.1:1"}, func() {}), acomm.ErrInvalidArgument)
 	})
+}
+
+func TestSendUnreachableNamesPathOnce(t *testing.T) {
+	path := filepath.Join(shortDir(t), "none.sock")
+	err := acomm.Send(unixURL(path), &acomm.Response{ID: "x"})
+	require.ErrorIs(t, err, acomm.ErrUnreachable)
+	assert.Equal(t, 1, strings.Count(err.Error(), path), "%v", err)
 }

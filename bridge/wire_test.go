@@ -23,12 +23,18 @@ import (
 type wireService struct {
 	srv     *acomm.Server
 	started chan time.Time // the handler's deadline, zero for none
-	ended   chan error
+	ended   chan handlerEnd
+}
+
+// handlerEnd is when and why a handler's context ended.
+type handlerEnd struct {
+	at  time.Time
+	err error
 }
 
 func newWireService(t *testing.T) *wireService {
 	t.Helper()
-	s := &wireService{started: make(chan time.Time, 4), ended: make(chan error, 4)}
+	s := &wireService{started: make(chan time.Time, 4), ended: make(chan handlerEnd, 4)}
 	s.srv = acomm.NewServer(sockPath(t, "s.sock"), nil)
 	s.srv.Handle("meta", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
 		return req.Meta, nil, nil
@@ -37,7 +43,7 @@ func newWireService(t *testing.T) *wireService {
 		dl, _ := ctx.Deadline()
 		s.started <- dl
 		<-ctx.Done() // bounded: Stop cancels it at cleanup
-		s.ended <- ctx.Err()
+		s.ended <- handlerEnd{at: time.Now(), err: ctx.Err()}
 		return nil, nil, ctx.Err()
 	})
 	require.NoError(t, s.srv.Start())
@@ -149,27 +155,38 @@ func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
 	_, err := tr.Call(context.Background(), dest, "meta", nil)
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	want, _ := ctx.Deadline()
-	done := make(chan error, 1)
-	go func() {
-		_, err := tr.Call(ctx, dest, "block", nil)
-		done <- err
-	}()
-	dl := waitFor(t, svc.started, 5*time.Second, "the handler")
-	// Each hop adds its transit time (an HTTP exchange, then a frame) and
-	// rounds to the millisecond, so this is looser than over one socket:
-	// it shows the caller's deadline arrived, not how precisely.
-	// Generous, for a loaded machine: the deadline is 3 s away.
-	assert.WithinDuration(t, want, dl, time.Second, "the handler has the caller's deadline")
+	// Each attempt measures from the cancel to the handler's context
+	// ending. A delay on the path (the notice waiting behind something, a
+	// poll) shows in every attempt; a loaded machine's scheduling stall
+	// rarely hits three in a row, so one attempt within the bound passes.
+	var took []time.Duration
+	for n := 1; n <= 3; n++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		want, _ := ctx.Deadline()
+		done := make(chan error, 1)
+		go func() {
+			_, err := tr.Call(ctx, dest, "block", nil)
+			done <- err
+		}()
+		dl := waitFor(t, svc.started, 5*time.Second, "the handler")
+		// Each hop adds its transit time (an HTTP exchange, then a frame)
+		// and rounds to the millisecond, so this is looser than over one
+		// socket: it shows the caller's deadline arrived, not how
+		// precisely.
+		assert.WithinDuration(t, want, dl, 100*time.Millisecond, "the handler has the caller's deadline")
 
-	cancelled := time.Now()
-	cancel()
-	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
-	assert.ErrorIs(t, waitFor(t, svc.ended, 5*time.Second, "the handler's context to end"), context.Canceled)
-	assert.Less(t, time.Since(cancelled), 2*time.Second, "cancel reached the handler only with the deadline")
-	assert.EqualValues(t, 1, tr.Stats().CancelNotices)
+		cancelled := time.Now()
+		cancel()
+		require.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call"), context.Canceled)
+		end := waitFor(t, svc.ended, 2*time.Second, "the handler's context to end")
+		require.ErrorIs(t, end.err, context.Canceled)
+		assert.EqualValues(t, n, tr.Stats().CancelNotices)
+		if took = append(took, end.at.Sub(cancelled)); took[n-1] <= 100*time.Millisecond {
+			t.Logf("cancel reached the handler in %v (attempts: %v)", took[n-1], took)
+			return
+		}
+	}
+	t.Errorf("cancel reached the handler later than 100ms in each attempt: %v", took)
 }
 
 func TestBridgeCancelNotice(t *testing.T) {

@@ -26,6 +26,8 @@ func parseAddress(s string) (*url.URL, error) {
 	switch u.Scheme {
 	case "unix":
 		switch {
+		case u.Host == "localhost":
+			return nil, usageErr("unix address %q has a host part %q: a unix URL takes none, as in unix://%s (or the plain path)", s, u.Host, u.Path)
 		case u.Host != "":
 			return nil, usageErr("unix address %q has a host part %q: a unix URL takes three slashes, as in unix:///%s%s", s, u.Host, u.Host, u.Path)
 		case u.Opaque != "":

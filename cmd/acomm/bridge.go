@@ -344,10 +344,11 @@ func warnConfig(log logrus.FieldLogger, addr net.Addr, token string, routes []br
 }
 
 // parseRoute reads a --route: PATTERN=ADDRESS, the address written as
-// every command takes one (unix:///path.sock, /path.sock, ./path.sock).
+// every command takes one (unix:///path.sock, /path.sock, ./path.sock;
+// unix://run/x.sock, which would lead to /x.sock, is refused with a hint).
 func parseRoute(s string) (bridge.Route, error) {
 	pattern, addr, ok := strings.Cut(s, "=")
-	if ok && isPath(addr) {
+	if ok && (isPath(addr) || strings.HasPrefix(addr, "unix:")) {
 		u, err := parseAddress(addr)
 		if err != nil {
 			return bridge.Route{}, usageErr("--route %q: %w", s, err)

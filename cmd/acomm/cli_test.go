@@ -63,6 +63,7 @@ func TestAddresses(t *testing.T) {
 		{"relative path", "./" + base, dir, exitOK, `"HELLO"`},
 		{"parent-relative path", "../" + filepath.Base(dir) + "/" + base, dir, exitOK, `"HELLO"`},
 		{"unix url with a host", "unix:/" + srv.Addr(), "", exitUsage, "three slashes, as in unix:///"},
+		{"unix url with localhost", "unix://localhost" + srv.Addr(), "", exitUsage, "as in unix://" + srv.Addr() + " "},
 		{"opaque unix url", "unix:" + base, "", exitUsage, "absolute path"},
 		{"bare name", base, "", exitUsage, "invalid address"},
 		{"http without host", "http:///requests", "", exitUsage, "no host"},

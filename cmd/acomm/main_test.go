@@ -564,6 +564,8 @@ func TestBridgeCommandUsage(t *testing.T) {
 		{"no listen", []string{"bridge", "--route", "a=unix:///x.sock"}, "listen"},
 		{"no route", []string{"bridge", "--listen", "127.0.0.1:0"}, "route"},
 		{"bad route", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=http://x"}, "route"},
+		{"route with a host part", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix://run/x.sock"}, "unix:///run/x.sock"},
+		{"route to a bare name", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=x.sock"}, "route"},
 		{"tls half", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--tls-cert", "c"}, "tls"},
 		{"bad advertise", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--advertise", "ftp://x"}, "advertise"},
 		{"bad allow-hook", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--allow-hook", "not a host"}, "allow-hook"},
