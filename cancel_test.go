@@ -343,3 +343,53 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 		})
 	}
 }
+
+func TestNoCancelNoticeAfterRefusal(t *testing.T) {
+	// A peer that takes notices accepts the first frame and refuses the
+	// rest in its acknowledgements. A request it refused never ran: a
+	// notice for it would only make the peer refuse the same request
+	// when it is sent again (a retry after ErrBusy, say).
+	frames := make(chan []byte, 16)
+	features := []string{"pipeline", "string-urls", "cancel"}
+	first := make(chan struct{}, 1)
+	first <- struct{}{}
+	p := newFakePeer(t, func(conn net.Conn) {
+		for {
+			body, err := readRawFrame(conn)
+			if err != nil {
+				return
+			}
+			frames <- body
+			select {
+			case <-first:
+				err = writeAck(conn, body, features...)
+			default:
+				ack, _ := json.Marshal(map[string]any{"id": "", "result": nil, "stream_url": nil, "error": "acomm: service busy", "features": features})
+				_, err = conn.Write(srvFrame(string(ack)))
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	tr := newTracker(t, nil, 10*time.Second)
+	ctx := context.Background()
+
+	ok := newRequest(t, tr, "work", nil, make(chan result, 1))
+	require.NoError(t, tr.Send(ctx, p.url(), ok)) // the peer is known to take notices now
+	refused := newRequest(t, tr, "work", nil, make(chan result, 1))
+	require.NoError(t, tr.TrackRequest(refused, 10*time.Second))
+	require.ErrorIs(t, tr.Send(ctx, p.url(), refused), acomm.ErrRefused)
+	require.True(t, tr.RemoveRequest(refused)) // as RemoveRequest's doc says to, after a failed send
+
+	tr.Stop() // waits for the notices under way
+	assert.Zero(t, tr.Stats().CancelNotices)
+	for range 2 {
+		waitFor(t, frames, time.Second, "the requests")
+	}
+	select {
+	case body := <-frames:
+		t.Fatalf("a frame after the requests: %s", body)
+	default:
+	}
+}
