@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -64,7 +65,7 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 // encoding/json marshals it.
 func appendFrame(b []byte, payload any, legacy bool, max int, features ...string) ([]byte, error) {
 	start := len(b)
-	b = append(b, 0, 0, 0, 0)
+	b = append(slices.Grow(b, 256), 0, 0, 0, 0) // most frames fit: spare the regrowth
 	var err error
 	switch p := payload.(type) {
 	case *Request:

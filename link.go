@@ -184,7 +184,7 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (e
 		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
-		stop := context.AfterFunc(ctx, func() { _ = l.conn.SetWriteDeadline(time.Unix(1, 0)) })
+		stop := afterFunc(ctx, func() { _ = l.conn.SetWriteDeadline(time.Unix(1, 0)) })
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
@@ -242,7 +242,7 @@ func (l *link) failLocked(err error) {
 // oldest frame's deadline. Its caller holds l.reading, which it passes on
 // to a goroutine if acknowledgements are still awaited.
 func (l *link) read(ctx context.Context, mine *exchange) {
-	defer context.AfterFunc(ctx, func() { // wake the read
+	defer afterFunc(ctx, func() { // wake the read
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.rdl = time.Unix(1, 0)
@@ -279,7 +279,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize)
 		}
-		features, ackErr := ackOutcome(body)
+		features, ackErr := ackOutcome(body, once)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -304,17 +304,35 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 	}
 }
 
-// ackOutcome decodes an acknowledgement: its features, and nil, a refusal
+// afterFunc is context.AfterFunc, spared for a ctx that never ends.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, f)
+}
+
+// ackOutcome decodes an acknowledgement: its features (if wanted), and nil, a refusal
 // (ErrRefused and the reason's sentinel) or an ErrMalformedFrame error.
-func ackOutcome(body []byte) ([]string, error) {
-	var ack responseWire
-	if err := jsonv2.Unmarshal(body, &ack); err != nil {
+func ackOutcome(body []byte, wantFeatures bool) ([]string, error) {
+	var ack struct { // no more: the rest is checked, not kept
+		Error    string `json:"error"`
+		features []string
+	}
+	dest := any(&ack)
+	if wantFeatures {
+		dest = &struct {
+			Error    *string   `json:"error"`
+			Features *[]string `json:"features"`
+		}{&ack.Error, &ack.features}
+	}
+	if err := jsonv2.Unmarshal(body, dest); err != nil {
 		return nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
 	}
 	if ack.Error != "" {
-		return ack.Features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
+		return ack.features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
 	}
-	return ack.Features, nil
+	return ack.features, nil
 }
 
 // exchangeError wraps an error of a frame's exchange: a connection's in
