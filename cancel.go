@@ -236,6 +236,24 @@ func (t *Tracker) sentTo(id string, dest *url.URL) {
 	}
 }
 
+// notSent records that the tracked request with id did not reach the
+// peer it was being sent to, or was refused there: no notice follows it,
+// which would only make the peer refuse the request if it is sent again.
+func (t *Tracker) notSent(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.requests[id]; ok {
+		tr.dest, tr.cancels = nil, false
+	}
+}
+
+// mayBeDelivered reports whether a send that failed with err may have
+// delivered its frame all the same: the connection failed, or the
+// sender's context ended, before the acknowledgement was read.
+func mayBeDelivered(err error) bool {
+	return errors.Is(err, ErrConnection) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // cancelNotice handles an acomm.cancel notice: it cancels the handler of
 // the request it names, or, when that request has not arrived yet,
 // remembers that it is cancelled.

@@ -406,8 +406,14 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 		err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out)
 		took := time.Since(start)
 		if err != nil {
+			level := logrus.WarnLevel
+			if dl, ok := fwd.Deadline(); ok && !time.Now().Before(dl) {
+				// Its caller said it would not wait this long (the
+				// answer is then the timeout): its hook is likely gone.
+				level = logrus.DebugLevel
+			}
 			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
-				Warn("delivering response to hook failed")
+				Log(level, "delivering response to hook failed")
 		}
 		// The delivery is over: Shutdown no longer waits for it, so that
 		// OnDelivery, user code, may call Shutdown.

@@ -366,6 +366,16 @@ func TestStreamCommandFailures(t *testing.T) {
 		assert.Equal(t, exitOK, r.code, r.stderr)
 		assert.Empty(t, r.stdout)
 	})
+	t.Run("a bridge's /requests is not a stream", func(t *testing.T) {
+		// What a bridge answers a GET of /requests.
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}))
+		t.Cleanup(hs.Close)
+		r := runAcomm(t, "stream", hs.URL+"/requests")
+		assert.Equal(t, exitUsage, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "not a stream")
+	})
 	t.Run("bad timeout", func(t *testing.T) {
 		r := runAcomm(t, "stream", "--timeout", "0s", srv.Addr())
 		assert.Equal(t, exitUsage, r.code, r.stderr)
