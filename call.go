@@ -114,7 +114,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 			}
 			if t.remove(req, gaveUp) {
 				if late {
-					go t.cancelAfterAck(ack, dest, req.ID)
+					go t.cancelAfterAck(ack, dest, req.ID, req.ResponseHook)
 				}
 				return nil, err
 			}

@@ -68,7 +68,7 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		t.cancelWithSlot(dest, tr.req.ID)
+		t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
 	}()
 }
 
@@ -86,11 +86,12 @@ func (t *Tracker) takeCancelSlot(id string) bool {
 	}
 }
 
-// cancelWithSlot sends the notice cancelling the request id to dest, then
-// gives back the slot taken for it.
-func (t *Tracker) cancelWithSlot(dest *url.URL, id string) {
+// cancelWithSlot sends the notice cancelling the request id, whose
+// response hook was reqHook, to dest, then gives back the slot taken for
+// it.
+func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
 	defer func() { <-t.cancels }()
-	if err := t.sendCancel(dest, id); err != nil {
+	if err := t.sendCancel(dest, id, reqHook); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
 			Debug("sending cancel notice failed")
 	}
@@ -125,27 +126,35 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 	return ack, stop, nil
 }
 
-// cancelAfterAck sends the notice cancelling the request id, whose caller
-// gave up before its acknowledgement from dest was read, once the
-// acknowledgement is in and the peer's features list "cancel". The
-// caller has added its count to t.bg.
-func (t *Tracker) cancelAfterAck(ack <-chan error, dest *url.URL, id string) {
+// cancelAfterAck sends the notice cancelling the request id (response
+// hook reqHook), whose caller gave up before its acknowledgement from dest
+// was read, once the acknowledgement is in and the peer's features list
+// "cancel". The caller has added its count to t.bg.
+func (t *Tracker) cancelAfterAck(ack <-chan error, dest *url.URL, id string, reqHook *url.URL) {
 	defer t.bg.Done()
 	if err := <-ack; err != nil || !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(id) {
 		return
 	}
-	t.cancelWithSlot(dest, id)
+	t.cancelWithSlot(dest, id, reqHook)
 }
 
-// sendCancel sends the cancel notice for the request id to dest.
-func (t *Tracker) sendCancel(dest *url.URL, id string) error {
+// sendCancel sends the cancel notice for the request id, whose response
+// hook was reqHook, to dest. To an http(s) peer (a bridge) the notice
+// carries the request's own hook, which a bridge asks of a cancel so that
+// only the request's caller may cancel it (a hook of Call's carries the
+// request's capability).
+func (t *Tracker) sendCancel(dest *url.URL, id string, reqHook *url.URL) error {
 	args, err := json.Marshal(cancelArgs{ID: id})
 	if err != nil {
 		return err
 	}
 	raw := json.RawMessage(args)
 	hook := t.hook
-	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
+	switch {
+	case dest.Scheme == "unix":
+	case reqHook != nil && reqHook.Scheme != "unix":
+		hook = reqHook
+	case t.cfg.httpHook != nil:
 		hook = t.cfg.httpHook
 	}
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
@@ -225,6 +234,24 @@ func (t *Tracker) sentTo(id string, dest *url.URL) {
 	if tr, ok := t.requests[id]; ok {
 		tr.dest, tr.cancels = dest, true
 	}
+}
+
+// notSent records that the tracked request with id did not reach the
+// peer it was being sent to, or was refused there: no notice follows it,
+// which would only make the peer refuse the request if it is sent again.
+func (t *Tracker) notSent(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.requests[id]; ok {
+		tr.dest, tr.cancels = nil, false
+	}
+}
+
+// mayBeDelivered reports whether a send that failed with err may have
+// delivered its frame all the same: the connection failed, or the
+// sender's context ended, before the acknowledgement was read.
+func mayBeDelivered(err error) bool {
+	return errors.Is(err, ErrConnection) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // cancelNotice handles an acomm.cancel notice: it cancels the handler of

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,8 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// cancelWithin is how soon a caller's cancel must reach the handler.
-const cancelWithin = 100 * time.Millisecond
+// cancelWithin is how soon a caller's cancel must reach the handler:
+// generous, for a loaded machine, yet far below the requests' 10 s
+// timeouts, so it shows the cancel, not the timeout, ended the handler.
+const cancelWithin = 2 * time.Second
 
 // cancelAttempts is how many times withinCancelBound tries.
 const cancelAttempts = 3
@@ -282,28 +285,13 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			frames := make(chan []byte, 8)
 			release := make(chan struct{})
 			releaseAck := sync.OnceFunc(func() { close(release) })
-			held := make(chan struct{}, 1)
-			held <- struct{}{}
-			p := newFakePeer(t, func(conn net.Conn) {
-				for {
-					body, err := readRawFrame(conn)
-					if err != nil {
-						return
-					}
-					frames <- body
-					select {
-					case <-held: // the first frame's acknowledgement waits
-						<-release
-					default:
-					}
-					if writeAck(conn, body, tc.features...) != nil {
-						return
-					}
-				}
-			})
+			ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, tc.features...) }
+			p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
+				<-release // the first frame's acknowledgement waits
+				return ack(conn, body)
+			}, ack)
 			t.Cleanup(releaseAck) // before the peer's cleanup
 			tr := newTracker(t, nil, 10*time.Second)
 
@@ -342,4 +330,65 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 			assert.EqualValues(t, 1, tr.Stats().CancelNotices)
 		})
 	}
+}
+
+func TestNoCancelNoticeAfterRefusal(t *testing.T) {
+	// A peer that takes notices accepts the first frame and refuses the
+	// rest in its acknowledgements. A request it refused never ran: a
+	// notice for it would only make the peer refuse the same request
+	// when it is sent again (a retry after ErrBusy, say).
+	features := []string{"pipeline", "string-urls", "cancel"}
+	p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
+		return writeAck(conn, body, features...)
+	}, func(conn net.Conn, _ []byte) error {
+		ack, _ := json.Marshal(map[string]any{"id": "", "result": nil, "stream_url": nil, "error": "acomm: service busy", "features": features})
+		_, err := conn.Write(srvFrame(string(ack)))
+		return err
+	})
+	tr := newTracker(t, nil, 10*time.Second)
+	ctx := context.Background()
+
+	ok := newRequest(t, tr, "work", nil, make(chan result, 1))
+	require.NoError(t, tr.Send(ctx, p.url(), ok)) // the peer is known to take notices now
+	refused := newRequest(t, tr, "work", nil, make(chan result, 1))
+	require.NoError(t, tr.TrackRequest(refused, 10*time.Second))
+	require.ErrorIs(t, tr.Send(ctx, p.url(), refused), acomm.ErrRefused)
+	require.True(t, tr.RemoveRequest(refused)) // as RemoveRequest's doc says to, after a failed send
+
+	tr.Stop() // waits for the notices under way
+	assert.Zero(t, tr.Stats().CancelNotices)
+	for range 2 {
+		waitFor(t, frames, time.Second, "the requests")
+	}
+	select {
+	case body := <-frames:
+		t.Fatalf("a frame after the requests: %s", body)
+	default:
+	}
+}
+
+// scriptedPeer is a receiver that reads frame after frame, sends each body
+// to the returned channel, and acknowledges the first frame it reads with
+// first and the others with rest.
+func scriptedPeer(t *testing.T, first, rest func(conn net.Conn, body []byte) error) (*fakePeer, <-chan []byte) {
+	t.Helper()
+	frames := make(chan []byte, 16)
+	var once atomic.Bool
+	peer := newFakePeer(t, func(conn net.Conn) {
+		for {
+			body, err := readRawFrame(conn)
+			if err != nil {
+				return
+			}
+			frames <- body
+			ack := rest
+			if once.CompareAndSwap(false, true) {
+				ack = first
+			}
+			if ack(conn, body) != nil {
+				return
+			}
+		}
+	})
+	return peer, frames
 }

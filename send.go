@@ -45,15 +45,20 @@ func SendContext(ctx context.Context, addr *url.URL, payload interface{}) error 
 // WithIOTimeout, WithLegacyURLs). When payload is a Request that t tracks
 // and addr acknowledged it, listing the "cancel" feature, a timeout or
 // removal (RemoveRequest) of the request before its answer sends addr a
-// cancel notice (see the README's wire format).
+// cancel notice (see the README's wire format); one that addr refused, or
+// that never reached it, is not followed by a notice.
 func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) error {
 	req, isReq := payload.(*Request)
 	if isReq {
 		t.sending(req.ID, addr)
 	}
 	err := sendMsg(ctx, addr, payload, &t.cfg)
-	if isReq && err == nil {
+	switch {
+	case !isReq:
+	case err == nil:
 		t.sentTo(req.ID, addr)
+	case !mayBeDelivered(err):
+		t.notSent(req.ID)
 	}
 	return err
 }

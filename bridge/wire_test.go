@@ -13,6 +13,8 @@ import (
 
 	"github.com/acommgo/acomm"
 	"github.com/acommgo/acomm/bridge"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -207,6 +209,47 @@ func TestBridgeCancelNotice(t *testing.T) {
 			if tc.code == http.StatusOK {
 				assert.JSONEq(t, `{"id":"n1","result":null,"stream_url":null,"error":"","features":["cancel"]}`, string(r.body))
 			}
+		})
+	}
+}
+
+func TestBridgeQuietWhenCallerStoppedWaiting(t *testing.T) {
+	// A caller that sent its deadline (timeout_ms) stops waiting at it:
+	// the bridge's timeout answer then usually finds its hook gone. That
+	// is no fault to warn an operator about; a hook that fails while its
+	// caller waits still is.
+	svc := newWireService(t)
+	logger, logs := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	delivered := make(chan error, 4)
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.Logger = logger
+		b.OnDelivery = func(_ time.Duration, err error) { delivered <- err }
+	}, bridge.Route{Pattern: "block", Addr: svc.srv.URL()}, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // the caller's hook, closed when it gave up
+
+	tests := []struct {
+		name, body string
+		level      logrus.Level
+	}{
+		{"timed out at the caller's deadline", `{"id":"q1","task":"block","responsehook":"` + gone.URL + `/hook","args":null,"timeout_ms":50}`, logrus.DebugLevel},
+		{"answered while the caller waits", `{"id":"q2","task":"meta","responsehook":"` + gone.URL + `/hook","args":null}`, logrus.WarnLevel},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			logs.Reset()
+			r := bridgePost(t, env.base+"/requests", "", tc.body)
+			require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+			require.Error(t, waitFor(t, delivered, 5*time.Second, "the delivery"))
+			var found bool
+			for _, e := range logs.AllEntries() {
+				if e.Message == "delivering response to hook failed" {
+					found = true
+					assert.Equal(t, tc.level, e.Level)
+				}
+			}
+			assert.True(t, found, "the failed delivery is logged")
 		})
 	}
 }

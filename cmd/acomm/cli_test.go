@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -366,6 +367,16 @@ func TestStreamCommandFailures(t *testing.T) {
 		assert.Equal(t, exitOK, r.code, r.stderr)
 		assert.Empty(t, r.stdout)
 	})
+	t.Run("a bridge's /requests is not a stream", func(t *testing.T) {
+		// What a bridge answers a GET of /requests.
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}))
+		t.Cleanup(hs.Close)
+		r := runAcomm(t, "stream", hs.URL+"/requests")
+		assert.Equal(t, exitUsage, r.code, r.stderr)
+		assert.Contains(t, r.stderr, "not a stream")
+	})
 	t.Run("bad timeout", func(t *testing.T) {
 		r := runAcomm(t, "stream", "--timeout", "0s", srv.Addr())
 		assert.Equal(t, exitUsage, r.code, r.stderr)
@@ -522,4 +533,35 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 
 	r = runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile + ".none"}}, "stream", hs.URL+"/stream")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
+}
+
+func TestCallInterruptCancelsHandler(t *testing.T) {
+	// Ctrl-C on a call: the command tells the service before it exits,
+	// and the handler's context is cancelled (issue 12), rather than left
+	// to run until the call's --timeout.
+	_, srv := startServices(t)
+	cmd := exec.Command(binary, "call", "--timeout", "1m", srv.Addr(), "text.slow")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	require.Eventually(t, func() bool { return srv.Stats().InFlight == 1 }, 10*time.Second, 5*time.Millisecond, "the handler to start")
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command did not exit on SIGINT")
+	}
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, stderr.String())
+	assert.NotEqual(t, exitOK, ee.ExitCode(), stderr.String())
+	t.Logf("exit %d: %s", ee.ExitCode(), stderr.String())
+	assert.Eventually(t, func() bool { return srv.Stats().Cancelled == 1 }, 5*time.Second, 5*time.Millisecond, "the handler cancelled by the caller")
+	exited <- err // for the cleanup
 }

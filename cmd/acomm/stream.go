@@ -240,8 +240,11 @@ func getStream(ctx context.Context, dst io.Writer, u *url.URL, token string) err
 		return fmt.Errorf("get stream: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
+	switch resp.StatusCode {
+	case http.StatusNotFound:
 		return errStreamGone
+	case http.StatusMethodNotAllowed: // a bridge's /requests, /responses
+		return usageErr("%s is not a stream (%s): a stream URL comes from a response's stream_url", u.Redacted(), resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
