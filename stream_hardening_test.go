@@ -189,6 +189,50 @@ func TestStopWithStuckSource(t *testing.T) {
 	waitFor(t, stopped, 10*time.Second, "Stop with a stuck source")
 }
 
+// lockedSource is a source whose Close waits for its Read to return, as a
+// source that guards both with one lock does.
+type lockedSource struct {
+	*stallSource
+	mu sync.Mutex
+}
+
+func (s *lockedSource) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stallSource.Read(p)
+}
+
+func (s *lockedSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nil
+}
+
+// TestStopWithBlockingClose checks that a stream whose source's Close
+// blocks while its Read does holds the tracker's Stop only for a bounded
+// time too, whether the stream is being read or still waits for its
+// reader.
+func TestStopWithBlockingClose(t *testing.T) {
+	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+	require.NoError(t, err)
+	require.NoError(t, tr.Start())
+	src := &lockedSource{stallSource: newStallSource("x")}
+	t.Cleanup(func() { close(src.release) })
+	u, err := tr.NewStreamUnix("", src)
+	require.NoError(t, err)
+	conn, err := net.Dial("unix", u.Path)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	waitFor(t, src.reading, 5*time.Second, "the source's blocking read")
+
+	stopped := make(chan struct{})
+	go func() {
+		tr.Stop()
+		close(stopped)
+	}()
+	waitFor(t, stopped, 10*time.Second, "Stop with a source whose Close blocks")
+}
+
 // TestMaxStreams checks the bound on streams waiting for their readers.
 func TestMaxStreams(t *testing.T) {
 	assert.Equal(t, 128, acomm.DefaultMaxStreams)
