@@ -68,7 +68,7 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		t.cancelWithSlot(dest, tr.req.ID)
+		t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
 	}()
 }
 
@@ -86,11 +86,12 @@ func (t *Tracker) takeCancelSlot(id string) bool {
 	}
 }
 
-// cancelWithSlot sends the notice cancelling the request id to dest, then
-// gives back the slot taken for it.
-func (t *Tracker) cancelWithSlot(dest *url.URL, id string) {
+// cancelWithSlot sends the notice cancelling the request id, whose
+// response hook was reqHook, to dest, then gives back the slot taken for
+// it.
+func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
 	defer func() { <-t.cancels }()
-	if err := t.sendCancel(dest, id); err != nil {
+	if err := t.sendCancel(dest, id, reqHook); err != nil {
 		t.log().WithError(err).WithFields(logrus.Fields{"id": id, "dest": dest.Redacted()}).
 			Debug("sending cancel notice failed")
 	}
@@ -129,7 +130,7 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 			return
 		}
 		if notify && err == nil && t.peerHas(dest, featureCancel) && t.takeCancelSlot(req.ID) {
-			t.cancelWithSlot(dest, req.ID)
+			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
 		}
 	}()
 	return s.ack, s, nil
@@ -161,15 +162,23 @@ func (s *callSend) leave(notify bool) {
 	time.AfterFunc(cancelNoticeTimeout, s.stop)
 }
 
-// sendCancel sends the cancel notice for the request id to dest.
-func (t *Tracker) sendCancel(dest *url.URL, id string) error {
+// sendCancel sends the cancel notice for the request id, whose response
+// hook was reqHook, to dest. To an http(s) peer (a bridge) the notice
+// carries the request's own hook, which a bridge asks of a cancel so that
+// only the request's caller may cancel it (a hook of Call's carries the
+// request's capability).
+func (t *Tracker) sendCancel(dest *url.URL, id string, reqHook *url.URL) error {
 	args, err := json.Marshal(cancelArgs{ID: id})
 	if err != nil {
 		return err
 	}
 	raw := json.RawMessage(args)
 	hook := t.hook
-	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
+	switch {
+	case dest.Scheme == "unix":
+	case reqHook != nil && reqHook.Scheme != "unix":
+		hook = reqHook
+	case t.cfg.httpHook != nil:
 		hook = t.cfg.httpHook
 	}
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}

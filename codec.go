@@ -121,6 +121,9 @@ func decodeRequest(body []byte, req *Request) error {
 		return decodeError(ErrInvalidRequest, err)
 	}
 	hook, legacy, err := readURL(w.Hook)
+	if err == nil {
+		err = checkHookUser(hook)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
 	}

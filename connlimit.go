@@ -38,7 +38,7 @@ func refuseFrames(conn net.Conn, cfg *config, refusal error) {
 	if conn.SetDeadline(time.Now().Add(min(cfg.ioTimeout, refuseWait))) != nil {
 		return
 	}
-	body, err := readFrame(conn, cfg.maxFrameSize)
+	body, err := readFrame(conn, cfg.maxFrameSize, nil)
 	var fse *FrameSizeError
 	if err != nil && !errors.As(err, &fse) {
 		return

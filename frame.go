@@ -31,8 +31,10 @@ const (
 
 // readFrame reads one frame's body from r: io.EOF if r ends before it,
 // ErrTruncatedFrame inside it, a *FrameSizeError with the body unread if
-// it is longer than max (<= 0: DefaultMaxFrameSize).
-func readFrame(r io.Reader, max int) ([]byte, error) {
+// it is longer than max (<= 0: DefaultMaxFrameSize). A body that fits in
+// buf's capacity is read into buf (the caller must be done with it before
+// the next read); a larger one gets memory of its own.
+func readFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
 	var hdr [frameHeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -47,12 +49,17 @@ func readFrame(r io.Reader, max int) ([]byte, error) {
 	if uint64(n) > uint64(max) {
 		return nil, &FrameSizeError{Size: uint64(n), Max: max}
 	}
-	body := make([]byte, min(n, frameChunk))
+	var body []byte
+	if buf != nil && uint64(n) <= uint64(cap(buf)) {
+		body = buf[:n]
+	} else {
+		body = make([]byte, min(n, frameChunk))
+	}
 	_, err := io.ReadFull(r, body)
-	if err == nil && n > frameChunk {
-		buf := bytes.NewBuffer(body)
-		_, err = io.CopyN(buf, r, int64(n-frameChunk))
-		body = buf.Bytes()
+	if err == nil && n > uint32(len(body)) {
+		b := bytes.NewBuffer(body)
+		_, err = io.CopyN(b, r, int64(n)-int64(len(body)))
+		body = b.Bytes()
 	}
 	if err != nil {
 		return nil, truncated(err, fmt.Sprintf("want %d body bytes", n))
@@ -102,7 +109,7 @@ func appendFrame(b []byte, payload any, legacy bool, max int, features ...string
 // decodeFrame reads one frame and unmarshals it into dest; a body that is
 // not what dest needs matches ErrMalformedFrame.
 func decodeFrame(r io.Reader, dest any, max int) error {
-	body, err := readFrame(r, max)
+	body, err := readFrame(r, max, nil)
 	if err != nil {
 		return err
 	}

@@ -108,10 +108,10 @@ func TestReadFrameGolden(t *testing.T) {
 	for _, tc := range goldenFrames {
 		t.Run(tc.name, func(t *testing.T) {
 			r := strings.NewReader(tc.wire)
-			body, err := readFrame(r, 0)
+			body, err := readFrame(r, 0, nil)
 			require.NoError(t, err)
 			assert.Equal(t, []byte(tc.wire[frameHeaderSize:]), body)
-			_, err = readFrame(r, 0)
+			_, err = readFrame(r, 0, nil)
 			assert.Same(t, io.EOF, err, "a clean end after a frame is io.EOF itself")
 		})
 	}
@@ -157,11 +157,11 @@ func TestReadFrameSplit(t *testing.T) {
 			two := append(append([]byte{}, wire...), wire...)
 			r := rc.wrap(bytes.NewReader(two))
 			for i := 0; i < 2; i++ {
-				body, err := readFrame(r, 0)
+				body, err := readFrame(r, 0, nil)
 				require.NoError(t, err, "frame %d", i)
 				assert.Equal(t, want, body, "frame %d", i)
 			}
-			_, err := readFrame(r, 0)
+			_, err := readFrame(r, 0, nil)
 			assert.ErrorIs(t, err, io.EOF)
 			assert.NotErrorIs(t, err, ErrTruncatedFrame)
 		})
@@ -170,7 +170,7 @@ func TestReadFrameSplit(t *testing.T) {
 	t.Run("net.Pipe, one byte per write", func(t *testing.T) {
 		client, server := pipe(t)
 		writeSlowly(t, client, wire, false)
-		body, err := readFrame(server, 0)
+		body, err := readFrame(server, 0, nil)
 		require.NoError(t, err)
 		assert.Equal(t, want, body)
 	})
@@ -252,7 +252,7 @@ func TestReadFrameEOF(t *testing.T) {
 				func(r io.Reader) io.Reader { return r },
 				iotest.OneByteReader,
 			} {
-				_, err := readFrame(wrap(bytes.NewReader(tc.in)), 0)
+				_, err := readFrame(wrap(bytes.NewReader(tc.in)), 0, nil)
 				if !tc.truncated {
 					assert.Same(t, io.EOF, err)
 					continue
@@ -265,7 +265,7 @@ func TestReadFrameEOF(t *testing.T) {
 	}
 
 	t.Run("empty frame", func(t *testing.T) {
-		body, err := readFrame(bytes.NewReader(frameBytes(0, nil)), 0)
+		body, err := readFrame(bytes.NewReader(frameBytes(0, nil)), 0, nil)
 		require.NoError(t, err)
 		assert.Empty(t, body)
 	})
@@ -283,7 +283,7 @@ func TestReadFrameReaderError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := readFrame(tc.r, 0)
+			_, err := readFrame(tc.r, 0, nil)
 			assert.ErrorIs(t, err, boom)
 			assert.NotErrorIs(t, err, ErrTruncatedFrame, "only an early EOF is a truncation")
 		})
@@ -319,7 +319,7 @@ func TestReadFrameTooLarge(t *testing.T) {
 			// Nothing follows the header: reading on would report a
 			// truncation, not the size.
 			r := &countingReader{r: bytes.NewReader(frameBytes(tc.declare, nil))}
-			_, err := readFrame(r, tc.max)
+			_, err := readFrame(r, tc.max, nil)
 			var fse *FrameSizeError
 			require.ErrorAs(t, err, &fse)
 			assert.Equal(t, uint64(tc.declare), fse.Size)
@@ -330,7 +330,7 @@ func TestReadFrameTooLarge(t *testing.T) {
 	}
 
 	t.Run("exactly max is accepted", func(t *testing.T) {
-		body, err := readFrame(bytes.NewReader(frameBytes(10, []byte("0123456789"))), 10)
+		body, err := readFrame(bytes.NewReader(frameBytes(10, []byte("0123456789"))), 10, nil)
 		require.NoError(t, err)
 		assert.Equal(t, []byte("0123456789"), body)
 	})
@@ -340,7 +340,7 @@ func TestReadFrameTooLarge(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		for i := 0; i < 10; i++ {
-			_, err := readFrame(bytes.NewReader(hdr), 0)
+			_, err := readFrame(bytes.NewReader(hdr), 0, nil)
 			require.ErrorIs(t, err, ErrFrameTooLarge)
 		}
 		runtime.ReadMemStats(&after)
@@ -363,7 +363,7 @@ func TestWriteFrameSizes(t *testing.T) {
 			assert.Equal(t, uint32(n), binary.BigEndian.Uint32(buf.Bytes()))
 			assert.Equal(t, body, buf.Bytes()[frameHeaderSize:])
 
-			got, err := readFrame(&buf, 0)
+			got, err := readFrame(&buf, 0, nil)
 			require.NoError(t, err)
 			assert.Equal(t, body, got)
 		})
@@ -382,7 +382,7 @@ func TestWriteFrameSizes(t *testing.T) {
 		body := bytes.Repeat([]byte("z"), 100<<10)
 		errc := make(chan error, 1)
 		go func() { errc <- writeFrame(client, body, 0) }()
-		got, err := readFrame(server, 0)
+		got, err := readFrame(server, 0, nil)
 		require.NoError(t, err)
 		assert.Equal(t, body, got)
 		require.NoError(t, <-errc)
@@ -776,7 +776,7 @@ func TestReadFrameMemoryFollowsBytes(t *testing.T) {
 	in := append(binary.BigEndian.AppendUint32(nil, 64<<20), "0123456789"...)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	_, err := readFrame(bytes.NewReader(in), DefaultMaxFrameSize)
+	_, err := readFrame(bytes.NewReader(in), DefaultMaxFrameSize, nil)
 	runtime.ReadMemStats(&after)
 	require.ErrorIs(t, err, ErrTruncatedFrame)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<20), "allocated for bytes never sent")

@@ -39,6 +39,7 @@ type link struct {
 	path     string
 	conn     net.Conn
 	br       *bufio.Reader
+	body     []byte   // holds an acknowledgement while it is decoded
 	once     bool     // a connection for one frame, not (yet) a link
 	features []string // from the acknowledgement that made the link
 
@@ -47,6 +48,7 @@ type link struct {
 	spare    []byte      // a buffer for out, while the other is written
 	queue    []*exchange // frames awaiting acknowledgement, oldest first
 	unsent   int         // how many of the last in queue are in out
+	posted   uint64      // how many frames were posted: the last one's seq
 	flushing bool        // a sender is writing out
 	reading  bool        // someone reads acknowledgements
 	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
@@ -57,6 +59,8 @@ type link struct {
 // exchange is a frame awaiting its acknowledgement, whose outcome done gets.
 type exchange struct {
 	frame    []byte
+	seq      uint64 // the link's count of frames posted, this one included
+	start    int    // where frame starts in the buffer it was written from
 	timeout  time.Duration
 	deadline time.Time
 	done     chan error
@@ -146,7 +150,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	if err != nil {
 		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
 	}
-	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), once: true}
+	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), body: make([]byte, 0, 256), once: true}
 	ex, _ := l.post(ctx, frame, timeout)
 	l.read(ctx, ex)
 	select {
@@ -173,15 +177,18 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (e
 	if l.dead {
 		return nil, false
 	}
-	l.out = append(l.out, frame...)
+	ex.start, l.out = len(l.out), append(l.out, frame...)
 	l.queue = append(l.queue, ex)
 	l.unsent++
+	l.posted++
+	ex.seq = l.posted
 	l.used = now
 	lead, l.reading = !l.reading, true
 	for !l.flushing && len(l.out) > 0 && !l.dead {
 		// (Frames posted meanwhile go with the next write; those a failed
 		// write did not deliver are resent.)
-		buf, batch := l.out, slices.Clone(l.queue[len(l.queue)-l.unsent:])
+		buf, first := l.out, l.posted-uint64(l.unsent)+1 // the seqs written: first to l.posted
+		last := l.posted
 		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
 		l.mu.Unlock()
 		stop := afterFunc(ctx, func() { _ = l.conn.SetWriteDeadline(time.Unix(1, 0)) })
@@ -196,12 +203,14 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (e
 		l.mu.Lock()
 		l.spare, l.flushing = buf[:0], false
 		if err != nil {
-			for _, ex := range batch {
-				if i := slices.Index(l.queue, ex); i >= 0 && n <= 0 && !l.once {
-					l.queue = slices.Delete(l.queue, i, i+1)
+			if !l.once { // resend the frames of which nothing was written
+				l.queue = slices.DeleteFunc(l.queue, func(ex *exchange) bool {
+					if ex.seq < first || ex.seq > last || ex.start < n {
+						return false
+					}
 					go ex.resend(l.path)
-				}
-				n -= len(ex.frame)
+					return true
+				})
 			}
 			l.failLocked(fmt.Errorf("write: %w", err))
 		}
@@ -277,7 +286,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		}
 		var body []byte
 		if err == nil {
-			body, err = readFrame(l.br, DefaultMaxFrameSize)
+			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
 		}
 		features, ackErr := ackOutcome(body, once)
 		l.mu.Lock()

@@ -258,11 +258,16 @@ func WithMaxTracked(n int) Option {
 // WithHTTPHook gives a tracker an http(s) URL at which it receives
 // responses (a Bridge's ResponsesHandler serving this tracker). Call uses
 // it as the response hook when calling an http(s) destination, such as
-// another machine's bridge, which refuses unix hooks.
+// another machine's bridge, which refuses unix hooks. Like every response
+// hook, it may have no user info and no opaque part; errors match both
+// ErrInvalidArgument and ErrInvalidURL.
 func WithHTTPHook(u *url.URL) Option {
 	return option("WithHTTPHook", forTracker, func(c *config) error {
-		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%w: http hook must be an absolute http(s) url", ErrInvalidURL)
+		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+			return fmt.Errorf("%w: %w: http hook must be an absolute http(s) url", ErrInvalidArgument, ErrInvalidURL)
+		}
+		if err := checkHookUser(u); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 		}
 		c.httpHook = u
 		return nil

@@ -133,3 +133,17 @@ func optionFuncs(t *testing.T) []string {
 	require.NotEmpty(t, names)
 	return names
 }
+
+// A tracker's http hook is a response hook: one with user info or an
+// opaque part is refused when configured, not when a Call sends it.
+func TestWithHTTPHookRefusesWhatHooksRefuse(t *testing.T) {
+	for _, raw := range []string{"http://allowed@127.0.0.1:9/responses", "http://u:p@h/responses", "http:h/responses", "unix:///x.sock", "http:///p"} {
+		t.Run(raw, func(t *testing.T) {
+			tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+			require.NoError(t, err)
+			err = tr.Configure(acomm.WithHTTPHook(mustURL(t, raw)))
+			require.ErrorIs(t, err, acomm.ErrInvalidURL)
+			require.ErrorIs(t, err, acomm.ErrInvalidArgument)
+		})
+	}
+}

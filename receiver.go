@@ -24,7 +24,8 @@ const (
 // baseFeatures are the features of every receiver in this package.
 var baseFeatures = []string{featurePipeline, featureStringURLs}
 
-// frameHandler handles a frame body: the ID for the acknowledgement, the
+// frameHandler handles a frame body, which it must not keep (it is
+// overwritten by the next frame's): the ID for the acknowledgement, the
 // refusal reason (nil: accepted) and a func to run, which must not block.
 type frameHandler func(body []byte) (id string, refusal error, after func())
 
@@ -39,6 +40,7 @@ type frameServer struct {
 	features []string
 	rdl, wdl time.Time // the deadlines set on conn
 	out      []byte    // acknowledgements not yet written
+	body     []byte    // holds a frame's body while it is handled
 	afters   []func()
 }
 
@@ -52,7 +54,8 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
-	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...)}
+	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...),
+		body: make([]byte, 0, 1<<10)}
 	for {
 		if br.Buffered() == 0 {
 			if !s.flush() || s.readDeadline(cfg.idleTimeout) != nil {
@@ -69,7 +72,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 				return
 			}
 		}
-		body, err := readFrame(br, cfg.maxFrameSize)
+		body, err := readFrame(br, cfg.maxFrameSize, s.body)
 		var fse *FrameSizeError
 		if errors.As(err, &fse) {
 			// Refuse it, then read past its body, so that the sender

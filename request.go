@@ -239,5 +239,20 @@ func (req *Request) Validate() error {
 	if err := checkURL(req.ResponseHook); err != nil {
 		return fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
 	}
+	if err := checkHookUser(req.ResponseHook); err != nil {
+		return fmt.Errorf("%w: response hook: %w", ErrInvalidRequest, err)
+	}
 	return validateMeta(req.Meta)
+}
+
+// checkHookUser refuses a response hook with user info: a hook is where
+// an answer is sent, chosen by whoever sent the request, and user info is
+// the classic way to make a URL read as one host and dial another
+// ("http://allowed.example@127.0.0.1/"); nor should hooks, which travel
+// to other machines, carry credentials.
+func checkHookUser(u *url.URL) error {
+	if u != nil && u.User != nil {
+		return fmt.Errorf("%w: user info in a response hook", ErrInvalidURL)
+	}
+	return nil
 }

@@ -139,6 +139,15 @@ func TestRequestValidate(t *testing.T) {
 			req:   func() *acomm.Request { r := good(); r.ResponseHook = &url.URL{Scheme: "http", Path: "/p"}; return r }(),
 			wants: []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL},
 		},
+		{
+			name: "hook with user info",
+			req: func() *acomm.Request {
+				r := good()
+				r.ResponseHook = mustURL(t, "http://allowed@127.0.0.1/p")
+				return r
+			}(),
+			wants: []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -315,6 +324,8 @@ func TestRequestWireDecode(t *testing.T) {
 		{"legacy hook with an opaque destination", `{"id":"1","task":"t","responsehook":{"Scheme":"http","Host":"allowed.example","Opaque":"//127.0.0.1:9/admin"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"legacy unix hook with both path and opaque", `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Path":"/run/a.sock","Opaque":"b.sock"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"opaque http hook", `{"id":"1","task":"t","responsehook":"http:h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"string hook with user info", `{"id":"1","task":"t","responsehook":"http://allowed.example@127.0.0.1:9/admin"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		{"string hook with a password", `{"id":"1","task":"t","responsehook":"https://u:p@h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"id not valid UTF-8", "{\"id\":\"\xff\",\"task\":\"t\"}", []error{acomm.ErrInvalidRequest}},
 		{"not an object", `[]`, []error{acomm.ErrInvalidRequest}},
 	}

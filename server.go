@@ -120,8 +120,9 @@ type Server struct {
 	stopDone  chan struct{}     // closed when the stop finishes
 	stopHurry chan struct{}     // closed when a Shutdown gives up waiting
 
-	stats serverCounters
-	bg    sync.WaitGroup // accept loop, connections, immediate answers
+	stats   serverCounters
+	bg      sync.WaitGroup // accept loop, connections, immediate answers
+	workers *workerPool    // run the handlers
 }
 
 // job is one running handler.
@@ -243,6 +244,7 @@ func (s *Server) Start() error {
 	s.jobs = make(map[*job]struct{})
 	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
+	s.workers = newWorkerPool()
 	s.state = serverRunning
 	s.bg.Add(1)
 	go s.accept(ul)
@@ -311,7 +313,7 @@ func (s *Server) dispatch(req *Request) {
 		s.answerNow(req, err)
 		return
 	}
-	go s.run(ctx, j, h)
+	s.workers.run(func() { s.run(ctx, j, h) })
 }
 
 // answerNow sends req an error response without running a handler. It
@@ -533,6 +535,7 @@ func (s *Server) teardown(idle, done, hurry chan struct{}) {
 	}
 	s.cancel()
 	s.bg.Wait()
+	s.workers.close()
 
 	s.mu.Lock()
 	s.state = serverStopped

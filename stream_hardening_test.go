@@ -130,7 +130,8 @@ func TestStreamReadTimeout(t *testing.T) {
 		t.Run(over, func(t *testing.T) {
 			_, u := stallingStream(t, tr, over)
 			var buf bytes.Buffer
-			err := acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(50*time.Millisecond))
+			// Long enough for "first " to arrive on a loaded machine.
+			err := acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(time.Second))
 			require.ErrorIs(t, err, acomm.ErrStreamBroken)
 			assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 			assert.Equal(t, "first ", buf.String())
@@ -151,15 +152,17 @@ func TestStreamReadTimeout(t *testing.T) {
 		u, err := tr.NewStreamUnix("", pr)
 		require.NoError(t, err)
 		go func() {
-			for i := 0; i < 6; i++ {
+			// Longer in all than the timeout, each gap well within it
+			// even on a loaded machine.
+			for i := 0; i < 8; i++ {
 				_, _ = io.WriteString(pw, "tick ")
-				<-time.After(30 * time.Millisecond)
+				<-time.After(100 * time.Millisecond)
 			}
 			_ = pw.Close()
 		}()
 		var buf bytes.Buffer
-		require.NoError(t, acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(100*time.Millisecond)))
-		assert.Equal(t, strings.Repeat("tick ", 6), buf.String())
+		require.NoError(t, acomm.StreamContext(context.Background(), &buf, u, acomm.WithStreamReadTimeout(500*time.Millisecond)))
+		assert.Equal(t, strings.Repeat("tick ", 8), buf.String())
 	})
 }
 

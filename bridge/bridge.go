@@ -137,6 +137,7 @@ type Bridge struct {
 	// OnDelivery, when not nil, is called after each delivery to a hook,
 	// from the delivery's goroutine, with how long it took and its error
 	// (nil when the hook acknowledged the answer): a hook for metrics.
+	// Shutdown does not wait for it (it may call Shutdown).
 	OnDelivery func(took time.Duration, err error)
 
 	// Logger receives a line for every refused or failed exchange
@@ -147,10 +148,10 @@ type Bridge struct {
 	clientOnce sync.Once
 	client     *http.Client
 
-	mu       sync.Mutex // protects the fields below
-	closed   bool       // Shutdown has begun
-	pending  map[*acomm.Request]struct{}
-	work     sync.WaitGroup // one count per pending request or delivery
+	mu       sync.Mutex                  // protects the fields below
+	closed   bool                        // Shutdown has begun
+	pending  map[*acomm.Request]*url.URL // each with its caller's hook
+	work     sync.WaitGroup              // one count per pending request or delivery
 	stopOnce sync.Once
 	stopCtx  context.Context // ends when Shutdown gives up on deliveries
 	giveUp   context.CancelFunc
@@ -281,7 +282,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
-	if !b.begin(fwd) {
+	if !b.begin(fwd, hook) {
 		b.refuse(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: shutting down", ErrClosed))
 		return
 	}
@@ -349,17 +350,18 @@ func (b *Bridge) isClosed() bool {
 // request out of it (answer, end, or Shutdown giving up) gives the count
 // back, once.
 
-// begin records fwd as pending, unless the bridge is shutting down.
-func (b *Bridge) begin(fwd *acomm.Request) bool {
+// begin records fwd, whose caller's hook is hook, as pending, unless the
+// bridge is shutting down.
+func (b *Bridge) begin(fwd *acomm.Request, hook *url.URL) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return false
 	}
 	if b.pending == nil {
-		b.pending = make(map[*acomm.Request]struct{})
+		b.pending = make(map[*acomm.Request]*url.URL)
 	}
-	b.pending[fwd] = struct{}{}
+	b.pending[fwd] = hook
 	b.work.Add(1)
 	return true
 }
@@ -400,12 +402,9 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 		out.StreamURL = su
 	}
 	go func() {
-		defer b.work.Done()
 		start := time.Now()
 		err := b.deliver(b.deliveryContext(), hook, fwd.Meta, &out)
-		if b.OnDelivery != nil {
-			b.OnDelivery(time.Since(start), err)
-		}
+		took := time.Since(start)
 		if err != nil {
 			level := logrus.WarnLevel
 			if dl, ok := fwd.Deadline(); ok && !time.Now().Before(dl) {
@@ -415,6 +414,12 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 			}
 			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
 				Log(level, "delivering response to hook failed")
+		}
+		// The delivery is over: Shutdown no longer waits for it, so that
+		// OnDelivery, user code, may call Shutdown.
+		b.work.Done()
+		if b.OnDelivery != nil {
+			b.OnDelivery(took, err)
 		}
 	}()
 }

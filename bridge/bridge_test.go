@@ -864,3 +864,23 @@ func TestBridgeOnDelivery(t *testing.T) {
 	waitFor(t, hook.got, 5*time.Second, "answer at the hook")
 	assert.NoError(t, waitFor(t, delivered, 5*time.Second, "the delivery reported"))
 }
+
+// Issue 10 item 10: Shutdown called from OnDelivery, the bridge's one
+// callback that runs on a delivery's goroutine, does not wait for that
+// delivery, and returns.
+func TestBridgeShutdownFromOnDelivery(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, bridgeEcho)
+	shut := make(chan error, 1)
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.OnDelivery = func(time.Duration, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			shut <- b.Shutdown(ctx)
+		}
+	}, bridge.Route{Pattern: "echo", Addr: svc})
+	body, req := bridgeRequestJSON(t, "echo", hook.url, 1)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	waitFor(t, hook.got, 5*time.Second, "answer at the hook")
+	assert.NoError(t, waitFor(t, shut, 10*time.Second, "Shutdown from OnDelivery to return"))
+}

@@ -2,12 +2,14 @@ package bridge_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -386,4 +388,41 @@ func TestBridgeShutdownGivesUp(t *testing.T) {
 		t.Fatalf("an abandoned request reached the hook: %+v", r)
 	default:
 	}
+}
+
+// TestBridgeForgedCancel checks that a cancel notice removes a request
+// only when it comes with the request's own response hook (our trackers
+// send it; a hook of Call's carries the request's capability): someone
+// who knows only the id, even holding the main token, cannot make the
+// bridge drop another caller's answer. A notice that matches nothing is
+// acknowledged all the same, so that it does not tell which ids are in
+// flight.
+func TestBridgeForgedCancel(t *testing.T) {
+	hook := newBridgeHook(t)
+	svc := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil }) // never answers
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "slow", Addr: svc})
+	body, req := bridgeRequestJSON(t, "slow", hook.url, nil)
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	require.Equal(t, 1, env.tr.NumRequests())
+
+	notice := func(id, noticeHook string) string {
+		n, err := acomm.NewRequest(acomm.CancelTask, noticeHook, map[string]string{"id": req.ID}, nil, nil)
+		require.NoError(t, err)
+		n.ID = id
+		b, err := json.Marshal(n)
+		require.NoError(t, err)
+		return string(b)
+	}
+	for i, forged := range []string{"http://attacker.example/hook", hook.url + "?x=1", hook.url + "x"} {
+		r := bridgePost(t, env.base+"/requests", "", notice("f"+strconv.Itoa(i), forged))
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+		require.Equal(t, 1, env.tr.NumRequests(), "a cancel with hook %s removed another caller's request", forged)
+	}
+	r := bridgePost(t, env.base+"/requests", "", `{"id":"f9","task":"acomm.cancel","args":{"id":"`+req.ID+`"}}`)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	require.Equal(t, 1, env.tr.NumRequests(), "a cancel without a hook removed the request")
+
+	r = bridgePost(t, env.base+"/requests", "", notice("real", hook.url))
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	assert.Equal(t, 0, env.tr.NumRequests(), "the caller's own cancel is honoured")
 }

@@ -69,8 +69,9 @@ func setMetaHeader(h http.Header, meta map[string]string) {
 }
 
 // serveCancel handles a cancel notice: the request it names, if the
-// bridge still waits for its answer, is removed from the tracker, which
-// tells the service to cancel it, and its hook gets no answer.
+// bridge still waits for its answer and the notice carries the request's
+// response hook, is removed from the tracker, which tells the service to
+// cancel it, and its hook gets no answer.
 func (b *Bridge) serveCancel(w http.ResponseWriter, r *http.Request, notice *acomm.Request) {
 	var args struct {
 		ID string `json:"id"`
@@ -79,10 +80,16 @@ func (b *Bridge) serveCancel(w http.ResponseWriter, r *http.Request, notice *aco
 		b.refuse(w, r, http.StatusBadRequest, fmt.Errorf("%w: %s: want args {\"id\": ...}", acomm.ErrInvalidRequest, acomm.CancelTask))
 		return
 	}
-	b.mu.Lock()
+	// Only the request's caller may cancel it: the notice must come with
+	// the request's own hook (which, for a hook of Call's, carries the
+	// request's capability), not merely its id. A notice that matches
+	// nothing is acknowledged all the same: it tells nobody which ids are
+	// in flight.
+	hook, err := normalizeHook(notice.ResponseHook)
 	var fwd *acomm.Request
-	for p := range b.pending {
-		if p.ID == args.ID {
+	b.mu.Lock()
+	for p, h := range b.pending {
+		if err == nil && p.ID == args.ID && h.String() == hook.String() {
 			fwd = p
 			break
 		}

@@ -76,7 +76,7 @@ counters, hook-delivery latency) on a separate address, without token.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "", "`ADDR` to listen on, e.g. :8080 (required unless socket-activated)")
 	fl.StringArrayVar(&f.routes, "route", nil, "`PATTERN=unix:///path.sock` route for tasks; a plain socket path does too (repeatable)")
-	fl.StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on every endpoint")
+	fl.StringVar(&f.tokenFile, "token-file", "", "require the bearer token in `FILE` on /requests and /stream (and /debug/vars)")
 	fl.StringVar(&f.advertise, "advertise", "", "base `URL` written into forwarded stream_urls (default derived from --listen)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate `FILE`")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "serve HTTPS with this key `FILE`")
