@@ -96,33 +96,25 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	// Over a pipe, the acknowledgement is not waited for before the
 	// response: whichever comes first.
-	ack, stopSend, err := t.postCall(ctx, dest, req)
-	if stopSend != nil {
-		defer func() { time.AfterFunc(cancelNoticeTimeout, stopSend) }()
+	ack, async, err := t.postCall(ctx, dest, req)
+	var resp *Response
+	unanswered := false // the caller gave up, or the request timed out
+	if async != nil {
+		// Left before the acknowledgement of a peer whose features were
+		// unknown, so that no notice could follow an unanswered request:
+		// one does if the acknowledgement lists "cancel".
+		defer func() { async.leave(unanswered) }()
 	}
 	if err == nil && ack == nil {
 		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
-	var resp *Response
 	for resp == nil {
 		if err != nil {
 			// A notice only when the caller gave up: a send that
 			// failed did not deliver the request, or it was refused.
-			// Given up on a peer whose features are not known yet,
-			// the acknowledgement still awaited decides.
-			gaveUp := ctx.Err() != nil
-			late := gaveUp && ack != nil && stopSend != nil && !t.peerHas(dest, featureCancel)
-			if late {
-				t.bg.Add(1) // while req is tracked; see cancelAfterAck
-			}
-			if t.remove(req, gaveUp) {
-				if late {
-					go t.cancelAfterAck(ack, dest, req.ID, req.ResponseHook)
-				}
+			if t.remove(req, ctx.Err() != nil) {
+				unanswered = ctx.Err() != nil
 				return nil, err
-			}
-			if late {
-				t.bg.Done()
 			}
 			// Answered (or timed out) while the send was failing or
 			// ctx ending: the response is on its way to ch.
@@ -143,6 +135,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if resp.Error == nil {
 		return resp, nil
 	}
+	unanswered = isLocalTimeout(resp.Error)
 	if fromCtx && ctxTimeout(ctx, resp.Error) {
 		// The tracker's timer is ctx's deadline: report it as ctx does.
 		<-ctx.Done()

@@ -100,42 +100,66 @@ func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
 // postCall starts sending req, tracked by Call, to dest. To a peer not
 // known to take cancel notices (not heard from yet, or an original peer)
 // the send runs on a goroutine of its own, not bound to ctx, its outcome
-// coming on the returned channel: a caller that gives up before the
-// acknowledgement is read does not cut the exchange short, so that the
-// acknowledgement can still tell whether a notice may follow (see
-// cancelAfterAck). It is bounded by the I/O timeout, and by the returned
-// stop, which Call arms to fire cancelNoticeTimeout after it returns;
-// stop is nil for a send bound to ctx.
-func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-chan error, context.CancelFunc, error) {
+// coming on the returned channel: a Call that ends before the
+// acknowledgement is read (its caller gave up, or the request timed out)
+// does not cut the exchange short, so that the acknowledgement can still
+// tell whether a notice may follow (see callSend.leave). The send is
+// bounded by the I/O timeout, and by cancelNoticeTimeout once Call has
+// left. The *callSend is nil for a send bound to ctx.
+func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-chan error, *callSend, error) {
 	if t.peerHas(dest, featureCancel) {
 		ack, err := post(ctx, dest, req, &t.cfg)
 		return ack, nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	ack := make(chan error, 1)
+	s := &callSend{ack: make(chan error, 1), stop: stop}
 	t.bg.Add(1) // req is tracked: Stop has not reached t.bg.Wait
 	go func() {
 		defer t.bg.Done()
 		defer stop()
-		if err := ctx.Err(); err != nil {
-			ack <- err // the caller gave up before anything was sent
+		err := ctx.Err() // the caller gave up before anything was sent
+		if err == nil {
+			err = sendMsg(sctx, dest, req, &t.cfg)
+		}
+		s.mu.Lock()
+		s.done = true
+		left, notify := s.left, s.notify
+		s.mu.Unlock()
+		if !left {
+			s.ack <- err
 			return
 		}
-		ack <- sendMsg(sctx, dest, req, &t.cfg)
+		if notify && err == nil && t.peerHas(dest, featureCancel) && t.takeCancelSlot(req.ID) {
+			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
+		}
 	}()
-	return ack, stop, nil
+	return s.ack, s, nil
 }
 
-// cancelAfterAck sends the notice cancelling the request id (response
-// hook reqHook), whose caller gave up before its acknowledgement from dest
-// was read, once the acknowledgement is in and the peer's features list
-// "cancel". The caller has added its count to t.bg.
-func (t *Tracker) cancelAfterAck(ack <-chan error, dest *url.URL, id string, reqHook *url.URL) {
-	defer t.bg.Done()
-	if err := <-ack; err != nil || !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(id) {
+// callSend is a send of postCall's that runs on its own goroutine.
+type callSend struct {
+	ack  chan error         // its outcome, while Call waits for it
+	stop context.CancelFunc // cuts it short
+
+	mu     sync.Mutex // protects the fields below
+	done   bool       // the outcome is in (and on ack, unless Call had left)
+	left   bool       // Call returned before the outcome was in
+	notify bool       // and the request needs a notice if the peer takes them
+}
+
+// leave records that Call returns without the send's outcome. notify
+// says that the request ended unanswered (its caller gave up, or it timed
+// out) and no notice could be sent, the peer's features being unknown:
+// one follows once the acknowledgement lists "cancel". The send gets
+// cancelNoticeTimeout more.
+func (s *callSend) leave(notify bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
 		return
 	}
-	t.cancelWithSlot(dest, id, reqHook)
+	s.left, s.notify = true, notify
+	time.AfterFunc(cancelNoticeTimeout, s.stop)
 }
 
 // sendCancel sends the cancel notice for the request id, whose response

@@ -16,10 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// cancelWithin is how soon a caller's cancel must reach the handler:
-// generous, for a loaded machine, yet far below the requests' 10 s
-// timeouts, so it shows the cancel, not the timeout, ended the handler.
-const cancelWithin = 2 * time.Second
+// cancelWithin is how soon a caller's cancel must reach the handler, as
+// the issue asks; withinCancelBound retries, so that a loaded machine's
+// stall does not fail it, while a delay on the path still does.
+const cancelWithin = 100 * time.Millisecond
 
 // cancelAttempts is how many times withinCancelBound tries.
 const cancelAttempts = 3
@@ -150,7 +150,11 @@ func TestTimeoutSendsCancelNotice(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
 	require.NotNil(t, req.TimeoutMS)
-	assert.InDelta(t, 50, *req.TimeoutMS, 5)
+	// The time left when the frame was encoded: the 50 ms timeout less
+	// however long that took, which a loaded machine stretches (the
+	// receiver counts from the frame's arrival, later by as much).
+	assert.Positive(t, *req.TimeoutMS)
+	assert.LessOrEqual(t, *req.TimeoutMS, int64(50))
 
 	var notice struct {
 		ID           string          `json:"id"`
@@ -272,10 +276,11 @@ func recordingPeer(t *testing.T, features ...string) (*fakePeer, <-chan []byte) 
 }
 
 func TestCallCancelledBeforeFirstAck(t *testing.T) {
-	// A caller that gives up on its first call to a peer, before the
-	// peer's acknowledgement is read, does not know yet whether the peer
-	// takes cancel notices: the acknowledgement, read after all, decides.
-	tests := []struct {
+	// A Call that ends unanswered on its first call to a peer (its caller
+	// gave up, or it timed out) before the peer's acknowledgement is read
+	// does not know yet whether the peer takes cancel notices: the
+	// acknowledgement, read after all, decides.
+	peers := []struct {
 		name     string
 		features []string
 		notice   bool
@@ -283,52 +288,67 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 		{"a peer of ours", []string{"pipeline", "string-urls", "cancel"}, true},
 		{"an original peer", nil, false},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			release := make(chan struct{})
-			releaseAck := sync.OnceFunc(func() { close(release) })
-			ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, tc.features...) }
-			p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
-				<-release // the first frame's acknowledgement waits
-				return ack(conn, body)
-			}, ack)
-			t.Cleanup(releaseAck) // before the peer's cleanup
-			tr := newTracker(t, nil, 10*time.Second)
+	ends := []struct {
+		name    string
+		timeout time.Duration // the tracker's
+		cancel  bool
+		want    error
+	}{
+		{"the caller gives up", 10 * time.Second, true, context.Canceled},
+		{"the request times out", 50 * time.Millisecond, false, acomm.ErrTimeout},
+	}
+	for _, pc := range peers {
+		for _, ec := range ends {
+			t.Run(pc.name+", "+ec.name, func(t *testing.T) {
+				release := make(chan struct{})
+				releaseAck := sync.OnceFunc(func() { close(release) })
+				ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, pc.features...) }
+				p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
+					<-release // the first frame's acknowledgement waits
+					return ack(conn, body)
+				}, ack)
+				t.Cleanup(releaseAck) // before the peer's cleanup
+				tr := newTracker(t, nil, ec.timeout)
 
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() {
-				_, err := tr.Call(ctx, p.url(), "work", nil)
-				done <- err
-			}()
-			var req struct {
-				ID string `json:"id"`
-			}
-			require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
-			cancel()
-			require.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call to return, the acknowledgement unread"), context.Canceled)
-			releaseAck()
-
-			if !tc.notice {
-				tr.Stop() // waits for the send it left behind
-				assert.Zero(t, tr.Stats().CancelNotices)
-				select {
-				case body := <-frames:
-					t.Fatalf("a frame after the request: %s", body)
-				default:
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					_, err := tr.Call(ctx, p.url(), "work", nil)
+					done <- err
+				}()
+				var req struct {
+					ID string `json:"id"`
 				}
-				return
-			}
-			var notice struct {
-				Task string          `json:"task"`
-				Args json.RawMessage `json:"args"`
-			}
-			body := waitFor(t, frames, 5*time.Second, "the cancel notice")
-			require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
-			assert.Equal(t, acomm.CancelTask, notice.Task)
-			assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
-			assert.EqualValues(t, 1, tr.Stats().CancelNotices)
-		})
+				require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
+				if ec.cancel {
+					cancel()
+				}
+				require.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call to return, the acknowledgement unread"), ec.want)
+				releaseAck()
+
+				if !pc.notice {
+					tr.Stop() // waits for the send it left behind
+					assert.Zero(t, tr.Stats().CancelNotices)
+					select {
+					case body := <-frames:
+						t.Fatalf("a frame after the request: %s", body)
+					default:
+					}
+					return
+				}
+				var notice struct {
+					Task string          `json:"task"`
+					Args json.RawMessage `json:"args"`
+				}
+				body := waitFor(t, frames, 5*time.Second, "the cancel notice")
+				require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
+				assert.Equal(t, acomm.CancelTask, notice.Task)
+				assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
+				tr.Stop()
+				assert.EqualValues(t, 1, tr.Stats().CancelNotices)
+			})
+		}
 	}
 }
 

@@ -85,8 +85,26 @@ func (s *unixStream) shut() {
 			s.abort()
 		}
 		s.abortMu.Unlock()
-		_ = s.src.Close()
+		closeBounded(s.src)
 	})
+}
+
+// closeBounded closes src, waiting at most streamCloseGrace: a source
+// whose Close waits for its Read (one lock guarding both, say) would
+// otherwise hold the tracker's Stop as long as the Read blocks. Past the
+// grace the Close goes on in the background, like the Read it waits for.
+func closeBounded(src io.Closer) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = src.Close()
+	}()
+	t := time.NewTimer(streamCloseGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // setAbort registers how to cut the proxy's writes off (nil for no

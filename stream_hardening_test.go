@@ -166,27 +166,60 @@ func TestStreamReadTimeout(t *testing.T) {
 	})
 }
 
-// TestStopWithStuckSource checks that a stream whose source's Close does
-// not interrupt its Read holds the tracker's Stop only for a bounded time.
-func TestStopWithStuckSource(t *testing.T) {
-	tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
-	require.NoError(t, err)
-	require.NoError(t, tr.Start())
-	src := newStallSource("x")
-	t.Cleanup(func() { close(src.release) })
-	u, err := tr.NewStreamUnix("", src)
-	require.NoError(t, err)
-	conn, err := net.Dial("unix", u.Path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	waitFor(t, src.reading, 5*time.Second, "the source's blocking read")
+// lockedSource is a source whose Close waits for its Read to return, as a
+// source that guards both with one lock does.
+type lockedSource struct {
+	*stallSource
+	mu sync.Mutex
+}
 
-	stopped := make(chan struct{})
-	go func() {
-		tr.Stop()
-		close(stopped)
-	}()
-	waitFor(t, stopped, 10*time.Second, "Stop with a stuck source")
+func (s *lockedSource) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stallSource.Read(p)
+}
+
+func (s *lockedSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nil
+}
+
+// TestStopWithStuckSource checks that a stream whose source's Close does
+// not interrupt its Read, or waits for it, holds the tracker's Stop only
+// for a bounded time.
+func TestStopWithStuckSource(t *testing.T) {
+	for name, newSource := range map[string]func() (io.ReadCloser, *stallSource){
+		"Close does not interrupt Read": func() (io.ReadCloser, *stallSource) {
+			s := newStallSource("x")
+			return s, s
+		},
+		"Close waits for Read": func() (io.ReadCloser, *stallSource) {
+			s := newStallSource("x")
+			return &lockedSource{stallSource: s}, s
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+			require.NoError(t, err)
+			require.NoError(t, tr.Start())
+			src, stall := newSource()
+			t.Cleanup(func() { close(stall.release) })
+			u, err := tr.NewStreamUnix("", src)
+			require.NoError(t, err)
+			conn, err := net.Dial("unix", u.Path)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = conn.Close() })
+			waitFor(t, stall.reading, 5*time.Second, "the source's blocking read")
+
+			stopped := make(chan struct{})
+			go func() {
+				tr.Stop()
+				close(stopped)
+			}()
+			waitFor(t, stopped, 10*time.Second, "Stop with a stuck source")
+		})
+	}
 }
 
 // TestMaxStreams checks the bound on streams waiting for their readers.

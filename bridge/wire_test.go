@@ -174,8 +174,8 @@ func TestBridgeCarriesDeadlineAndCancel(t *testing.T) {
 		// Each hop adds its transit time (an HTTP exchange, then a frame)
 		// and rounds to the millisecond, so this is looser than over one
 		// socket: it shows the caller's deadline arrived, not how
-		// precisely.
-		assert.WithinDuration(t, want, dl, 100*time.Millisecond, "the handler has the caller's deadline")
+		// precisely (generous, for a loaded machine: it is 3 s away).
+		assert.WithinDuration(t, want, dl, time.Second, "the handler has the caller's deadline")
 
 		cancelled := time.Now()
 		cancel()

@@ -41,6 +41,7 @@ func newTrackerCollector(t *acomm.Tracker) *trackerCollector {
 			counter("refused_frames", "Frames refused at the response socket.", func(s acomm.TrackerStats) uint64 { return s.RefusedFrames }),
 			counter("refused_conns", "Connections refused (peer check, connection bound).", func(s acomm.TrackerStats) uint64 { return s.RefusedConns }),
 			counter("streams", "Streams served.", func(s acomm.TrackerStats) uint64 { return s.Streams }),
+			counter("cancel_notices", "Cancel notices sent to services (a caller gave up, a request timed out or was removed).", func(s acomm.TrackerStats) uint64 { return s.CancelNotices }),
 		},
 	}
 }
