@@ -51,6 +51,7 @@ type Tracker struct {
 	hook    *url.URL      // URL(), for the requests the tracker makes; never changed
 	callFn  CallFunc      // Call wrapped in its middleware; nil for none
 	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
+	noticed idRing        // ids lately sent a cancel notice; protected by mu
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
