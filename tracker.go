@@ -90,9 +90,10 @@ const noTimer = int64(math.MaxInt64)
 // trackedRequest is the tracker's state for one request.
 type trackedRequest struct {
 	req       *Request
-	forwardTo *url.URL // for proxied requests: the original response hook
-	dest      *url.URL // where Call, SendAll or Tracker.Send sent it: see notifyCancel
-	cancels   bool     // dest's acknowledgement of it listed "cancel"
+	forwardTo *url.URL  // for proxied requests: the original response hook
+	dest      *url.URL  // where Call, SendAll or Tracker.Send sent it: see notifyCancel
+	cancels   bool      // dest's acknowledgement of it listed "cancel"
+	async     *callSend // Call's send, when it runs on its own: see postCall
 	timeout   time.Duration
 	byCaller  bool  // timeout is what was left of the caller's deadline
 	index     int32 // in the timeouts heap
