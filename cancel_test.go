@@ -412,3 +412,61 @@ func scriptedPeer(t *testing.T, first, rest func(conn net.Conn, body []byte) err
 	})
 	return peer, frames
 }
+
+func TestCallNoticeOnceWhenPeerBecomesKnown(t *testing.T) {
+	// A Call sent while the peer was not known yet is cancelled after
+	// another exchange has made the peer known, but before its own
+	// acknowledgement is read: exactly one notice follows it.
+	features := []string{"pipeline", "string-urls", "cancel"}
+	release := make(chan struct{})
+	releaseAck := sync.OnceFunc(func() { close(release) })
+	ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, features...) }
+	p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
+		<-release
+		return ack(conn, body)
+	}, ack)
+	t.Cleanup(releaseAck)
+	tr := newTracker(t, nil, 10*time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Call(ctx, p.url(), "first", nil)
+		done <- err
+	}()
+	var first struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the first request"), &first))
+
+	// Another frame, on a connection of its own, is acknowledged at once:
+	// the peer is known to take notices from then on.
+	require.NoError(t, acomm.Send(p.url(), newRequest(t, tr, "second", nil, nil)))
+	waitFor(t, frames, 5*time.Second, "the second request")
+
+	cancel()
+	require.ErrorIs(t, waitFor(t, done, 5*time.Second, "the first Call"), context.Canceled)
+	releaseAck()
+
+	notices := 0
+	for deadline := time.After(time.Second); ; {
+		select {
+		case body := <-frames:
+			var n struct {
+				Task string `json:"task"`
+				Args struct {
+					ID string `json:"id"`
+				} `json:"args"`
+			}
+			require.NoError(t, json.Unmarshal(body, &n))
+			if n.Task == acomm.CancelTask && n.Args.ID == first.ID {
+				notices++
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	assert.Equal(t, 1, notices, "notices for the first request")
+}
