@@ -76,6 +76,9 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
+	if dest.Scheme == "unix" {
+		req.onAnswer = t.takeAnswer(id) // a Server may answer in the ack: see answer.go
+	}
 
 	timeout, fromCtx := t.defaultTimeout, false
 	if dl, ok := ctx.Deadline(); ok {

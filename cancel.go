@@ -74,8 +74,17 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 
 // takeCancelSlot takes one of the maxCancelsInFlight slots for the notice
 // cancelling the request id, counting it; false when none is free (the
-// notice is dropped: it only saves the service work).
+// notice is dropped: it only saves the service work), or when id was sent
+// one already: a Call that ends as its first acknowledgement is read may
+// reach both ways of sending it (its removal, and its send's goroutine).
 func (t *Tracker) takeCancelSlot(id string) bool {
+	t.mu.Lock()
+	_, dup := t.noticed.set[id]
+	t.noticed.add(id)
+	t.mu.Unlock()
+	if dup {
+		return false
+	}
 	select {
 	case t.cancels <- struct{}{}:
 		t.stats.cancelNotices.Add(1)

@@ -26,6 +26,7 @@ type requestWire struct {
 	Args      jsontext.Value    `json:"args"`
 	TimeoutMS jsontext.Value    `json:"timeout_ms"`
 	Meta      map[string]string `json:"meta"`
+	InAck     bool              `json:"answer_in_ack"`
 }
 
 type responseWire struct {
@@ -132,7 +133,7 @@ func decodeRequest(body []byte, req *Request) error {
 		return fmt.Errorf("%w: timeout_ms: %w", ErrInvalidRequest, err)
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, hook, rawMessage(w.Args), legacy
-	req.Meta, req.deadline, req.callerDeadline = w.Meta, time.Time{}, hasMS
+	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.InAck
 	if hasMS {
 		req.deadline = deadlineFromMS(ms, time.Now())
 	}

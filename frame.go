@@ -81,6 +81,17 @@ func appendFrame(b []byte, payload any, legacy bool, max int, features ...string
 			break
 		}
 		b = append(b, "null"...)
+	case answerInAck:
+		b, err = appendRequest(b, p.Request, legacy || p.LegacyURLs)
+		if err == nil {
+			b = append(b[:len(b)-1], `,"answer_in_ack":true}`...)
+		}
+	case *ackWithAnswer:
+		b, err = appendResponse(b, &Response{ID: p.id}, false, features...)
+		if err == nil {
+			b, err = appendResponse(append(b[:len(b)-1], `,"answer":`...), p.answer, p.answer.LegacyURLs)
+			b = append(b, '}')
+		}
 	case *Response:
 		if p != nil {
 			b, err = appendResponse(b, p, legacy || p.LegacyURLs, features...)

@@ -616,12 +616,12 @@ func TestServeFramesTimeouts(t *testing.T) {
 			served := make(chan struct{})
 			var afterRuns sync.WaitGroup
 			accepted := make(chan string, 1)
-			handle := func(body []byte) (string, error, func()) {
-				id, refusal, after := serveFramesHandler(&afterRuns)(body)
+			handle := func(body []byte) (string, error, func(), func(bool) *Response) {
+				id, refusal, after, _ := serveFramesHandler(&afterRuns)(body)
 				if refusal == nil {
 					accepted <- id
 				}
-				return id, refusal, after
+				return id, refusal, after, nil
 			}
 			go func() {
 				defer close(served)
@@ -649,16 +649,16 @@ func TestServeFramesTimeouts(t *testing.T) {
 // serveFramesHandler accepts valid requests, refuses the rest, and counts
 // the after funcs run.
 func serveFramesHandler(afterRuns *sync.WaitGroup) frameHandler {
-	return func(body []byte) (string, error, func()) {
+	return func(body []byte) (string, error, func(), func(bool) *Response) {
 		var req Request
 		if err := json.Unmarshal(body, &req); err != nil {
-			return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
+			return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil, nil
 		}
 		if err := req.Validate(); err != nil {
-			return req.ID, err, nil
+			return req.ID, err, nil, nil
 		}
 		afterRuns.Add(1)
-		return req.ID, nil, afterRuns.Done
+		return req.ID, nil, afterRuns.Done, nil
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // A peer that listed "pipeline" gets a link: one kept connection, frames
@@ -64,6 +65,7 @@ type exchange struct {
 	timeout  time.Duration
 	deadline time.Time
 	done     chan error
+	onAnswer func(*Response) // takes an answer found in the ack; nil: none asked
 }
 
 // peerFeatures returns the features listed by the peer at path when its
@@ -125,23 +127,28 @@ func adoptLink(l *link) bool {
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-chan error, error) {
 	l := linkFor(path)
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
+	var onAnswer func(*Response)
+	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && l != nil && slices.Contains(l.features, featureAnswerInAck) {
+		payload, onAnswer = answerInAck{req}, req.onAnswer
+	}
 	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
 	if err != nil {
 		return nil, fmt.Errorf("acomm: send frame: %w", err)
 	}
 	if l != nil {
-		if ex, lead := l.post(ctx, frame, cfg.ioTimeout); ex != nil {
+		if ex, lead := l.post(ctx, frame, cfg.ioTimeout, onAnswer); ex != nil {
 			if lead {
 				l.read(ctx, ex)
 			}
 			return ex.done, nil
 		}
 	}
-	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout)
+	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
 }
 
-// exchangeOnce sends frame on a connection of its own, within ctx and timeout.
-func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration) error {
+// exchangeOnce sends frame on a connection of its own, within ctx and
+// timeout; onAnswer takes an answer found in the acknowledgement.
+func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration, onAnswer func(*Response)) error {
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
 		dl = cd
@@ -151,7 +158,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.post(ctx, frame, timeout)
+	ex, _ := l.post(ctx, frame, timeout, onAnswer)
 	l.read(ctx, ex)
 	select {
 	case err = <-ex.done:
@@ -169,9 +176,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 // post queues frame and writes it, unless a sender is writing (which then
 // writes it too); lead says the caller must read acknowledgements (see
 // read). ex is nil when the link is dead.
-func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (ex *exchange, lead bool) {
+func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, onAnswer func(*Response)) (ex *exchange, lead bool) {
 	now := time.Now()
-	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1)}
+	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1), onAnswer: onAnswer}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead {
@@ -220,7 +227,7 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration) (e
 
 // resend sends the exchange's frame on a connection of its own.
 func (ex *exchange) resend(path string) {
-	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout)
+	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout, ex.onAnswer)
 }
 
 // failLocked closes and forgets the link; the frames awaiting
@@ -288,7 +295,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
 		}
-		features, ackErr := ackOutcome(body, once)
+		features, answer, ackErr := ackOutcome(body, once)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -301,6 +308,14 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			l.features = features
 		}
 		l.mu.Unlock()
+		if answer != nil && ex.onAnswer != nil && ackErr == nil {
+			resp, err := decodeAnswer(answer)
+			if err != nil {
+				ackErr = fmt.Errorf("%w: answer in acknowledgement: %w", ErrMalformedFrame, err)
+			} else {
+				ex.onAnswer(resp) // before done: whoever waits on both finds the answer first
+			}
+		}
 		ex.done <- ackErr
 		if ex == mine {
 			l.mu.Lock()
@@ -321,27 +336,33 @@ func afterFunc(ctx context.Context, f func()) (stop func() bool) {
 	return context.AfterFunc(ctx, f)
 }
 
-// ackOutcome decodes an acknowledgement: its features (if wanted), and nil, a refusal
-// (ErrRefused and the reason's sentinel) or an ErrMalformedFrame error.
-func ackOutcome(body []byte, wantFeatures bool) ([]string, error) {
+// ackOutcome decodes an acknowledgement: its features (if wanted), its
+// answer (see answer.go) if any, and nil, a refusal (ErrRefused and the
+// reason's sentinel) or an ErrMalformedFrame error.
+func ackOutcome(body []byte, wantFeatures bool) ([]string, jsontext.Value, error) {
 	var ack struct { // no more: the rest is checked, not kept
-		Error    string `json:"error"`
+		Error    string         `json:"error"`
+		Answer   jsontext.Value `json:"answer"`
 		features []string
 	}
 	dest := any(&ack)
 	if wantFeatures {
 		dest = &struct {
-			Error    *string   `json:"error"`
-			Features *[]string `json:"features"`
-		}{&ack.Error, &ack.features}
+			Error    *string         `json:"error"`
+			Answer   *jsontext.Value `json:"answer"`
+			Features *[]string       `json:"features"`
+		}{&ack.Error, &ack.Answer, &ack.features}
 	}
 	if err := jsonv2.Unmarshal(body, dest); err != nil {
-		return nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
+		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
+	}
+	if ack.Answer.Kind() == 'n' {
+		ack.Answer = nil
 	}
 	if ack.Error != "" {
-		return ack.features, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
+		return ack.features, nil, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
 	}
-	return ack.features, nil
+	return ack.features, ack.Answer, nil
 }
 
 // exchangeError wraps an error of a frame's exchange: a connection's in

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -26,8 +27,13 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 
 // frameHandler handles a frame body, which it must not keep (it is
 // overwritten by the next frame's): the ID for the acknowledgement, the
-// refusal reason (nil: accepted) and a func to run, which must not block.
-type frameHandler func(body []byte) (id string, refusal error, after func())
+// refusal reason (nil: accepted) and a func to run after the
+// acknowledgement is written, which must not block. Or, in place of
+// after, answer: called with wait true before the acknowledgement is
+// written, the response it returns, if any, goes in the acknowledgement
+// (see featureAnswerInAck); called with wait false after it is written,
+// it must act as after and return nil.
+type frameHandler func(body []byte) (id string, refusal error, after func(), answer func(wait bool) *Response)
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -93,13 +99,27 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			logReadEnd(log, err)
 			return
 		}
-		id, refusal, after := handle(body)
+		id, refusal, after, answer := handle(body)
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		s.ack(id, refusal)
-		if after != nil {
-			s.afters = append(s.afters, after)
+		switch {
+		case answer != nil && br.Buffered() == 0:
+			// No frame waits behind this one: its answer may be
+			// awaited a moment, after the earlier frames' acks.
+			if !s.flush() {
+				answer(false) // accepted: handled even so
+				return
+			}
+			s.ackAnswer(id, answer(true))
+		case answer != nil:
+			s.ack(id, nil)
+			s.afters = append(s.afters, func() { answer(false) })
+		default:
+			s.ack(id, refusal)
+			if after != nil {
+				s.afters = append(s.afters, after)
+			}
 		}
 		if len(s.out) >= 4<<10 && !s.flush() {
 			return
@@ -128,6 +148,25 @@ func (s *frameServer) ack(id string, refusal error) {
 	out, err := appendFrame(s.out, &Response{ID: id, Error: refusal}, false, 0, s.features...)
 	if err != nil { // text that is not UTF-8: a handler's bug
 		out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
+	}
+	s.out = out
+}
+
+// ackAnswer queues the acknowledgement of an accepted frame, carrying its
+// answer if there is one.
+func (s *frameServer) ackAnswer(id string, answer *Response) {
+	if answer == nil {
+		s.ack(id, nil)
+		return
+	}
+	out, err := appendFrame(s.out, &ackWithAnswer{id: id, answer: answer}, false, s.cfg.maxFrameSize, s.features...)
+	if err != nil { // as Server.respond does
+		s.log.WithError(err).WithField("id", id).Warn("response cannot be sent; sending an error instead")
+		err = fmt.Errorf("%w: the response cannot be sent: %w", ErrInvalidResponse, err)
+		if errors.Is(err, ErrFrameTooLarge) {
+			err = fmt.Errorf("%w: the response is too large to send", ErrFrameTooLarge)
+		}
+		out, _ = appendFrame(s.out, &ackWithAnswer{id: id, answer: &Response{ID: answer.ID, Error: err}}, false, 0, s.features...)
 	}
 	s.out = out
 }

@@ -131,6 +131,9 @@ type job struct {
 	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
 	cancel   context.CancelFunc
 	byCaller atomic.Bool // cancelled by a cancel notice
+
+	inAck    chan *Response // set when the response may go in the ack
+	ackState atomic.Int32   // ackWaiting, then ackAnswered or ackByHook
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -260,7 +263,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer s.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel)
+			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel, featureAnswerInAck)
 		}(conn)
 	}
 }
@@ -269,32 +272,40 @@ func (s *Server) accept(ul *UnixListener) {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte) (string, error, func()) {
+func (s *Server) receiveFrame(body []byte) (string, error, func(), func(bool) *Response) {
 	req := &Request{}
 	if err := decodeRequest(body, req); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}
-		return "", err, nil
+		return "", err, nil, nil
 	}
 	if req.Task == CancelTask {
-		return req.ID, s.cancelNotice(req), nil
+		return req.ID, s.cancelNotice(req), nil, nil
 	}
 	if err := req.Validate(); err != nil {
-		return req.ID, err, nil
+		return req.ID, err, nil, nil
 	}
 	s.stats.received.Add(1)
 	req.via = &s.cfg
-	return req.ID, nil, func() { s.dispatch(req) }
+	if req.answerInAck {
+		return req.ID, nil, nil, func(wait bool) *Response { return s.answerInAck(req, wait) }
+	}
+	return req.ID, nil, func() { s.dispatch(req) }, nil
 }
 
 // dispatch starts the handler of req, or answers it at once when there is
 // none, the server is busy or it is stopping.
-func (s *Server) dispatch(req *Request) {
+func (s *Server) dispatch(req *Request) { s.start(req, false) }
+
+// start starts the handler of req, or answers it at once (see dispatch).
+// With inAck, the handler's response may be taken from the job it
+// returns (see awaitAnswer); it returns nil when no handler started.
+func (s *Server) start(req *Request, inAck bool) *job {
 	if req.expired(time.Now()) {
 		s.stats.expired.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
-		return
+		return nil
 	}
 	h := s.handler(req.Task)
 	if h == nil {
@@ -303,7 +314,7 @@ func (s *Server) dispatch(req *Request) {
 	if h == nil {
 		s.stats.unknownTask.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: %q", ErrUnknownTask, req.Task))
-		return
+		return nil
 	}
 	j, ctx, err := s.acquire(req)
 	if err != nil {
@@ -311,9 +322,13 @@ func (s *Server) dispatch(req *Request) {
 			s.stats.busy.Add(1)
 		}
 		s.answerNow(req, err)
-		return
+		return nil
+	}
+	if inAck {
+		j.inAck = make(chan *Response, 1)
 	}
 	s.workers.run(func() { s.run(ctx, j, h) })
+	return j
 }
 
 // answerNow sends req an error response without running a handler. It
@@ -396,7 +411,13 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 	if err != nil && ctx.Err() != nil {
 		err = s.contextError(ctx, j, err)
 	}
-	s.respond(j.req, s.response(j.req, result, stream, err))
+	resp := s.response(j.req, result, stream, err)
+	if j.inAck != nil && j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
+		s.stats.responded.Add(1)
+		j.inAck <- resp // awaitAnswer takes it
+		return
+	}
+	s.respond(j.req, resp)
 }
 
 // invoke calls h, wrapped in the server's middleware, turning a panic into

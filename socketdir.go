@@ -17,7 +17,9 @@ const maxSymlinks = 40
 // that another user could redirect or replace: it walks the part of dir
 // that exists, following symbolic links as the kernel will, and refuses a
 // directory on the way that is world-writable without the sticky bit
-// (anyone may rename what it holds; /tmp, which is sticky, is fine) and a
+// (anyone may rename what it holds; /tmp, which is sticky, is fine) or
+// with it but owned by another user than root and this process's (its
+// owner may rename what it holds), and a
 // symbolic link owned by a user other than root and this process's (its
 // owner may point it anywhere). What does not exist yet is created by this
 // process, so the walk stops there.
@@ -70,6 +72,14 @@ func checkSocketDir(dir string) error {
 		}
 		if fi.Mode()&0o002 != 0 && fi.Mode()&fs.ModeSticky == 0 {
 			return fmt.Errorf("%w: %s is world-writable without the sticky bit", ErrUnsafeSocketPath, next)
+		}
+		if fi.Mode()&0o002 != 0 {
+			// Sticky: only an entry's owner, and the directory's, may
+			// remove or rename it. /tmp is root's; one of another
+			// user's is theirs to rearrange.
+			if uid, ok := fileOwner(fi); ok && uid != 0 && uid != me {
+				return fmt.Errorf("%w: %s is world-writable and owned by uid %d", ErrUnsafeSocketPath, next, uid)
+			}
 		}
 		cur = next
 	}

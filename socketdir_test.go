@@ -48,6 +48,13 @@ func TestSocketDirSafety(t *testing.T) {
 			require.NoError(t, os.Chmod(base, 0o777|os.ModeSticky))
 			return filepath.Join(base, "s.sock")
 		}, false},
+		{"sticky world-writable dir of another user", func(t *testing.T, base string) string {
+			// Its owner may remove or rename what anyone put in it.
+			require.NoError(t, os.Mkdir(filepath.Join(base, "shared"), 0o700))
+			require.NoError(t, os.Chmod(filepath.Join(base, "shared"), 0o777|os.ModeSticky))
+			require.NoError(t, os.Chown(filepath.Join(base, "shared"), otherUID, otherUID))
+			return filepath.Join(base, "shared", "s.sock")
+		}, true},
 		{"world-writable dir without sticky bit", func(t *testing.T, base string) string {
 			require.NoError(t, os.Chmod(base, 0o777))
 			return filepath.Join(base, "s.sock")

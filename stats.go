@@ -82,12 +82,12 @@ func (s *Server) Stats() ServerStats {
 
 // countingHandler wraps a frame handler to count refused frames in n.
 func countingHandler(h frameHandler, n *atomic.Uint64) frameHandler {
-	return func(body []byte) (string, error, func()) {
-		id, refusal, after := h(body)
+	return func(body []byte) (string, error, func(), func(bool) *Response) {
+		id, refusal, after, answer := h(body)
 		if refusal != nil {
 			n.Add(1)
 		}
-		return id, refusal, after
+		return id, refusal, after, answer
 	}
 }
 

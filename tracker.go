@@ -51,6 +51,7 @@ type Tracker struct {
 	hook    *url.URL      // URL(), for the requests the tracker makes; never changed
 	callFn  CallFunc      // Call wrapped in its middleware; nil for none
 	cancels chan struct{} // slots for cancel notices in flight; see notifyCancel
+	noticed idRing        // ids lately sent a cancel notice; protected by mu
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
@@ -312,15 +313,15 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // to its request after its acknowledgement is written: once it is handled,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (t *Tracker) receiveFrame(body []byte) (string, error, func()) {
+func (t *Tracker) receiveFrame(body []byte) (string, error, func(), func(bool) *Response) {
 	resp := &Response{}
 	if _, err := decodeResponse(body, resp); err != nil {
-		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil
+		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil, nil
 	}
 	if err := resp.validate(); err != nil {
-		return "", err, nil
+		return "", err, nil, nil
 	}
-	return resp.ID, nil, func() { t.handleReceived(resp) }
+	return resp.ID, nil, func() { t.handleReceived(resp) }, nil
 }
 
 // handleReceived hands a response read from the socket to its request.

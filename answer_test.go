@@ -1,0 +1,178 @@
+package acomm_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ackFrame is the decoded acknowledgement of a request frame.
+type ackFrame struct {
+	ID       string           `json:"id"`
+	Error    string           `json:"error"`
+	Features []string         `json:"features"`
+	Answer   *json.RawMessage `json:"answer"`
+}
+
+func TestServerAnswersInAck(t *testing.T) {
+	ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, pipelining...) }
+	hook, hookFrames := scriptedPeer(t, ack, ack)
+	srv := srvStart(t, nil)
+	srv.Handle("slow", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		time.Sleep(50 * time.Millisecond)
+		return "late", nil, nil
+	})
+	srv.Handle("fast", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		return req.Args, nil, nil
+	})
+	conn, err := net.Dial("unix", srv.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	send := func(id, task string, inAck bool) ackFrame {
+		t.Helper()
+		req := map[string]any{"id": id, "task": task, "responsehook": hook.url().String(), "args": 7}
+		if inAck {
+			req["answer_in_ack"] = true
+		}
+		body, _ := json.Marshal(req)
+		_, err := conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...))
+		require.NoError(t, err)
+		raw, err := readRawFrame(conn)
+		require.NoError(t, err)
+		var ack ackFrame
+		require.NoError(t, json.Unmarshal(raw, &ack))
+		require.Equal(t, id, ack.ID)
+		require.Empty(t, ack.Error)
+		require.Contains(t, ack.Features, "answer-in-ack")
+		return ack
+	}
+
+	t.Run("fast handler: the answer is in the ack, not at the hook", func(t *testing.T) {
+		// The handler returns within the server's short wait, unless the
+		// machine is too busy to run it: then it answers at the hook.
+		// Either way it answers once.
+		for i := 0; ; i++ {
+			id := fmt.Sprint("a", i)
+			ack := send(id, "fast", true)
+			if ack.Answer == nil {
+				body := waitFor(t, hookFrames, 5*time.Second, "the answer at the hook")
+				assert.Contains(t, string(body), `"`+id+`"`)
+				require.Less(t, i, 100, "no answer in an ack")
+				continue
+			}
+			var resp acomm.Response
+			require.NoError(t, json.Unmarshal(*ack.Answer, &resp))
+			assert.Equal(t, id, resp.ID)
+			require.NotNil(t, resp.Result)
+			assert.JSONEq(t, "7", string(*resp.Result))
+			break
+		}
+	})
+	t.Run("slow handler: a plain ack, then one answer at the hook", func(t *testing.T) {
+		ack := send("b", "slow", true)
+		assert.Nil(t, ack.Answer)
+		body := waitFor(t, hookFrames, 5*time.Second, "the answer at the hook")
+		var resp acomm.Response
+		require.NoError(t, json.Unmarshal(body, &resp))
+		assert.Equal(t, "b", resp.ID)
+	})
+	t.Run("not asked: the answer goes to the hook", func(t *testing.T) {
+		ack := send("c", "fast", false)
+		assert.Nil(t, ack.Answer)
+		body := waitFor(t, hookFrames, 5*time.Second, "the answer at the hook")
+		assert.Contains(t, string(body), `"c"`)
+	})
+	t.Run("unknown task: refused at the hook, as before", func(t *testing.T) {
+		ack := send("d", "nope", true)
+		assert.Nil(t, ack.Answer)
+		body := waitFor(t, hookFrames, 5*time.Second, "the answer at the hook")
+		assert.Contains(t, string(body), "unknown task")
+	})
+	srv.Stop()
+	select {
+	case body := <-hookFrames:
+		t.Fatalf("a second answer at the hook: %s", body)
+	default:
+	}
+}
+
+func TestCallTakesAnswerInAck(t *testing.T) {
+	tests := []struct {
+		name     string
+		features []string
+		asked    bool
+	}{
+		{"a peer that answers in acks", append(pipelining[:2:2], "cancel", "answer-in-ack"), true},
+		{"a peer of ours without it", pipelining, false},
+		{"an original peer", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTracker(t, nil, 5*time.Second)
+			frames := make(chan []byte, 8)
+			answer := func(conn net.Conn, body []byte) error {
+				frames <- body
+				var req struct {
+					ID    string `json:"id"`
+					InAck bool   `json:"answer_in_ack"`
+				}
+				if err := json.Unmarshal(body, &req); err != nil {
+					return err
+				}
+				if !req.InAck {
+					// Answer at the hook, as the original does.
+					if err := writeAck(conn, body, tc.features...); err != nil {
+						return err
+					}
+					return acomm.Send(tr.URL(), &acomm.Response{ID: req.ID, Result: rawJSON(`"hook"`)})
+				}
+				ack, _ := json.Marshal(map[string]any{"id": req.ID, "result": nil, "stream_url": nil, "error": "",
+					"features": tc.features, "answer": map[string]any{"id": req.ID, "result": "ack", "stream_url": nil, "error": ""}})
+				_, err := conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ack))), ack...))
+				return err
+			}
+			p := newFakePeer(t, func(conn net.Conn) {
+				for {
+					body, err := readRawFrame(conn)
+					if err != nil || answer(conn, body) != nil {
+						return
+					}
+				}
+			})
+			// The first call learns the peer's features from its ack,
+			// which Call need not wait for: a later call uses them.
+			inAck := 0
+			for i := 0; i < 3 || tc.asked && inAck == 0; i++ {
+				require.Less(t, i, 100, "no request asked for its answer in the ack")
+				resp, err := tr.Call(context.Background(), p.url(), "echo", nil)
+				require.NoError(t, err)
+				body := <-frames
+				want := `"hook"`
+				if strings.Contains(string(body), `"answer_in_ack":true`) {
+					require.True(t, tc.asked, "asked a peer that did not list the feature")
+					require.Positive(t, i, "asked before the peer's features were known")
+					want = `"ack"`
+					inAck++
+				}
+				assert.JSONEq(t, want, string(*resp.Result))
+			}
+			assert.Zero(t, tr.NumRequests())
+		})
+	}
+}
+
+// rawJSON returns s as a *json.RawMessage.
+func rawJSON(s string) *json.RawMessage {
+	raw := json.RawMessage(s)
+	return &raw
+}
