@@ -1,6 +1,7 @@
 package acomm
 
 import (
+	"net/url"
 	"sync"
 	"time"
 
@@ -87,6 +88,12 @@ func (t *Tracker) takeAnswer(id string) func(*Response) {
 		}
 		t.handleReceived(resp)
 	}
+}
+
+// isOwnHook reports whether u is the tracker's socket, so that a response
+// sent to u may as well come in an acknowledgement.
+func (t *Tracker) isOwnHook(u *url.URL) bool {
+	return u != nil && u.Scheme == "unix" && u.Host == "" && u.Opaque == "" && u.RawQuery == "" && u.Path == t.socketPath
 }
 
 // decodeAnswer decodes the answer member of an acknowledgement.

@@ -353,7 +353,9 @@ func ackOutcome(body []byte, wantFeatures bool) ([]string, jsontext.Value, error
 			Features *[]string       `json:"features"`
 		}{&ack.Error, &ack.Answer, &ack.features}
 	}
-	if err := jsonv2.Unmarshal(body, dest); err != nil {
+	// (Duplicate names are let through here: an answer is checked in full
+	// by decodeAnswer, and the rest is what a peer says of itself.)
+	if err := jsonv2.Unmarshal(body, dest, jsontext.AllowDuplicateNames(true)); err != nil {
 		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
 	}
 	if ack.Answer.Kind() == 'n' {

@@ -74,6 +74,9 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 
 	req.SuccessHandler = m.handle
 	req.ErrorHandler = m.handle
+	if m.tracker.isOwnHook(req.ResponseHook) {
+		req.onAnswer = m.tracker.takeAnswer(req.ID) // see answer.go
+	}
 	if err := m.trackRequest(req); err != nil {
 		m.mu.Lock()
 		delete(m.added, name)
@@ -222,10 +225,10 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 	var wg sync.WaitGroup
 	for range min(len(sends), sendAllParallelism) - 1 {
 		wg.Add(1)
-		go func() {
+		m.tracker.goRun(func() {
 			defer wg.Done()
 			work()
-		}()
+		})
 	}
 	work()
 	wg.Wait()

@@ -68,6 +68,7 @@ type Tracker struct {
 	streams          map[string]*unixStream // by socket path
 	stopDone         chan struct{}          // closed when a stop finishes
 	stopHurry        chan struct{}          // closed when a Shutdown gives up waiting
+	workers          *workerPool            // run SendAll's sends; made by Start
 
 	stats   trackerCounters
 	pending sync.WaitGroup // one count per tracked request until handled
@@ -288,6 +289,7 @@ func (t *Tracker) Start() error {
 		return err
 	}
 	t.responseListener = ul
+	t.workers = newWorkerPool()
 	t.state = stateRunning
 	t.timerOff = false
 	t.bg.Add(1)
@@ -713,6 +715,10 @@ func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 		s.close()
 	}
 	t.bg.Wait()
+	t.mu.Lock()
+	workers := t.workers
+	t.mu.Unlock()
+	workers.close()
 	unannounceAll(t)
 
 	t.mu.Lock()
@@ -720,6 +726,18 @@ func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 	t.state = stateNew
 	close(done)
 	t.mu.Unlock()
+}
+
+// goRun runs f on a goroutine, one of the tracker's workers if it runs.
+func (t *Tracker) goRun(f func()) {
+	t.mu.Lock()
+	workers := t.workers
+	t.mu.Unlock()
+	if workers == nil {
+		go f()
+		return
+	}
+	workers.run(f) // a closed pool's worker runs f and exits
 }
 
 // removeTmpDir removes the temporary directory if Start made it. t.mu
