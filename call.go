@@ -98,14 +98,10 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	// Over a pipe, the acknowledgement is not waited for before the
 	// response: whichever comes first.
 	ack, async, err := t.postCall(ctx, dest, req)
-	var resp *Response
-	unanswered := false // the caller gave up, or the request timed out
 	if async != nil {
-		// Left before the acknowledgement of a peer whose features were
-		// unknown, so that no notice could follow an unanswered request:
-		// one does if the acknowledgement lists "cancel".
-		defer func() { async.leave(unanswered) }()
+		defer async.leave()
 	}
+	var resp *Response
 	if err == nil && ack == nil {
 		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
@@ -114,7 +110,6 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 			// A notice only when the caller gave up: a send that
 			// failed did not deliver the request, or it was refused.
 			if t.remove(req, ctx.Err() != nil) {
-				unanswered = ctx.Err() != nil
 				return nil, err
 			}
 			// Answered (or timed out) while the send was failing or
@@ -136,7 +131,6 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if resp.Error == nil {
 		return resp, nil
 	}
-	unanswered = isLocalTimeout(resp.Error)
 	if fromCtx && ctxTimeout(ctx, resp.Error) {
 		// The tracker's timer is ctx's deadline: report it as ctx does.
 		<-ctx.Done()

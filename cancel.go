@@ -59,10 +59,10 @@ const maxCancelsInFlight = 64
 // hold tr's count in t.pending, so that Shutdown waits for the goroutine.
 func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	dest := tr.dest
-	if dest == nil || !tr.cancels && !t.peerHas(dest, featureCancel) {
+	if dest == nil || tr.async != nil && tr.async.deferNotice() {
 		return
 	}
-	if !t.takeCancelSlot(tr.req.ID) {
+	if !tr.cancels && !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(tr.req.ID) {
 		return
 	}
 	t.bg.Add(1)
@@ -111,10 +111,11 @@ func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
 // the send runs on a goroutine of its own, not bound to ctx, its outcome
 // coming on the returned channel: a Call that ends before the
 // acknowledgement is read (its caller gave up, or the request timed out)
-// does not cut the exchange short, so that the acknowledgement can still
-// tell whether a notice may follow (see callSend.leave). The send is
-// bounded by the I/O timeout, and by cancelNoticeTimeout once Call has
-// left. The *callSend is nil for a send bound to ctx.
+// does not cut the exchange short, and the notice, if one is due, waits
+// for the acknowledgement to tell whether the peer takes it (see
+// callSend). The send is bounded by the I/O timeout, and by
+// cancelNoticeTimeout once Call has left. The *callSend is nil for a send
+// bound to ctx.
 func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-chan error, *callSend, error) {
 	if t.peerHas(dest, featureCancel) {
 		ack, err := post(ctx, dest, req, &t.cfg)
@@ -122,6 +123,11 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &callSend{ack: make(chan error, 1), stop: stop}
+	t.mu.Lock()
+	if tr := t.requests[req.ID]; tr != nil {
+		tr.async = s // read by notifyCancel after take, under t.mu
+	}
+	t.mu.Unlock()
 	t.bg.Add(1) // req is tracked: Stop has not reached t.bg.Wait
 	go func() {
 		defer t.bg.Done()
@@ -136,7 +142,6 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 		s.mu.Unlock()
 		if !left {
 			s.ack <- err
-			return
 		}
 		if notify && err == nil && t.peerHas(dest, featureCancel) && t.takeCancelSlot(req.ID) {
 			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
@@ -145,29 +150,43 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 	return s.ack, s, nil
 }
 
-// callSend is a send of postCall's that runs on its own goroutine.
+// callSend is a send of postCall's that runs on its own goroutine. While
+// it awaits the acknowledgement, a notice due for its request (the caller
+// gave up, the request timed out or was removed) is left to it: it sends
+// the notice once the acknowledgement is in, if the peer takes notices.
+// So a notice follows a request whether or not the peer was known when it
+// was sent, and only once.
 type callSend struct {
 	ack  chan error         // its outcome, while Call waits for it
 	stop context.CancelFunc // cuts it short
 
 	mu     sync.Mutex // protects the fields below
-	done   bool       // the outcome is in (and on ack, unless Call had left)
-	left   bool       // Call returned before the outcome was in
-	notify bool       // and the request needs a notice if the peer takes them
+	done   bool       // the outcome is in
+	left   bool       // Call returned before it
+	notify bool       // a notice is due, if the acknowledgement lists "cancel"
 }
 
-// leave records that Call returns without the send's outcome. notify
-// says that the request ended unanswered (its caller gave up, or it timed
-// out) and no notice could be sent, the peer's features being unknown:
-// one follows once the acknowledgement lists "cancel". The send gets
-// cancelNoticeTimeout more.
-func (s *callSend) leave(notify bool) {
+// deferNotice leaves the notice due for the request to the send, and
+// reports whether it did: false once the outcome is in.
+func (s *callSend) deferNotice() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
+		return false
+	}
+	s.notify = true
+	return true
+}
+
+// leave records that Call returns; a send still under way gets
+// cancelNoticeTimeout more.
+func (s *callSend) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done || s.left {
 		return
 	}
-	s.left, s.notify = true, notify
+	s.left = true
 	time.AfterFunc(cancelNoticeTimeout, s.stop)
 }
 

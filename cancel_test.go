@@ -300,32 +300,13 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 	for _, pc := range peers {
 		for _, ec := range ends {
 			t.Run(pc.name+", "+ec.name, func(t *testing.T) {
-				release := make(chan struct{})
-				releaseAck := sync.OnceFunc(func() { close(release) })
-				ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, pc.features...) }
-				p, frames := scriptedPeer(t, func(conn net.Conn, body []byte) error {
-					<-release // the first frame's acknowledgement waits
-					return ack(conn, body)
-				}, ack)
-				t.Cleanup(releaseAck) // before the peer's cleanup
-				tr := newTracker(t, nil, ec.timeout)
-
-				ctx, cancel := context.WithCancel(context.Background())
-				defer cancel()
-				done := make(chan error, 1)
-				go func() {
-					_, err := tr.Call(ctx, p.url(), "work", nil)
-					done <- err
-				}()
-				var req struct {
-					ID string `json:"id"`
-				}
-				require.NoError(t, json.Unmarshal(waitFor(t, frames, 5*time.Second, "the request"), &req))
+				h := startHeldCall(t, pc.features, ec.timeout)
+				tr, frames := h.tr, h.frames
 				if ec.cancel {
-					cancel()
+					h.cancel()
 				}
-				require.ErrorIs(t, waitFor(t, done, 5*time.Second, "Call to return, the acknowledgement unread"), ec.want)
-				releaseAck()
+				require.ErrorIs(t, waitFor(t, h.done, 5*time.Second, "Call to return, the acknowledgement unread"), ec.want)
+				h.release()
 
 				if !pc.notice {
 					tr.Stop() // waits for the send it left behind
@@ -344,7 +325,7 @@ func TestCallCancelledBeforeFirstAck(t *testing.T) {
 				body := waitFor(t, frames, 5*time.Second, "the cancel notice")
 				require.NoError(t, json.Unmarshal(body, &notice), "%s", body)
 				assert.Equal(t, acomm.CancelTask, notice.Task)
-				assert.JSONEq(t, `{"id":"`+req.ID+`"}`, string(notice.Args))
+				assert.JSONEq(t, `{"id":"`+h.id+`"}`, string(notice.Args))
 				tr.Stop()
 				assert.EqualValues(t, 1, tr.Stats().CancelNotices)
 			})
@@ -411,4 +392,83 @@ func scriptedPeer(t *testing.T, first, rest func(conn net.Conn, body []byte) err
 		}
 	})
 	return peer, frames
+}
+
+func TestCallNoticeOnceWhenPeerBecomesKnown(t *testing.T) {
+	// A Call sent while the peer was not known yet is cancelled after
+	// another exchange has made the peer known, but before its own
+	// acknowledgement is read: exactly one notice follows it.
+	h := startHeldCall(t, []string{"pipeline", "string-urls", "cancel"}, 10*time.Second)
+	p, frames := h.peer, h.frames
+
+	// Another frame, on a connection of its own, is acknowledged at once:
+	// the peer is known to take notices from then on.
+	require.NoError(t, acomm.Send(p.url(), newRequest(t, h.tr, "second", nil, nil)))
+	waitFor(t, frames, 5*time.Second, "the second request")
+
+	h.cancel()
+	require.ErrorIs(t, waitFor(t, h.done, 5*time.Second, "the first Call"), context.Canceled)
+	h.release()
+
+	notices := 0
+	for deadline := time.After(time.Second); ; {
+		select {
+		case body := <-frames:
+			var n struct {
+				Task string `json:"task"`
+				Args struct {
+					ID string `json:"id"`
+				} `json:"args"`
+			}
+			require.NoError(t, json.Unmarshal(body, &n))
+			if n.Task == acomm.CancelTask && n.Args.ID == h.id {
+				notices++
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	assert.Equal(t, 1, notices, "notices for the first request")
+}
+
+// heldCall is a Call, on a tracker of its own, to a peer that holds the
+// acknowledgement of the first frame it reads until released.
+type heldCall struct {
+	tr      *acomm.Tracker
+	peer    *fakePeer
+	frames  <-chan []byte // what the peer reads, after the request
+	id      string        // the request's
+	cancel  context.CancelFunc
+	done    chan error // Call's error
+	release func()     // sends the held acknowledgement
+}
+
+// startHeldCall starts the Call, with the tracker's default timeout, and
+// returns once the peer has read its request. The acknowledgements list
+// features.
+func startHeldCall(t *testing.T, features []string, timeout time.Duration) *heldCall {
+	t.Helper()
+	held := make(chan struct{})
+	h := &heldCall{done: make(chan error, 1), release: sync.OnceFunc(func() { close(held) })}
+	ack := func(conn net.Conn, body []byte) error { return writeAck(conn, body, features...) }
+	h.peer, h.frames = scriptedPeer(t, func(conn net.Conn, body []byte) error {
+		<-held
+		return ack(conn, body)
+	}, ack)
+	t.Cleanup(h.release) // before the peer's cleanup
+	h.tr = newTracker(t, nil, timeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h.cancel = cancel
+	go func() {
+		_, err := h.tr.Call(ctx, h.peer.url(), "work", nil)
+		h.done <- err
+	}()
+	var req struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(waitFor(t, h.frames, 5*time.Second, "the request"), &req))
+	h.id = req.ID
+	return h
 }

@@ -249,3 +249,26 @@ func TestForwardedRequestKeepsCallersDeadline(t *testing.T) {
 		assert.False(t, dl.After(callers))
 	})
 }
+
+func TestCallersDeadlineTimeoutSaysSo(t *testing.T) {
+	// A received request tracked to be passed on (a bridge's) times out
+	// at its caller's deadline: the error says that, not "within 1ns".
+	tr := newTracker(t, nil, time.Minute)
+	tests := []struct{ name, ms, want string }{
+		{"already past on arrival", "0", "arrived after its caller's deadline"},
+		{"passed while waiting", "30", "no response by its caller's deadline"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var in acomm.Request
+			require.NoError(t, json.Unmarshal([]byte(`{"id":"c`+tc.ms+`","task":"t","responsehook":"unix:///x","args":null,"timeout_ms":`+tc.ms+`}`), &in))
+			got := make(chan *acomm.Response, 1)
+			in.SuccessHandler = func(_ *acomm.Request, r *acomm.Response) { got <- r }
+			in.ErrorHandler = in.SuccessHandler
+			require.NoError(t, tr.TrackRequest(&in, 0))
+			r := waitFor(t, got, 5*time.Second, "the timeout")
+			require.ErrorIs(t, r.Error, acomm.ErrTimeout)
+			assert.ErrorContains(t, r.Error, tc.want)
+		})
+	}
+}

@@ -92,10 +92,12 @@ const noTimer = int64(math.MaxInt64)
 // trackedRequest is the tracker's state for one request.
 type trackedRequest struct {
 	req       *Request
-	forwardTo *url.URL // for proxied requests: the original response hook
-	dest      *url.URL // where Call, SendAll or Tracker.Send sent it: see notifyCancel
-	cancels   bool     // dest's acknowledgement of it listed "cancel"
+	forwardTo *url.URL  // for proxied requests: the original response hook
+	dest      *url.URL  // where Call, SendAll or Tracker.Send sent it: see notifyCancel
+	cancels   bool      // dest's acknowledgement of it listed "cancel"
+	async     *callSend // Call's send, when it runs on its own: see postCall
 	timeout   time.Duration
+	byCaller  bool  // timeout is what was left of the caller's deadline
 	index     int32 // in the timeouts heap
 	inline    bool  // the handlers never block: run them on any goroutine
 }
@@ -394,19 +396,20 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 	if at < now { // overflow: as good as never
 		at = noTimer - 1
 	}
+	byCaller := false // the caller's deadline comes first
 	if req.callerDeadline {
 		// A received request, tracked to be passed on: its caller
 		// waits no longer than it said.
 		if cd := int64(req.deadline.Sub(t.epoch)); cd < at {
 			at = max(cd, now+1)
-			timeout = time.Duration(at - now)
+			timeout, byCaller = time.Duration(at-now), true
 		}
 	}
 	if !utf8.ValidString(req.ID) {
 		// It would travel as U+FFFD, and its answer never match.
 		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
-	tr := &trackedRequest{req: req, timeout: timeout, forwardTo: forwardTo, dest: dest, inline: inline}
+	tr := &trackedRequest{req: req, timeout: timeout, byCaller: byCaller, forwardTo: forwardTo, dest: dest, inline: inline}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -514,10 +517,14 @@ func (t *Tracker) expire(tr *trackedRequest) {
 	defer t.pending.Done()
 	t.stats.timedOut.Add(1)
 	t.notifyCancel(tr)
-	resp := &Response{
-		ID:    tr.req.ID,
-		Error: fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout),
+	err := fmt.Errorf("%w: request %s (task %q) got no response within %s", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout)
+	switch {
+	case tr.byCaller && tr.timeout < time.Millisecond:
+		err = fmt.Errorf("%w: request %s (task %q) arrived after its caller's deadline", ErrTimeout, tr.req.ID, tr.req.Task)
+	case tr.byCaller:
+		err = fmt.Errorf("%w: request %s (task %q) got no response by its caller's deadline (%s)", ErrTimeout, tr.req.ID, tr.req.Task, tr.timeout.Round(time.Millisecond))
 	}
+	resp := &Response{ID: tr.req.ID, Error: err}
 	t.deliver(tr, resp)
 }
 
