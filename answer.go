@@ -11,10 +11,10 @@ import (
 // Answer in the acknowledgement (README.md, "Wire format"): a Server lists
 // featureAnswerInAck in its acknowledgements. To such a peer, Tracker.Call
 // adds "answer_in_ack": true to its request, whose response hook is the
-// tracker itself. When the Server has no other frame to read on the
-// connection and the handler returns within answerBudget, the response
-// goes in the request's acknowledgement, as its "answer" member, instead
-// of to the hook: one frame and its acknowledgement fewer per call.
+// tracker itself. The Server starts the handler at once, and when it
+// returns within answerBudget (shared by the frames read together), the
+// response goes in the request's acknowledgement, as its "answer" member,
+// instead of to the hook: one frame and its acknowledgement fewer per call.
 // Otherwise the acknowledgement goes out plainly and the response to the
 // hook, as for any request. Whoever of the handler and the waiting
 // connection moves the job out of ackWaiting decides which: the response
@@ -51,25 +51,34 @@ type ackWithAnswer struct {
 }
 
 // answerInAck starts the handler of req, a request whose sender takes the
-// answer in the acknowledgement. With wait, it returns the response when
-// the handler returns within answerBudget; otherwise (or without wait, once
-// the acknowledgement is written) the response goes to the hook.
-func (s *Server) answerInAck(req *Request, wait bool) *Response {
-	if !wait {
-		s.dispatch(req)
-		return nil
-	}
+// answer in the acknowledgement, and returns the func that waits for its
+// response until a deadline (nil when it was answered without a handler).
+// Past the deadline, the response goes to the hook.
+func (s *Server) answerInAck(req *Request) func(time.Time) *Response {
 	j := s.start(req, true)
 	if j == nil {
 		return nil
 	}
-	t := answerTimers.Get().(*time.Timer)
-	t.Reset(answerBudget)
-	defer func() { t.Stop(); answerTimers.Put(t) }() // (no stale tick after Stop: Go 1.23)
+	return j.awaitAnswer
+}
+
+// awaitAnswer returns the job's response if its handler returns by
+// deadline; otherwise nil, and the response goes to the hook.
+func (j *job) awaitAnswer(deadline time.Time) *Response {
 	select {
 	case resp := <-j.inAck:
 		return resp
-	case <-t.C:
+	default:
+	}
+	if d := time.Until(deadline); d > 0 {
+		t := answerTimers.Get().(*time.Timer)
+		t.Reset(d)
+		defer func() { t.Stop(); answerTimers.Put(t) }() // (no stale tick after Stop: Go 1.23)
+		select {
+		case resp := <-j.inAck:
+			return resp
+		case <-t.C:
+		}
 	}
 	if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
 		return nil

@@ -98,6 +98,41 @@ func TestServerAnswersInAck(t *testing.T) {
 		body := waitFor(t, hookFrames, 5*time.Second, "the answer at the hook")
 		assert.Contains(t, string(body), "unknown task")
 	})
+	t.Run("frames read together: acks in order, each answered once", func(t *testing.T) {
+		var batch []byte
+		tasks := []string{"fast", "slow", "nope", "fast", "fast"}
+		for i, task := range tasks {
+			body, _ := json.Marshal(map[string]any{"id": fmt.Sprint("e", i), "task": task,
+				"responsehook": hook.url().String(), "args": i, "answer_in_ack": i != 3})
+			batch = append(batch, append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)...)
+		}
+		_, err := conn.Write(batch)
+		require.NoError(t, err)
+		answered := map[string]int{}
+		for i := range tasks {
+			raw, err := readRawFrame(conn)
+			require.NoError(t, err)
+			var ack ackFrame
+			require.NoError(t, json.Unmarshal(raw, &ack))
+			require.Equal(t, fmt.Sprint("e", i), ack.ID, "acks in order")
+			if ack.Answer != nil {
+				var resp acomm.Response
+				require.NoError(t, json.Unmarshal(*ack.Answer, &resp))
+				require.Equal(t, ack.ID, resp.ID)
+				answered[resp.ID]++
+			}
+		}
+		for len(answered) < len(tasks) || sum(answered) < len(tasks) {
+			body := waitFor(t, hookFrames, 5*time.Second, "the answers at the hook")
+			var resp acomm.Response
+			require.NoError(t, json.Unmarshal(body, &resp))
+			answered[resp.ID]++
+		}
+		for id, n := range answered {
+			assert.Equal(t, 1, n, id)
+		}
+		assert.Len(t, answered, len(tasks))
+	})
 	srv.Stop()
 	select {
 	case body := <-hookFrames:
@@ -175,4 +210,13 @@ func TestCallTakesAnswerInAck(t *testing.T) {
 func rawJSON(s string) *json.RawMessage {
 	raw := json.RawMessage(s)
 	return &raw
+}
+
+// sum adds up the counts.
+func sum(counts map[string]int) int {
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n
 }

@@ -29,11 +29,11 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 // overwritten by the next frame's): the ID for the acknowledgement, the
 // refusal reason (nil: accepted) and a func to run after the
 // acknowledgement is written, which must not block. Or, in place of
-// after, answer: called with wait true before the acknowledgement is
-// written, the response it returns, if any, goes in the acknowledgement
-// (see featureAnswerInAck); called with wait false after it is written,
-// it must act as after and return nil.
-type frameHandler func(body []byte) (id string, refusal error, after func(), answer func(wait bool) *Response)
+// after, answer, called at once: it starts handling the frame and may
+// return a func that, called before the acknowledgement is written,
+// returns the response to put in it (see featureAnswerInAck), waiting
+// for it until the deadline given at most; nil: none.
+type frameHandler func(body []byte) (id string, refusal error, after func(), answer func() (await func(deadline time.Time) *Response))
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -48,6 +48,15 @@ type frameServer struct {
 	out      []byte    // acknowledgements not yet written
 	body     []byte    // holds a frame's body while it is handled
 	afters   []func()
+	pending  []pendingAck // acknowledgements after out, not yet encoded
+}
+
+// pendingAck is an acknowledgement that may carry an answer: it and those
+// after it wait for the answer (a moment at most) when they are flushed.
+type pendingAck struct {
+	id      string
+	refusal error
+	await   func(deadline time.Time) *Response
 }
 
 // serveFrames reads frames from conn until the peer closes it, it idles
@@ -104,25 +113,19 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		switch {
-		case answer != nil && br.Buffered() == 0:
-			// No frame waits behind this one: its answer may be
-			// awaited a moment, after the earlier frames' acks.
-			if !s.flush() {
-				answer(false) // accepted: handled even so
-				return
-			}
-			s.ackAnswer(id, answer(true))
-		case answer != nil:
-			s.ack(id, nil)
-			s.afters = append(s.afters, func() { answer(false) })
-		default:
-			s.ack(id, refusal)
-			if after != nil {
-				s.afters = append(s.afters, after)
-			}
+		var await func(time.Time) *Response
+		if answer != nil {
+			await = answer()
 		}
-		if len(s.out) >= 4<<10 && !s.flush() {
+		if await != nil || len(s.pending) > 0 {
+			s.pending = append(s.pending, pendingAck{id: id, refusal: refusal, await: await})
+		} else {
+			s.ack(id, refusal)
+		}
+		if after != nil {
+			s.afters = append(s.afters, after)
+		}
+		if (len(s.out) >= 4<<10 || len(s.pending) >= 64) && !s.flush() {
 			return
 		}
 	}
@@ -146,6 +149,10 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 
 // ack queues the acknowledgement of a frame.
 func (s *frameServer) ack(id string, refusal error) {
+	if len(s.pending) > 0 {
+		s.pending = append(s.pending, pendingAck{id: id, refusal: refusal})
+		return
+	}
 	out, err := appendFrame(s.out, &Response{ID: id, Error: refusal}, false, 0, s.features...)
 	if err != nil { // text that is not UTF-8: a handler's bug
 		out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
@@ -177,6 +184,22 @@ func (s *frameServer) ackAnswer(id string, answer *Response) {
 // connection, and the sender must have its acknowledgement by then. It
 // reports whether the connection may go on.
 func (s *frameServer) flush() bool {
+	if len(s.pending) > 0 {
+		// The handlers started together: they share one short wait.
+		deadline := time.Now().Add(answerBudget)
+		pending := s.pending
+		s.pending = nil
+		for _, p := range pending {
+			switch {
+			case p.await != nil:
+				s.ackAnswer(p.id, p.await(deadline))
+			default:
+				s.ack(p.id, p.refusal)
+			}
+		}
+		clear(pending)
+		s.pending = pending[:0]
+	}
 	var err error
 	if len(s.out) > 0 {
 		if err = lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout); err == nil {

@@ -272,7 +272,7 @@ func (s *Server) accept(ul *UnixListener) {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte) (string, error, func(), func(bool) *Response) {
+func (s *Server) receiveFrame(body []byte) (string, error, func(), func() func(time.Time) *Response) {
 	req := &Request{}
 	if err := decodeRequest(body, req); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
@@ -289,7 +289,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), func(bool) *R
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func(wait bool) *Response { return s.answerInAck(req, wait) }
+		return req.ID, nil, nil, func() func(time.Time) *Response { return s.answerInAck(req) }
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
 }

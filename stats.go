@@ -3,6 +3,7 @@ package acomm
 import (
 	"expvar"
 	"sync/atomic"
+	"time"
 )
 
 // TrackerStats counts what a tracker has done since it was created.
@@ -82,7 +83,7 @@ func (s *Server) Stats() ServerStats {
 
 // countingHandler wraps a frame handler to count refused frames in n.
 func countingHandler(h frameHandler, n *atomic.Uint64) frameHandler {
-	return func(body []byte) (string, error, func(), func(bool) *Response) {
+	return func(body []byte) (string, error, func(), func() func(time.Time) *Response) {
 		id, refusal, after, answer := h(body)
 		if refusal != nil {
 			n.Add(1)
