@@ -72,6 +72,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		ErrorHandler:   h,
 		LegacyURLs:     t.cfg.legacyURLs,
 		Meta:           metaFromContext(ctx),
+		argsChecked:    raw,
 	}
 	if err := req.Validate(); err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), req.ID)
 	b, err2 := jsontext.AppendQuote(append(b, `,"task":`...), req.Task)
 	b = append(append(b, `,"responsehook":`...), hook...)
-	b, err3 := appendRaw(append(b, `,"args":`...), req.Args)
+	b, err3 := appendRaw(append(b, `,"args":`...), req.Args, req.argsChecked)
 	if !req.deadline.IsZero() {
 		b = append(append(b, `,"timeout_ms":`...), timeoutValue(req.deadline)...)
 	}
@@ -82,7 +82,7 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 func appendResponse(b []byte, resp *Response, legacy bool, features ...string) ([]byte, error) {
 	stream, err := urlValue(resp.StreamURL, legacy)
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), resp.ID)
-	b, err2 := appendRaw(append(b, `,"result":`...), resp.Result)
+	b, err2 := appendRaw(append(b, `,"result":`...), resp.Result, resp.resultChecked)
 	b = append(append(b, `,"stream_url":`...), stream...)
 	msg := ""
 	if resp.Error != nil {
@@ -105,10 +105,12 @@ func appendResponse(b []byte, resp *Response, legacy bool, features ...string) (
 	return append(b, '}'), nil
 }
 
-// appendRaw appends raw JSON, null for none, refusing what is not JSON.
-func appendRaw(b []byte, raw *json.RawMessage) ([]byte, error) {
+// appendRaw appends raw JSON, null for none, refusing what is not JSON
+// unless raw is checked, the value marshalRaw just returned (its check
+// done once, not twice).
+func appendRaw(b []byte, raw, checked *json.RawMessage) ([]byte, error) {
 	v := rawValue(raw)
-	if !v.IsValid(jsontext.AllowDuplicateNames(true)) {
+	if (raw == nil || raw != checked) && !v.IsValid(jsontext.AllowDuplicateNames(true)) {
 		return b, fmt.Errorf("%w: not valid JSON", ErrInvalidArgument)
 	}
 	return append(b, v...), nil

@@ -67,6 +67,18 @@ func readFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
 	return body, nil
 }
 
+// maxReusedBody is the largest frame body buffer a connection keeps.
+const maxReusedBody = 16 << 10
+
+// reuseBody returns the buffer to read the next frame body into: buf, or
+// body's memory when it is larger and not too large to keep.
+func reuseBody(buf, body []byte) []byte {
+	if cap(body) > cap(buf) && cap(body) <= maxReusedBody {
+		return body[:0]
+	}
+	return buf
+}
+
 // appendFrame appends payload to b as one frame: a *Request or *Response
 // in its wire form (see appendRequest, appendResponse), anything else as
 // encoding/json marshals it.

@@ -294,6 +294,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		var body []byte
 		if err == nil {
 			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
+			l.body = reuseBody(l.body, body)
 		}
 		features, answer, ackErr := ackOutcome(body, once)
 		l.mu.Lock()

@@ -79,6 +79,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			}
 		}
 		body, err := readFrame(br, cfg.maxFrameSize, s.body)
+		s.body = reuseBody(s.body, body)
 		var fse *FrameSizeError
 		if errors.As(err, &fse) {
 			// Refuse it, then read past its body, so that the sender

@@ -52,8 +52,9 @@ type Request struct {
 	deadline       time.Time // see Deadline
 	callerDeadline bool      // deadline is a received frame's timeout_ms
 
-	answerInAck bool            // received: its sender takes the answer in the ack
-	onAnswer    func(*Response) // sent: takes an answer found in the ack (see answer.go)
+	argsChecked *json.RawMessage // Args as marshalRaw returned it to Call: valid JSON
+	answerInAck bool             // received: its sender takes the answer in the ack
+	onAnswer    func(*Response)  // sent: takes an answer found in the ack (see answer.go)
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The

@@ -23,6 +23,8 @@ type Response struct {
 	// the original acomm. NewResponse copies it from the request, and
 	// UnmarshalJSON sets it when the decoded frame used that form.
 	LegacyURLs bool `json:"-"`
+
+	resultChecked *json.RawMessage // Result as marshalRaw returned it to Server: valid JSON
 }
 
 // NewResponse creates a new Response instance based on a Request. The
