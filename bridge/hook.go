@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -115,6 +116,13 @@ func (b *Bridge) deliver(ctx context.Context, hook *url.URL, meta map[string]str
 	setMetaHeader(req.Header, meta)
 	hr, err := b.hookClient().Do(req)
 	if err != nil {
+		var ue *url.Error // "Post <the URL>": said below
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, acomm.ErrUnreachable) {
+			return err // the hook policy's dialer: it names the address
+		}
 		return fmt.Errorf("%w: post to %s: %w", acomm.ErrUnreachable, hook.Redacted(), err)
 	}
 	defer hr.Body.Close()

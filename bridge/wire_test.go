@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -247,6 +248,9 @@ func TestBridgeQuietWhenCallerStoppedWaiting(t *testing.T) {
 				if e.Message == "delivering response to hook failed" {
 					found = true
 					assert.Equal(t, tc.level, e.Level)
+					msg := fmt.Sprint(e.Data[logrus.ErrorKey])
+					assert.Equal(t, 1, strings.Count(msg, "peer unreachable"), msg)
+					assert.Equal(t, 1, strings.Count(msg, "/hook"), "the hook's URL, once: %s", msg)
 				}
 			}
 			assert.True(t, found, "the failed delivery is logged")
