@@ -53,13 +53,31 @@ type ackWithAnswer struct {
 // answerInAck starts the handler of req, a request whose sender takes the
 // answer in the acknowledgement, and returns the func that waits for its
 // response until a deadline (nil when it was answered without a handler).
-// Past the deadline, the response goes to the hook.
-func (s *Server) answerInAck(req *Request) func(time.Time) *Response {
+// Past the deadline, the response goes to the hook; so does one whose
+// acknowledgement could not be written (the tracker drops it if the
+// acknowledgement reached it after all).
+func (s *Server) answerInAck(req *Request) answerAwait {
 	j := s.start(req, true)
 	if j == nil {
 		return nil
 	}
-	return j.awaitAnswer
+	return func(deadline time.Time) (*Response, func(bool)) {
+		resp := j.awaitAnswer(deadline)
+		if resp == nil {
+			return nil, nil
+		}
+		return resp, func(ok bool) {
+			if ok {
+				s.stats.answeredInAck.Add(1)
+				return
+			}
+			s.bg.Add(1) // the connection's goroutine holds a count: never from zero
+			go func() {
+				defer s.bg.Done()
+				s.respond(req, resp)
+			}()
+		}
+	}
 }
 
 // awaitAnswer returns the job's response if its handler returns by

@@ -30,10 +30,14 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 // refusal reason (nil: accepted) and a func to run after the
 // acknowledgement is written, which must not block. Or, in place of
 // after, answer, called at once: it starts handling the frame and may
-// return a func that, called before the acknowledgement is written,
-// returns the response to put in it (see featureAnswerInAck), waiting
-// for it until the deadline given at most; nil: none.
-type frameHandler func(body []byte) (id string, refusal error, after func(), answer func() (await func(deadline time.Time) *Response))
+// return an answerAwait, called before the acknowledgement is written.
+type frameHandler func(body []byte) (id string, refusal error, after func(), answer func() answerAwait)
+
+// answerAwait returns the response to put in a frame's acknowledgement
+// (see featureAnswerInAck), waiting for it until deadline at most; nil:
+// none. written, when not nil, is then told whether the acknowledgement
+// carrying it was written.
+type answerAwait func(deadline time.Time) (answer *Response, written func(ok bool))
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -49,6 +53,7 @@ type frameServer struct {
 	body     []byte    // holds a frame's body while it is handled
 	afters   []func()
 	pending  []pendingAck // acknowledgements after out, not yet encoded
+	written  []func(ok bool)
 }
 
 // pendingAck is an acknowledgement that may carry an answer: it and those
@@ -56,7 +61,7 @@ type frameServer struct {
 type pendingAck struct {
 	id      string
 	refusal error
-	await   func(deadline time.Time) *Response
+	await   answerAwait
 }
 
 // serveFrames reads frames from conn until the peer closes it, it idles
@@ -113,7 +118,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		var await func(time.Time) *Response
+		var await answerAwait
 		if answer != nil {
 			await = answer()
 		}
@@ -192,7 +197,11 @@ func (s *frameServer) flush() bool {
 		for _, p := range pending {
 			switch {
 			case p.await != nil:
-				s.ackAnswer(p.id, p.await(deadline))
+				answer, written := p.await(deadline)
+				s.ackAnswer(p.id, answer)
+				if written != nil {
+					s.written = append(s.written, written)
+				}
 			default:
 				s.ack(p.id, p.refusal)
 			}
@@ -210,6 +219,11 @@ func (s *frameServer) flush() bool {
 	if err != nil {
 		s.log.WithError(err).Debug("write acknowledgement failed")
 	}
+	for _, written := range s.written {
+		written(err == nil)
+	}
+	clear(s.written)
+	s.written = s.written[:0]
 	for _, after := range s.afters { // accepted frames: handled even so
 		after()
 	}

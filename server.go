@@ -272,7 +272,7 @@ func (s *Server) accept(ul *UnixListener) {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte) (string, error, func(), func() func(time.Time) *Response) {
+func (s *Server) receiveFrame(body []byte) (string, error, func(), func() answerAwait) {
 	req := &Request{}
 	if err := decodeRequest(body, req); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
@@ -289,7 +289,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), func() func(t
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func() func(time.Time) *Response { return s.answerInAck(req) }
+		return req.ID, nil, nil, func() answerAwait { return s.answerInAck(req) }
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
 }
@@ -413,7 +413,6 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 	}
 	resp := s.response(j.req, result, stream, err)
 	if j.inAck != nil && j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
-		s.stats.responded.Add(1)
 		j.inAck <- resp // awaitAnswer takes it
 		return
 	}

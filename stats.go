@@ -3,7 +3,6 @@ package acomm
 import (
 	"expvar"
 	"sync/atomic"
-	"time"
 )
 
 // TrackerStats counts what a tracker has done since it was created.
@@ -29,6 +28,7 @@ type ServerStats struct {
 	Handled       uint64 // handlers that returned (or were abandoned)
 	Responded     uint64 // responses the requester acknowledged
 	RespondFailed uint64 // responses that could not be delivered
+	AnsweredInAck uint64 // responses written in their request's acknowledgement (see README); not acknowledged
 	Busy          uint64 // requests answered with ErrBusy
 	UnknownTask   uint64 // requests answered with ErrUnknownTask
 	Panics        uint64 // handlers that panicked
@@ -47,6 +47,7 @@ type trackerCounters struct {
 // serverCounters are a server's live counters.
 type serverCounters struct {
 	received, handled, responded, respondFailed atomic.Uint64
+	answeredInAck                               atomic.Uint64
 	busy, unknownTask, panics, refusedFrames    atomic.Uint64
 	expired, cancelled                          atomic.Uint64
 }
@@ -77,13 +78,13 @@ func (s *Server) Stats() ServerStats {
 		Responded: c.responded.Load(), RespondFailed: c.respondFailed.Load(), Busy: c.busy.Load(),
 		UnknownTask: c.unknownTask.Load(), Panics: c.panics.Load(),
 		RefusedFrames: c.refusedFrames.Load(), RefusedConns: ul.totalRefused(),
-		Expired: c.expired.Load(), Cancelled: c.cancelled.Load(),
+		Expired: c.expired.Load(), Cancelled: c.cancelled.Load(), AnsweredInAck: c.answeredInAck.Load(),
 	}
 }
 
 // countingHandler wraps a frame handler to count refused frames in n.
 func countingHandler(h frameHandler, n *atomic.Uint64) frameHandler {
-	return func(body []byte) (string, error, func(), func() func(time.Time) *Response) {
+	return func(body []byte) (string, error, func(), func() answerAwait) {
 		id, refusal, after, answer := h(body)
 		if refusal != nil {
 			n.Add(1)
