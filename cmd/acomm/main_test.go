@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/acommgo/acomm/internal/acommtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -97,13 +98,7 @@ func runAcommWith(t *testing.T, o runOpts, args ...string) result {
 }
 
 // shortDir returns a short temp dir for sockets, removed at cleanup.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ac")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
+var shortDir = acommtest.ShortDir
 
 // startServices starts a tracker and a Server with tasks upper, fail and
 // blob (a streamed result), stopped at cleanup.
