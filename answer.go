@@ -4,8 +4,6 @@ import (
 	"net/url"
 	"sync"
 	"time"
-
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Answer in the acknowledgement (README.md, "Wire format"): a Server lists
@@ -121,13 +119,4 @@ func (t *Tracker) takeAnswer(id string) func(*Response) {
 // sent to u may as well come in an acknowledgement.
 func (t *Tracker) isOwnHook(u *url.URL) bool {
 	return u != nil && u.Scheme == "unix" && u.Host == "" && u.Opaque == "" && u.RawQuery == "" && u.Path == t.socketPath
-}
-
-// decodeAnswer decodes the answer member of an acknowledgement.
-func decodeAnswer(v jsontext.Value) (*Response, error) {
-	resp := &Response{}
-	if _, err := decodeResponse(v, resp); err != nil {
-		return nil, err
-	}
-	return resp, nil
 }

@@ -1,12 +1,15 @@
 package acomm
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -16,26 +19,6 @@ import (
 // Wire messages are decoded by github.com/go-json-experiment/json, which
 // refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
 // and costs a third as much as encoding/json (figures: in the commit).
-
-// requestWire and responseWire (also an acknowledgement's) are the forms
-// on the wire.
-type requestWire struct {
-	ID        string            `json:"id"`
-	Task      string            `json:"task"`
-	Hook      jsontext.Value    `json:"responsehook"`
-	Args      jsontext.Value    `json:"args"`
-	TimeoutMS jsontext.Value    `json:"timeout_ms"`
-	Meta      map[string]string `json:"meta"`
-	InAck     bool              `json:"answer_in_ack"`
-}
-
-type responseWire struct {
-	ID       string         `json:"id"`
-	Result   jsontext.Value `json:"result"`
-	Stream   jsontext.Value `json:"stream_url"`
-	Error    string         `json:"error"`
-	Features []string       `json:"features"`
-}
 
 // rawValue returns raw as a wire value: null for none.
 func rawValue(raw *json.RawMessage) jsontext.Value {
@@ -116,26 +99,152 @@ func appendRaw(b []byte, raw, checked *json.RawMessage) ([]byte, error) {
 	return append(b, v...), nil
 }
 
+// Decoding walks the message's members with the library's tokenizer
+// (jsontext.Decoder): no reflection, and values are read in place, so only
+// what is kept (strings, args, result) is copied out of the frame body.
+// It checks what json.Unmarshal would: valid JSON and UTF-8, no duplicate
+// names, and the type of each member it knows; it skips the others.
+
+// wireDecoder is a pooled decoder, reading from buf without copying it.
+type wireDecoder struct {
+	buf bytes.Buffer
+	dec jsontext.Decoder
+}
+
+var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
+
+// decodeObject reads body, a JSON object (or null), calling member for
+// each of its members with its name; member reads (or skips) its value.
+func decodeObject(body []byte, kind error, member func(d *jsontext.Decoder, name []byte) error) error {
+	w := wireDecoders.Get().(*wireDecoder)
+	w.buf = *bytes.NewBuffer(body)
+	w.dec.Reset(&w.buf)
+	err := readObject(&w.dec, member)
+	if err == nil {
+		if _, err = w.dec.ReadToken(); err == io.EOF {
+			err = nil
+		} else if err == nil {
+			err = errors.New("data after the top-level value")
+		}
+	}
+	w.buf = bytes.Buffer{}
+	w.dec.Reset(&w.buf) // drop body
+	wireDecoders.Put(w)
+	if err != nil {
+		return decodeError(kind, err)
+	}
+	return nil
+}
+
+// readObject reads a JSON object (or null) from d; see decodeObject.
+func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byte) error) error {
+	tok, err := d.ReadToken()
+	switch {
+	case err != nil:
+		return err
+	case tok.Kind() == 'n':
+		return nil
+	case tok.Kind() != '{':
+		return fmt.Errorf("want an object, got %v", tok.Kind())
+	}
+	for d.PeekKind() != '}' {
+		v, err := d.ReadValue() // the name, quoted
+		if err != nil {
+			return err
+		}
+		name := v[1 : len(v)-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			name, _ = jsontext.AppendUnquote(nil, v) // valid: read as a name
+		}
+		if err := member(d, name); err != nil {
+			return fmt.Errorf("%q: %w", name, err)
+		}
+	}
+	_, err = d.ReadToken()
+	return err
+}
+
+// readString reads a string, or null as "".
+func readString(d *jsontext.Decoder) (string, error) {
+	tok, err := d.ReadToken()
+	switch {
+	case err != nil:
+		return "", err
+	case tok.Kind() == '"':
+		return tok.String(), nil
+	case tok.Kind() == 'n':
+		return "", nil
+	}
+	return "", fmt.Errorf("want a string, got %v", tok.Kind())
+}
+
+// readRaw reads any value, null as none, into memory of its own.
+func readRaw(d *jsontext.Decoder) (*json.RawMessage, error) {
+	v, err := d.ReadValue()
+	if err != nil || v.Kind() == 'n' {
+		return nil, err
+	}
+	raw := json.RawMessage(bytes.Clone(v))
+	return &raw, nil
+}
+
 // decodeRequest decodes the wire JSON of a request into req. Errors match
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
-	var w requestWire
-	if err := jsonv2.Unmarshal(body, &w); err != nil {
-		return decodeError(ErrInvalidRequest, err)
-	}
-	hook, legacy, err := readURL(w.Hook)
-	if err == nil {
-		err = checkHookUser(hook)
-	}
+	var (
+		w        Request
+		hasMS    bool
+		ms       int64
+		urlErr   error
+		wireKind = ErrInvalidRequest
+	)
+	err := decodeObject(body, wireKind, func(d *jsontext.Decoder, name []byte) error {
+		var err error
+		switch string(name) {
+		case "id":
+			w.ID, err = readString(d)
+		case "task":
+			w.Task, err = readString(d)
+		case "responsehook":
+			var v jsontext.Value
+			if v, err = d.ReadValue(); err == nil {
+				w.ResponseHook, w.LegacyURLs, urlErr = readURL(v)
+				if urlErr == nil {
+					urlErr = checkHookUser(w.ResponseHook)
+				}
+			}
+		case "args":
+			w.Args, err = readRaw(d)
+		case "timeout_ms":
+			var v jsontext.Value
+			if v, err = d.ReadValue(); err == nil {
+				ms, hasMS, err = readTimeoutMS(v)
+			}
+		case "meta":
+			var meta map[string]string // (its own: it escapes)
+			err = jsonv2.UnmarshalDecode(d, &meta)
+			w.Meta = meta
+		case "answer_in_ack":
+			var tok jsontext.Token
+			if tok, err = d.ReadToken(); err == nil && tok.Kind() != 'n' {
+				if tok.Kind() != 't' && tok.Kind() != 'f' {
+					return fmt.Errorf("want a boolean, got %v", tok.Kind())
+				}
+				w.answerInAck = tok.Bool()
+			}
+		default:
+			err = d.SkipValue()
+		}
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, err)
+		return err
 	}
-	ms, hasMS, err := readTimeoutMS(w.TimeoutMS)
-	if err != nil {
-		return fmt.Errorf("%w: timeout_ms: %w", ErrInvalidRequest, err)
+	if urlErr != nil {
+		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, urlErr)
 	}
-	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, hook, rawMessage(w.Args), legacy
-	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.InAck
+	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, w.ResponseHook, w.Args, w.LegacyURLs
+	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.answerInAck
 	if hasMS {
 		req.deadline = deadlineFromMS(ms, time.Now())
 	}
@@ -145,19 +254,92 @@ func decodeRequest(body []byte, req *Request) error {
 // decodeResponse decodes the wire JSON of a response into resp, and the
 // features it lists. Errors match ErrInvalidResponse (and ErrInvalidURL).
 func decodeResponse(body []byte, resp *Response) ([]string, error) {
-	var w responseWire
-	if err := jsonv2.Unmarshal(body, &w); err != nil {
-		return nil, decodeError(ErrInvalidResponse, err)
+	var features []string
+	var urlErr error
+	*resp = Response{}
+	err := decodeObject(body, ErrInvalidResponse, func(d *jsontext.Decoder, name []byte) error {
+		if string(name) == "features" {
+			return jsonv2.UnmarshalDecode(d, &features)
+		}
+		return readResponseMember(d, name, resp, &urlErr)
+	})
+	if err == nil && urlErr != nil {
+		err = fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
-	stream, legacy, err := readURL(w.Stream)
 	if err != nil {
-		return nil, fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, err)
+		*resp = Response{}
+		return nil, err
 	}
-	*resp = Response{ID: w.ID, Result: rawMessage(w.Result), StreamURL: stream, LegacyURLs: legacy}
-	if w.Error != "" {
-		resp.Error = &RemoteError{Message: w.Error}
+	return features, nil
+}
+
+// readResponseMember reads the member name of a response into resp; an
+// invalid stream URL goes to urlErr.
+func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr *error) error {
+	var err error
+	switch string(name) {
+	case "id":
+		resp.ID, err = readString(d)
+	case "result":
+		resp.Result, err = readRaw(d)
+	case "stream_url":
+		var v jsontext.Value
+		if v, err = d.ReadValue(); err == nil {
+			resp.StreamURL, resp.LegacyURLs, *urlErr = readURL(v)
+		}
+	case "error":
+		var msg string
+		if msg, err = readString(d); err == nil {
+			resp.Error = nil
+			if msg != "" {
+				resp.Error = &RemoteError{Message: msg}
+			}
+		}
+	default:
+		err = d.SkipValue()
 	}
-	return w.Features, nil
+	return err
+}
+
+// decodeAck decodes an acknowledgement: the features it lists (if wanted),
+// the answer it carries (see answer.go; decoded if wanted, else skipped),
+// and nil, a refusal (ErrRefused and the reason's sentinel) or an
+// ErrMalformedFrame error. Duplicate names are let through, as the
+// original's decoder does, but not in an answer.
+func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
+	var (
+		features []string
+		answer   *Response
+		msg      string
+		urlErr   error
+	)
+	err := decodeObject(body, ErrMalformedFrame, func(d *jsontext.Decoder, name []byte) error {
+		var err error
+		switch {
+		case string(name) == "error":
+			msg, err = readString(d)
+		case string(name) == "features" && wantFeatures:
+			err = jsonv2.UnmarshalDecode(d, &features)
+		case string(name) == "answer" && wantAnswer && d.PeekKind() != 'n':
+			answer = &Response{}
+			err = readObject(d, func(d *jsontext.Decoder, name []byte) error {
+				return readResponseMember(d, name, answer, &urlErr)
+			})
+		default:
+			err = d.SkipValue()
+		}
+		return err
+	})
+	if err == nil && urlErr != nil {
+		err = fmt.Errorf("%w: answer: stream_url: %w", ErrMalformedFrame, urlErr)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
+	}
+	if msg != "" {
+		return features, nil, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: msg})
+	}
+	return features, answer, nil
 }
 
 // decodeError wraps a decoding error in kind, and one of a body that is
@@ -203,8 +385,11 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 			err = fmt.Errorf("%q is not what its parts say", o.String())
 		}
 	case v.Kind() == '"':
-		var s []byte
-		if s, err = jsontext.AppendUnquote(nil, v); err == nil {
+		s := v[1 : len(v)-1]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			s, err = jsontext.AppendUnquote(nil, v)
+		}
+		if err == nil {
 			u, err = url.Parse(string(s))
 		}
 	case len(v) > 0 && v.Kind() != 'n':

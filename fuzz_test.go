@@ -177,7 +177,7 @@ func FuzzResponseJSON(f *testing.F) {
 	f.Add([]byte(`{"id":"1","features":7}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, ackErr := ackOutcome(data, true)
+		_, _, ackErr := decodeAck(data, true, true)
 		var r1, viaJSON Response
 		if fuzzFrame(t, data, &r1, &viaJSON, ErrInvalidResponse) != nil {
 			return

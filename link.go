@@ -13,9 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // A peer that listed "pipeline" gets a link: one kept connection, frames
@@ -296,7 +293,10 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
 			l.body = reuseBody(l.body, body)
 		}
-		features, answer, ackErr := ackOutcome(body, once)
+		l.mu.Lock()
+		wantAnswer := len(l.queue) > 0 && l.queue[0].onAnswer != nil
+		l.mu.Unlock()
+		features, answer, ackErr := decodeAck(body, once, wantAnswer)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -309,13 +309,8 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			l.features = features
 		}
 		l.mu.Unlock()
-		if answer != nil && ex.onAnswer != nil && ackErr == nil {
-			resp, err := decodeAnswer(answer)
-			if err != nil {
-				ackErr = fmt.Errorf("%w: answer in acknowledgement: %w", ErrMalformedFrame, err)
-			} else {
-				ex.onAnswer(resp) // before done: whoever waits on both finds the answer first
-			}
+		if answer != nil && ex.onAnswer != nil {
+			ex.onAnswer(answer) // before done: whoever waits on both finds the answer first
 		}
 		ex.done <- ackErr
 		if ex == mine {
@@ -335,37 +330,6 @@ func afterFunc(ctx context.Context, f func()) (stop func() bool) {
 		return func() bool { return true }
 	}
 	return context.AfterFunc(ctx, f)
-}
-
-// ackOutcome decodes an acknowledgement: its features (if wanted), its
-// answer (see answer.go) if any, and nil, a refusal (ErrRefused and the
-// reason's sentinel) or an ErrMalformedFrame error.
-func ackOutcome(body []byte, wantFeatures bool) ([]string, jsontext.Value, error) {
-	var ack struct { // no more: the rest is checked, not kept
-		Error    string         `json:"error"`
-		Answer   jsontext.Value `json:"answer"`
-		features []string
-	}
-	dest := any(&ack)
-	if wantFeatures {
-		dest = &struct {
-			Error    *string         `json:"error"`
-			Answer   *jsontext.Value `json:"answer"`
-			Features *[]string       `json:"features"`
-		}{&ack.Error, &ack.Answer, &ack.features}
-	}
-	// (Duplicate names are let through here: an answer is checked in full
-	// by decodeAnswer, and the rest is what a peer says of itself.)
-	if err := jsonv2.Unmarshal(body, dest, jsontext.AllowDuplicateNames(true)); err != nil {
-		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)
-	}
-	if ack.Answer.Kind() == 'n' {
-		ack.Answer = nil
-	}
-	if ack.Error != "" {
-		return ack.features, nil, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: ack.Error})
-	}
-	return ack.features, ack.Answer, nil
 }
 
 // exchangeError wraps an error of a frame's exchange: a connection's in

@@ -114,7 +114,7 @@ func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) erro
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ack[:min(len(ack), 512)]))
 	}
-	features, _, err := ackOutcome(ack, true)
+	features, _, err := decodeAck(ack, true, false)
 	if errors.Is(err, ErrRefused) {
 		return err
 	}
