@@ -2,7 +2,6 @@ package acomm
 
 import (
 	"net/url"
-	"sync"
 	"time"
 )
 
@@ -10,27 +9,21 @@ import (
 // featureAnswerInAck in its acknowledgements. To such a peer, Tracker.Call
 // adds "answer_in_ack": true to its request, whose response hook is the
 // tracker itself. The Server starts the handler at once, and when it
-// returns within answerBudget (shared by the frames read together), the
-// response goes in the request's acknowledgement, as its "answer" member,
-// instead of to the hook: one frame and its acknowledgement fewer per call.
-// Otherwise the acknowledgement goes out plainly and the response to the
-// hook, as for any request. Whoever of the handler and the waiting
-// connection moves the job out of ackWaiting decides which: the response
-// goes one way, exactly once.
+// returns within answerBudget, the response goes in the request's
+// acknowledgement, as its "answer" member, instead of to the hook: one
+// frame and its acknowledgement fewer per call. The handler's goroutine
+// writes it (and the acknowledgements behind it); the connection's reader
+// reads on meanwhile. Otherwise the acknowledgement goes out plainly and
+// the response to the hook, as for any request. Whoever of the handler
+// and the budget's timer moves the job out of ackWaiting decides which:
+// the response goes one way, exactly once.
 
 // featureAnswerInAck is the feature of receivers that answer in the ack.
 const featureAnswerInAck = "answer-in-ack"
 
-// answerBudget is how long a connection waits for a handler's response
-// to put in the acknowledgement.
+// answerBudget is how long an acknowledgement (and those after it on its
+// connection) waits for a handler's response to carry.
 const answerBudget = 100 * time.Microsecond
-
-// answerTimers holds stopped timers for answerInAck's waits.
-var answerTimers = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
 
 // Job states for an answer that may go in the acknowledgement.
 const (
@@ -49,22 +42,18 @@ type ackWithAnswer struct {
 }
 
 // answerInAck starts the handler of req, a request whose sender takes the
-// answer in the acknowledgement, and returns the func that waits for its
-// response until a deadline (nil when it was answered without a handler).
-// Past the deadline, the response goes to the hook; so does one whose
-// acknowledgement could not be written (the tracker drops it if the
-// acknowledgement reached it after all).
-func (s *Server) answerInAck(req *Request) answerAwait {
-	j := s.start(req, true)
-	if j == nil {
-		return nil
-	}
-	return func(deadline time.Time) (*Response, func(bool)) {
-		resp := j.awaitAnswer(deadline)
+// answer in the acknowledgement, and calls done with the response if the
+// handler returns within answerBudget; otherwise with nil (also when it
+// was answered without a handler), and the response goes to the hook. So
+// does one whose acknowledgement could not be written (the tracker drops
+// it if the acknowledgement reached it after all).
+func (s *Server) answerInAck(req *Request, done func(*Response, func(bool))) {
+	toAck := func(resp *Response) {
 		if resp == nil {
-			return nil, nil
+			done(nil, nil)
+			return
 		}
-		return resp, func(ok bool) {
+		done(resp, func(ok bool) {
 			if ok {
 				s.stats.answeredInAck.Add(1)
 				return
@@ -74,32 +63,33 @@ func (s *Server) answerInAck(req *Request) answerAwait {
 				defer s.bg.Done()
 				s.respond(req, resp)
 			}()
-		}
+		})
+	}
+	if s.start(req, toAck) == nil {
+		done(nil, nil)
 	}
 }
 
-// awaitAnswer returns the job's response if its handler returns by
-// deadline; otherwise nil, and the response goes to the hook.
-func (j *job) awaitAnswer(deadline time.Time) *Response {
-	select {
-	case resp := <-j.inAck:
-		return resp
-	default:
-	}
-	if d := time.Until(deadline); d > 0 {
-		t := answerTimers.Get().(*time.Timer)
-		t.Reset(d)
-		defer func() { t.Stop(); answerTimers.Put(t) }() // (no stale tick after Stop: Go 1.23)
-		select {
-		case resp := <-j.inAck:
-			return resp
-		case <-t.C:
+// startAnswerTimer gives the job's handler answerBudget to hand its
+// response to toAck; past it, toAck gets nil.
+func (j *job) startAnswerTimer(toAck func(*Response)) {
+	j.toAck = toAck
+	j.ackTimer = time.AfterFunc(answerBudget, func() {
+		if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
+			toAck(nil)
 		}
+	})
+}
+
+// answered hands resp to the acknowledgement if the handler is in time,
+// and reports whether it did.
+func (j *job) answered(resp *Response) bool {
+	if j.toAck == nil || !j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
+		return false
 	}
-	if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
-		return nil
-	}
-	return <-j.inAck // the handler won: it is handing its response over
+	j.ackTimer.Stop()
+	j.toAck(resp)
+	return true
 }
 
 // takeAnswer hands a response found in the acknowledgement of the

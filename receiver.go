@@ -29,39 +29,49 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 // overwritten by the next frame's): the ID for the acknowledgement, the
 // refusal reason (nil: accepted) and a func to run after the
 // acknowledgement is written, which must not block. Or, in place of
-// after, answer, called at once: it starts handling the frame and may
-// return an answerAwait, called before the acknowledgement is written.
-type frameHandler func(body []byte) (id string, refusal error, after func(), answer func() answerAwait)
+// after, answer, called at once: see answerFunc.
+type frameHandler func(body []byte) (id string, refusal error, after func(), answer answerFunc)
 
-// answerAwait returns the response to put in a frame's acknowledgement
-// (see featureAnswerInAck), waiting for it until deadline at most; nil:
-// none. written, when not nil, is then told whether the acknowledgement
-// carrying it was written.
-type answerAwait func(deadline time.Time) (answer *Response, written func(ok bool))
+// answerFunc starts handling a frame whose acknowledgement may carry the
+// response (see featureAnswerInAck). It calls done exactly once, at once
+// or from another goroutine: with the response to put in the
+// acknowledgement (nil: none), and a func to tell, if not nil, whether
+// the acknowledgement carrying it was written. Acknowledgements go out in
+// order, so those after it wait for done.
+type answerFunc func(done func(answer *Response, written func(ok bool)))
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
-// frameServer is serveFrames's state on a connection.
+// frameServer is serveFrames's state on a connection. The reading
+// goroutine queues acknowledgements; whoever completes the oldest (the
+// reader, or the handler that answers in it) writes those ready.
 type frameServer struct {
 	conn     net.Conn
 	cfg      *config
 	log      logrus.FieldLogger
 	features []string
-	rdl, wdl time.Time // the deadlines set on conn
-	out      []byte    // acknowledgements not yet written
+	rdl      time.Time // the read deadline set on conn
 	body     []byte    // holds a frame's body while it is handled
-	afters   []func()
-	pending  []pendingAck // acknowledgements after out, not yet encoded
-	written  []func(ok bool)
+
+	mu      sync.Mutex // protects the fields below
+	cond    sync.Cond  // signalled when waiting drops to 0
+	slots   []ackSlot  // acknowledgements not yet written, oldest first
+	head    uint64     // the number of slots written (or dropped)
+	waiting int        // slots awaiting their done
+	wdl     time.Time  // the write deadline set on conn
+	out     []byte     // acknowledgements being encoded
+	failed  bool       // a write failed: nothing more is written
 }
 
-// pendingAck is an acknowledgement that may carry an answer: it and those
-// after it wait for the answer (a moment at most) when they are flushed.
-type pendingAck struct {
+// ackSlot is an acknowledgement in the queue.
+type ackSlot struct {
 	id      string
 	refusal error
-	await   answerAwait
+	after   func()
+	waiting bool      // for its answerFunc's done
+	answer  *Response // to put in it
+	written func(ok bool)
 }
 
 // serveFrames reads frames from conn until the peer closes it, it idles
@@ -69,6 +79,7 @@ type pendingAck struct {
 // Frames that arrived together are handled in turn, and their
 // acknowledgements, listing baseFeatures and extra, go out in one write
 // before their after funcs run. An oversized frame is refused, skipped.
+// It returns once every frame read is acknowledged (or the write failed).
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, extra ...string) {
 	handle = countingHandler(handle, refused)
 	br := readerPool.Get().(*bufio.Reader)
@@ -76,6 +87,8 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...),
 		body: make([]byte, 0, 1<<10)}
+	s.cond.L = &s.mu
+	defer s.drain()
 	for {
 		if br.Buffered() == 0 {
 			if !s.flush() || s.readDeadline(cfg.idleTimeout) != nil {
@@ -101,7 +114,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			// the connection) and the connection stays in step.
 			log.WithError(err).Warn("refused oversized frame")
 			refused.Add(1)
-			s.ack("", err)
+			s.queue(ackSlot{refusal: err})
 			if !s.flush() || s.readDeadline(cfg.ioTimeout) != nil {
 				return
 			}
@@ -110,7 +123,6 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			}
 		}
 		if err != nil {
-			s.flush()
 			logReadEnd(log, err)
 			return
 		}
@@ -118,19 +130,11 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		var await answerAwait
+		seq, full := s.queue(ackSlot{id: id, refusal: refusal, after: after, waiting: answer != nil})
 		if answer != nil {
-			await = answer()
+			answer(func(resp *Response, written func(bool)) { s.fill(seq, resp, written) })
 		}
-		if await != nil || len(s.pending) > 0 {
-			s.pending = append(s.pending, pendingAck{id: id, refusal: refusal, await: await})
-		} else {
-			s.ack(id, refusal)
-		}
-		if after != nil {
-			s.afters = append(s.afters, after)
-		}
-		if (len(s.out) >= 4<<10 || len(s.pending) >= 64) && !s.flush() {
+		if full && !s.flush() {
 			return
 		}
 	}
@@ -152,84 +156,139 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 	return set(want)
 }
 
-// ack queues the acknowledgement of a frame.
-func (s *frameServer) ack(id string, refusal error) {
-	if len(s.pending) > 0 {
-		s.pending = append(s.pending, pendingAck{id: id, refusal: refusal})
-		return
+// maxQueuedAcks is how many acknowledgements are queued before they are
+// written, more frames waiting to be read or not.
+const maxQueuedAcks = 64
+
+// queue adds an acknowledgement to the queue and returns its number, and
+// whether the queue is full.
+func (s *frameServer) queue(a ackSlot) (seq uint64, full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slots = append(s.slots, a)
+	if a.waiting {
+		s.waiting++
 	}
-	out, err := appendFrame(s.out, &Response{ID: id, Error: refusal}, false, 0, s.features...)
-	if err != nil { // text that is not UTF-8: a handler's bug
-		out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
-	}
-	s.out = out
+	return s.head + uint64(len(s.slots)) - 1, len(s.slots) >= maxQueuedAcks
 }
 
-// ackAnswer queues the acknowledgement of an accepted frame, carrying its
-// answer if there is one.
-func (s *frameServer) ackAnswer(id string, answer *Response) {
-	if answer == nil {
-		s.ack(id, nil)
+// fill completes the acknowledgement seq with its answer, and writes it
+// and those after it that are ready if it was the oldest.
+func (s *frameServer) fill(seq uint64, answer *Response, written func(bool)) {
+	var buf [4]ackSlot
+	s.mu.Lock()
+	a := &s.slots[seq-s.head]
+	a.waiting, a.answer, a.written = false, answer, written
+	done, ok := buf[:0], true
+	if seq == s.head {
+		done, ok = s.writeLocked(done)
+	}
+	s.mu.Unlock()
+	finish(done, ok)
+	// (Counted down last: the reader waits for it before it returns,
+	// which keeps the connection, and the server, open meanwhile.)
+	s.mu.Lock()
+	if s.waiting--; s.waiting == 0 {
+		s.cond.Broadcast()
+	}
+	s.mu.Unlock()
+}
+
+// flush writes the acknowledgements that are ready, oldest first, then
+// runs their after funcs. It reports whether the connection may go on.
+func (s *frameServer) flush() bool {
+	var buf [4]ackSlot
+	s.mu.Lock()
+	done, ok := s.writeLocked(buf[:0])
+	ok = ok && !s.failed
+	s.mu.Unlock()
+	finish(done, ok)
+	return ok
+}
+
+// drain waits for the acknowledgements still awaiting an answer (a
+// moment: see answerBudget), then writes them.
+func (s *frameServer) drain() {
+	var buf [4]ackSlot
+	s.mu.Lock()
+	for s.waiting > 0 {
+		s.cond.Wait()
+	}
+	done, ok := s.writeLocked(buf[:0])
+	s.mu.Unlock()
+	finish(done, ok)
+}
+
+// writeLocked encodes and writes the ready acknowledgements at the head of
+// the queue, within cfg.ioTimeout, and appends them to done, for finish
+// to tell their written funcs whether they went out (ok) and run their
+// after funcs: once a frame is handled, Stop may close the connection,
+// and the sender must have its acknowledgement by then.
+func (s *frameServer) writeLocked(done []ackSlot) ([]ackSlot, bool) {
+	n := 0
+	for n < len(s.slots) && !s.slots[n].waiting {
+		if !s.failed {
+			s.encode(&s.slots[n])
+		}
+		n++
+	}
+	if n == 0 {
+		return done, true
+	}
+	done = append(done, s.slots[:n]...)
+	clear(s.slots[:n])
+	s.slots = append(s.slots[:0], s.slots[n:]...)
+	s.head += uint64(n)
+	if s.failed { // nothing goes out after a failed write
+		return done, false
+	}
+	err := lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout)
+	if err == nil {
+		_, err = s.conn.Write(s.out)
+	}
+	s.out = s.out[:0]
+	if err != nil {
+		s.log.WithError(err).Debug("write acknowledgement failed")
+		s.failed = true
+	}
+	return done, err == nil
+}
+
+// finish tells the written funcs of acknowledgements that writeLocked
+// took whether they went out, and runs their after funcs (accepted
+// frames: handled even so).
+func finish(done []ackSlot, ok bool) {
+	for _, a := range done {
+		if a.written != nil {
+			a.written(ok)
+		}
+		if a.after != nil {
+			a.after()
+		}
+	}
+}
+
+// encode appends the acknowledgement a, and its answer if it has one, to
+// s.out.
+func (s *frameServer) encode(a *ackSlot) {
+	if a.answer == nil {
+		out, err := appendFrame(s.out, &Response{ID: a.id, Error: a.refusal}, false, 0, s.features...)
+		if err != nil { // text that is not UTF-8: a handler's bug
+			out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
+		}
+		s.out = out
 		return
 	}
-	out, err := appendFrame(s.out, &ackWithAnswer{id: id, answer: answer}, false, s.cfg.maxFrameSize, s.features...)
+	out, err := appendFrame(s.out, &ackWithAnswer{id: a.id, answer: a.answer}, false, s.cfg.maxFrameSize, s.features...)
 	if err != nil { // as Server.respond does
-		s.log.WithError(err).WithField("id", id).Warn("response cannot be sent; sending an error instead")
+		s.log.WithError(err).WithField("id", a.id).Warn("response cannot be sent; sending an error instead")
 		err = fmt.Errorf("%w: the response cannot be sent: %w", ErrInvalidResponse, err)
 		if errors.Is(err, ErrFrameTooLarge) {
 			err = fmt.Errorf("%w: the response is too large to send", ErrFrameTooLarge)
 		}
-		out, _ = appendFrame(s.out, &ackWithAnswer{id: id, answer: &Response{ID: answer.ID, Error: err}}, false, 0, s.features...)
+		out, _ = appendFrame(s.out, &ackWithAnswer{id: a.id, answer: &Response{ID: a.answer.ID, Error: err}}, false, 0, s.features...)
 	}
 	s.out = out
-}
-
-// flush writes the queued acknowledgements within cfg.ioTimeout, then
-// runs the after funcs: once a frame is handled, Stop may close the
-// connection, and the sender must have its acknowledgement by then. It
-// reports whether the connection may go on.
-func (s *frameServer) flush() bool {
-	if len(s.pending) > 0 {
-		// The handlers started together: they share one short wait.
-		deadline := time.Now().Add(answerBudget)
-		pending := s.pending
-		s.pending = nil
-		for _, p := range pending {
-			switch {
-			case p.await != nil:
-				answer, written := p.await(deadline)
-				s.ackAnswer(p.id, answer)
-				if written != nil {
-					s.written = append(s.written, written)
-				}
-			default:
-				s.ack(p.id, p.refusal)
-			}
-		}
-		clear(pending)
-		s.pending = pending[:0]
-	}
-	var err error
-	if len(s.out) > 0 {
-		if err = lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout); err == nil {
-			_, err = s.conn.Write(s.out)
-		}
-		s.out = s.out[:0]
-	}
-	if err != nil {
-		s.log.WithError(err).Debug("write acknowledgement failed")
-	}
-	for _, written := range s.written {
-		written(err == nil)
-	}
-	clear(s.written)
-	s.written = s.written[:0]
-	for _, after := range s.afters { // accepted frames: handled even so
-		after()
-	}
-	clear(s.afters)
-	s.afters = s.afters[:0]
-	return err == nil
 }
 
 // logReadEnd logs why a connection's frames ended, if worth saying.

@@ -132,8 +132,9 @@ type job struct {
 	cancel   context.CancelFunc
 	byCaller atomic.Bool // cancelled by a cancel notice
 
-	inAck    chan *Response // set when the response may go in the ack
-	ackState atomic.Int32   // ackWaiting, then ackAnswered or ackByHook
+	toAck    func(*Response) // set when the response may go in the ack
+	ackTimer *time.Timer     // see startAnswerTimer
+	ackState atomic.Int32    // ackWaiting, then ackAnswered or ackByHook
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -272,7 +273,7 @@ func (s *Server) accept(ul *UnixListener) {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte) (string, error, func(), func() answerAwait) {
+func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
 	req := &Request{}
 	if err := decodeRequest(body, req); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
@@ -289,19 +290,19 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), func() answer
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func() answerAwait { return s.answerInAck(req) }
+		return req.ID, nil, nil, func(done func(*Response, func(bool))) { s.answerInAck(req, done) }
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
 }
 
 // dispatch starts the handler of req, or answers it at once when there is
 // none, the server is busy or it is stopping.
-func (s *Server) dispatch(req *Request) { s.start(req, false) }
+func (s *Server) dispatch(req *Request) { s.start(req, nil) }
 
 // start starts the handler of req, or answers it at once (see dispatch).
-// With inAck, the handler's response may be taken from the job it
-// returns (see awaitAnswer); it returns nil when no handler started.
-func (s *Server) start(req *Request, inAck bool) *job {
+// With toAck, the handler's response may go in the acknowledgement (see
+// answerInAck); it returns nil when no handler started.
+func (s *Server) start(req *Request, toAck func(*Response)) *job {
 	if req.expired(time.Now()) {
 		s.stats.expired.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
@@ -324,8 +325,8 @@ func (s *Server) start(req *Request, inAck bool) *job {
 		s.answerNow(req, err)
 		return nil
 	}
-	if inAck {
-		j.inAck = make(chan *Response, 1)
+	if toAck != nil {
+		j.startAnswerTimer(toAck)
 	}
 	s.workers.run(func() { s.run(ctx, j, h) })
 	return j
@@ -412,11 +413,9 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 		err = s.contextError(ctx, j, err)
 	}
 	resp := s.response(j.req, result, stream, err)
-	if j.inAck != nil && j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
-		j.inAck <- resp // awaitAnswer takes it
-		return
+	if !j.answered(resp) {
+		s.respond(j.req, resp)
 	}
-	s.respond(j.req, resp)
 }
 
 // invoke calls h, wrapped in the server's middleware, turning a panic into

@@ -84,7 +84,7 @@ func (s *Server) Stats() ServerStats {
 
 // countingHandler wraps a frame handler to count refused frames in n.
 func countingHandler(h frameHandler, n *atomic.Uint64) frameHandler {
-	return func(body []byte) (string, error, func(), func() answerAwait) {
+	return func(body []byte) (string, error, func(), answerFunc) {
 		id, refusal, after, answer := h(body)
 		if refusal != nil {
 			n.Add(1)
