@@ -115,7 +115,7 @@ var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
 
 // decodeObject reads body, a JSON object (or null), calling member for
 // each of its members with its name; member reads (or skips) its value.
-func decodeObject(body []byte, kind error, member func(d *jsontext.Decoder, name []byte) error) error {
+func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) error) error {
 	w := wireDecoders.Get().(*wireDecoder)
 	w.buf = *bytes.NewBuffer(body)
 	w.dec.Reset(&w.buf)
@@ -130,10 +130,7 @@ func decodeObject(body []byte, kind error, member func(d *jsontext.Decoder, name
 	w.buf = bytes.Buffer{}
 	w.dec.Reset(&w.buf) // drop body
 	wireDecoders.Put(w)
-	if err != nil {
-		return decodeError(kind, err)
-	}
-	return nil
+	return err
 }
 
 // readObject reads a JSON object (or null) from d; see decodeObject.
@@ -192,13 +189,12 @@ func readRaw(d *jsontext.Decoder) (*json.RawMessage, error) {
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
 	var (
-		w        Request
-		hasMS    bool
-		ms       int64
-		urlErr   error
-		wireKind = ErrInvalidRequest
+		w      Request
+		hasMS  bool
+		ms     int64
+		urlErr error
 	)
-	err := decodeObject(body, wireKind, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
 		var err error
 		switch string(name) {
 		case "id":
@@ -238,7 +234,7 @@ func decodeRequest(body []byte, req *Request) error {
 		return err
 	})
 	if err != nil {
-		return err
+		return decodeError(ErrInvalidRequest, err)
 	}
 	if urlErr != nil {
 		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, urlErr)
@@ -257,13 +253,16 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	var features []string
 	var urlErr error
 	*resp = Response{}
-	err := decodeObject(body, ErrInvalidResponse, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
 		if string(name) == "features" {
 			return jsonv2.UnmarshalDecode(d, &features)
 		}
 		return readResponseMember(d, name, resp, &urlErr)
 	})
-	if err == nil && urlErr != nil {
+	switch {
+	case err != nil:
+		err = decodeError(ErrInvalidResponse, err)
+	case urlErr != nil:
 		err = fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
 	if err != nil {
@@ -304,8 +303,7 @@ func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr
 // decodeAck decodes an acknowledgement: the features it lists (if wanted),
 // the answer it carries (see answer.go; decoded if wanted, else skipped),
 // and nil, a refusal (ErrRefused and the reason's sentinel) or an
-// ErrMalformedFrame error. Duplicate names are let through, as the
-// original's decoder does, but not in an answer.
+// ErrMalformedFrame error.
 func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
 	var (
 		features []string
@@ -313,7 +311,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		msg      string
 		urlErr   error
 	)
-	err := decodeObject(body, ErrMalformedFrame, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
 		var err error
 		switch {
 		case string(name) == "error":
@@ -331,7 +329,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		return err
 	})
 	if err == nil && urlErr != nil {
-		err = fmt.Errorf("%w: answer: stream_url: %w", ErrMalformedFrame, urlErr)
+		err = fmt.Errorf("answer: stream_url: %w", urlErr)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)

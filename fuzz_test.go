@@ -175,9 +175,16 @@ func FuzzResponseJSON(f *testing.F) {
 	f.Add([]byte(`{"stream_url":"%zz"}`))
 	f.Add([]byte(`{"id":"1","error":"a","error":null,"result":2,"result":null}`))
 	f.Add([]byte(`{"id":"1","features":7}`))
+	f.Add([]byte(`{"id":"1","features":["answer-in-ack"],"answer":{"id":"1","result":[1],"stream_url":"unix:///s","error":""}}`))
+	f.Add([]byte(`{"id":"1","answer":{"id":"1","id":"2"}}`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _, ackErr := decodeAck(data, true, true)
+		_, _, ackErr := decodeAck(data, true, false)
+		if _, answer, err := decodeAck(data, true, true); err != nil { // the answer too
+			assert.True(t, errors.Is(err, ErrMalformedFrame) || errors.Is(err, ErrRefused), "%v", err)
+		} else if answer != nil {
+			assert.NoError(t, ackErr)
+		}
 		var r1, viaJSON Response
 		if fuzzFrame(t, data, &r1, &viaJSON, ErrInvalidResponse) != nil {
 			return

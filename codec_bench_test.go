@@ -1,0 +1,71 @@
+package acomm
+
+import (
+	"encoding/json"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// The codec's share of a Call: the request a tracker sends to a Server
+// (answer in the ack asked), and the acknowledgement carrying the answer.
+
+func benchCallRequest(b *testing.B) *Request {
+	hook, err := url.Parse("unix:///tmp/acomm-bench/tracker.sock")
+	if err != nil {
+		b.Fatal(err)
+	}
+	args := json.RawMessage(`{"id":"7f9c2ba4-e88f-4d6b-9a1c-3e0b5d2f8a61","task":"echo","args":{"msg":"hello, acomm bench!!!!!"}}`)
+	return &Request{ID: newID(), Task: "echo", ResponseHook: hook, Args: &args, deadline: time.Now().Add(time.Minute)}
+}
+
+func benchAck(req *Request) *ackWithAnswer {
+	return &ackWithAnswer{id: req.ID, answer: &Response{ID: req.ID, Result: req.Args}}
+}
+
+func BenchmarkEncodeRequest(b *testing.B) {
+	req := benchCallRequest(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := appendFrame(nil, answerInAck{req}, false, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	frame, err := appendFrame(nil, answerInAck{benchCallRequest(b)}, false, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var req Request
+		if err := decodeRequest(frame[frameHeaderSize:], &req); err != nil || !req.answerInAck {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeAckWithAnswer(b *testing.B) {
+	ack := benchAck(benchCallRequest(b))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := appendFrame(nil, ack, false, 0, baseFeatures...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeAckWithAnswer(b *testing.B) {
+	frame, err := appendFrame(nil, benchAck(benchCallRequest(b)), false, 0, baseFeatures...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, answer, err := decodeAck(frame[frameHeaderSize:], false, true); err != nil || answer == nil {
+			b.Fatal(err)
+		}
+	}
+}
