@@ -84,7 +84,7 @@ func reuseBody(buf, body []byte) []byte {
 // encoding/json marshals it.
 func appendFrame(b []byte, payload any, legacy bool, max int, features ...string) ([]byte, error) {
 	start := len(b)
-	b = append(slices.Grow(b, 256), 0, 0, 0, 0) // most frames fit: spare the regrowth
+	b = append(slices.Grow(b, 256+rawSize(payload)), 0, 0, 0, 0) // spare the regrowth
 	var err error
 	switch p := payload.(type) {
 	case *Request:
@@ -127,6 +127,30 @@ func appendFrame(b []byte, payload any, legacy bool, max int, features ...string
 	}
 	binary.BigEndian.PutUint32(b[start:], uint32(n))
 	return b, nil
+}
+
+// rawSize is the size of the raw JSON that payload carries (args, result),
+// beside which its other members take 256 bytes or so.
+func rawSize(payload any) int {
+	var raw *json.RawMessage
+	switch p := payload.(type) {
+	case *Request:
+		if p != nil {
+			raw = p.Args
+		}
+	case answerInAck:
+		raw = p.Args
+	case *ackWithAnswer:
+		raw = p.answer.Result
+	case *Response:
+		if p != nil {
+			raw = p.Result
+		}
+	}
+	if raw == nil {
+		return 0
+	}
+	return len(*raw)
 }
 
 // decodeFrame reads one frame and unmarshals it into dest; a body that is
