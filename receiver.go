@@ -59,6 +59,7 @@ type frameServer struct {
 	slots   []ackSlot  // acknowledgements not yet written, oldest first
 	head    uint64     // the number of slots written (or dropped)
 	waiting int        // slots awaiting their done
+	busy    bool       // the reader handles frames read, and flushes after
 	wdl     time.Time  // the write deadline set on conn
 	out     []byte     // acknowledgements being encoded
 	failed  bool       // a write failed: nothing more is written
@@ -101,7 +102,8 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		}
 		if hdr, _ := br.Peek(min(br.Buffered(), frameHeaderSize)); len(hdr) < frameHeaderSize ||
 			br.Buffered()-frameHeaderSize < int(binary.BigEndian.Uint32(hdr)) {
-			if s.readDeadline(cfg.ioTimeout) != nil { // for the rest of the frame
+			// The rest of the frame is awaited: write what is ready first.
+			if !s.flush() || s.readDeadline(cfg.ioTimeout) != nil {
 				return
 			}
 		}
@@ -165,7 +167,7 @@ const maxQueuedAcks = 64
 func (s *frameServer) queue(a ackSlot) (seq uint64, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.slots = append(s.slots, a)
+	s.slots, s.busy = append(s.slots, a), true
 	if a.waiting {
 		s.waiting++
 	}
@@ -173,14 +175,15 @@ func (s *frameServer) queue(a ackSlot) (seq uint64, full bool) {
 }
 
 // fill completes the acknowledgement seq with its answer, and writes it
-// and those after it that are ready if it was the oldest.
+// and those after it that are ready if it was the oldest, unless the
+// reader will (under load, acknowledgements then share its writes).
 func (s *frameServer) fill(seq uint64, answer *Response, written func(bool)) {
 	var buf [4]ackSlot
 	s.mu.Lock()
 	a := &s.slots[seq-s.head]
 	a.waiting, a.answer, a.written = false, answer, written
 	done, ok := buf[:0], true
-	if seq == s.head {
+	if seq == s.head && !s.busy {
 		done, ok = s.writeLocked(done)
 	}
 	s.mu.Unlock()
@@ -195,10 +198,13 @@ func (s *frameServer) fill(seq uint64, answer *Response, written func(bool)) {
 }
 
 // flush writes the acknowledgements that are ready, oldest first, then
-// runs their after funcs. It reports whether the connection may go on.
+// runs their after funcs; those that get ready later, their handlers
+// write, until the reader queues more. It reports whether the connection
+// may go on.
 func (s *frameServer) flush() bool {
 	var buf [4]ackSlot
 	s.mu.Lock()
+	s.busy = false
 	done, ok := s.writeLocked(buf[:0])
 	ok = ok && !s.failed
 	s.mu.Unlock()
