@@ -20,10 +20,13 @@ import (
 // refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
 // and costs a third as much as encoding/json (figures: in the commit).
 
+// nullValue is JSON's null, read only.
+var nullValue = jsontext.Value("null")
+
 // rawValue returns raw as a wire value: null for none.
 func rawValue(raw *json.RawMessage) jsontext.Value {
 	if raw == nil || len(*raw) == 0 {
-		return jsontext.Value("null")
+		return nullValue
 	}
 	return jsontext.Value(*raw)
 }
@@ -317,7 +320,9 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		case string(name) == "error":
 			msg, err = readString(d)
 		case string(name) == "features" && wantFeatures:
-			err = jsonv2.UnmarshalDecode(d, &features)
+			var list []string // (its own: it escapes)
+			err = jsonv2.UnmarshalDecode(d, &list)
+			features = list
 		case string(name) == "answer" && wantAnswer && d.PeekKind() != 'n':
 			answer = &Response{}
 			err = readObject(d, func(d *jsontext.Decoder, name []byte) error {
@@ -357,7 +362,7 @@ func decodeError(kind, err error) error {
 func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
 	switch {
 	case u == nil:
-		return jsontext.Value("null"), nil
+		return nullValue, nil
 	case legacy:
 		return json.Marshal(u)
 	}

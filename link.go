@@ -45,6 +45,7 @@ type link struct {
 	out      []byte      // frames not yet written
 	spare    []byte      // a buffer for out, while the other is written
 	queue    []*exchange // frames awaiting acknowledgement, oldest first
+	qmem     []*exchange // queue's memory, from its front
 	unsent   int         // how many of the last in queue are in out
 	posted   uint64      // how many frames were posted: the last one's seq
 	flushing bool        // a sender is writing out
@@ -182,7 +183,12 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, on
 		return nil, false
 	}
 	ex.start, l.out = len(l.out), append(l.out, frame...)
-	l.queue = append(l.queue, ex)
+	if len(l.queue) == 0 { // start again at the front of the queue's memory
+		l.queue = l.qmem[:0]
+	}
+	if l.queue = append(l.queue, ex); cap(l.queue) > cap(l.qmem) {
+		l.qmem = l.queue[:0] // grown: new memory, from its front
+	}
 	l.unsent++
 	l.posted++
 	ex.seq = l.posted

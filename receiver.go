@@ -109,8 +109,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		}
 		body, err := readFrame(br, cfg.maxFrameSize, s.body)
 		s.body = reuseBody(s.body, body)
-		var fse *FrameSizeError
-		if errors.As(err, &fse) {
+		if fse := frameSizeError(err); fse != nil {
 			// Refuse it, then read past its body, so that the sender
 			// gets the reason (closing with its data unread would reset
 			// the connection) and the connection stays in step.
@@ -140,6 +139,15 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			return
 		}
 	}
+}
+
+// frameSizeError returns err as a *FrameSizeError, or nil.
+func frameSizeError(err error) *FrameSizeError {
+	var fse *FrameSizeError
+	if err != nil && errors.As(err, &fse) {
+		return fse
+	}
+	return nil
 }
 
 // readDeadline sets the connection's read deadline about d from now.
