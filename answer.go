@@ -45,54 +45,56 @@ type ackWithAnswer struct {
 }
 
 // answerInAck starts the handler of req, a request whose sender takes the
-// answer in the acknowledgement, and calls done with the response if the
-// handler returns within answerBudget; otherwise with nil (also when it
+// answer in the acknowledgement, ack, which gets the response if the
+// handler returns within answerBudget; otherwise nothing (also when req
 // was answered without a handler), and the response goes to the hook. So
 // does one whose acknowledgement could not be written (the tracker drops
 // it if the acknowledgement reached it after all).
-func (s *Server) answerInAck(req *Request, done func(*Response, func(bool))) {
-	toAck := func(resp *Response) {
-		if resp == nil {
-			done(nil, nil)
-			return
-		}
-		done(resp, func(ok bool) {
-			if ok {
-				s.stats.answeredInAck.Add(1)
-				return
-			}
-			s.bg.Add(1) // the connection's goroutine holds a count: never from zero
-			go func() {
-				defer s.bg.Done()
-				s.respond(req, resp)
-			}()
-		})
-	}
-	if s.start(req, toAck) == nil {
-		done(nil, nil)
+func (s *Server) answerInAck(req *Request, ack ackRef) {
+	if s.start(req, &ack) == nil {
+		ack.fill(nil, nil)
 	}
 }
 
-// startAnswerTimer gives the job's handler answerBudget to hand its
-// response to toAck; past it, toAck gets nil.
-func (j *job) startAnswerTimer(toAck func(*Response)) {
-	j.toAck = toAck
-	j.ackTimer = time.AfterFunc(answerBudget, func() {
-		if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
-			toAck(nil)
-		}
-	})
+// startAnswerTimer gives the job's handler answerBudget to answer in the
+// acknowledgement.
+func (j *job) startAnswerTimer() {
+	j.ackTimer = time.AfterFunc(answerBudget, j.budgetPassed)
 }
 
-// answered hands resp to the acknowledgement if the handler is in time,
+// budgetPassed sends the acknowledgement without the answer, unless the
+// handler answered in it.
+func (j *job) budgetPassed() {
+	if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
+		j.ack.fill(nil, nil)
+	}
+}
+
+// answered puts resp in the acknowledgement if the handler is in time,
 // and reports whether it did.
 func (j *job) answered(resp *Response) bool {
-	if j.toAck == nil || !j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
+	if j.ack.s == nil || !j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
 		return false
 	}
 	j.ackTimer.Stop()
-	j.toAck(resp)
+	j.resp = resp
+	j.ack.fill(resp, j)
 	return true
+}
+
+// written is told whether the acknowledgement carrying the job's response
+// went out; if not, the response goes to the hook.
+func (j *job) written(ok bool) {
+	s := j.srv
+	if ok {
+		s.stats.answeredInAck.Add(1)
+		return
+	}
+	s.bg.Add(1) // the connection's goroutine holds a count: never from zero
+	go func() {
+		defer s.bg.Done()
+		s.respond(j.req, j.resp)
+	}()
 }
 
 // takeAnswer hands a response found in the acknowledgement of the

@@ -33,12 +33,24 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 type frameHandler func(body []byte) (id string, refusal error, after func(), answer answerFunc)
 
 // answerFunc starts handling a frame whose acknowledgement may carry the
-// response (see featureAnswerInAck). It calls done exactly once, at once
-// or from another goroutine: with the response to put in the
-// acknowledgement (nil: none), and a func to tell, if not nil, whether
-// the acknowledgement carrying it was written. Acknowledgements go out in
-// order, so those after it wait for done.
-type answerFunc func(done func(answer *Response, written func(ok bool)))
+// response (see featureAnswerInAck). It must fill ack exactly once, at
+// once or from another goroutine. Acknowledgements go out in order, so
+// those after it wait for that.
+type answerFunc func(ack ackRef)
+
+// ackRef is an acknowledgement queued on a connection, waiting for fill.
+type ackRef struct {
+	s   *frameServer
+	seq uint64
+}
+
+// fill completes the acknowledgement with answer, the response to carry
+// (nil: none); w, if not nil, is then told whether it was written.
+func (r ackRef) fill(answer *Response, w ackWatcher) { r.s.fill(r.seq, answer, w) }
+
+// ackWatcher is told whether an acknowledgement carrying its answer was
+// written.
+type ackWatcher interface{ written(ok bool) }
 
 // readerPool holds the read buffers of served connections.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -70,9 +82,9 @@ type ackSlot struct {
 	id      string
 	refusal error
 	after   func()
-	waiting bool      // for its answerFunc's done
+	waiting bool      // for its answerFunc's fill
 	answer  *Response // to put in it
-	written func(ok bool)
+	watcher ackWatcher
 }
 
 // serveFrames reads frames from conn until the peer closes it, it idles
@@ -133,7 +145,7 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		}
 		seq, full := s.queue(ackSlot{id: id, refusal: refusal, after: after, waiting: answer != nil})
 		if answer != nil {
-			answer(func(resp *Response, written func(bool)) { s.fill(seq, resp, written) })
+			answer(ackRef{s, seq})
 		}
 		if full && !s.flush() {
 			return
@@ -185,11 +197,11 @@ func (s *frameServer) queue(a ackSlot) (seq uint64, full bool) {
 // fill completes the acknowledgement seq with its answer, and writes it
 // and those after it that are ready if it was the oldest, unless the
 // reader will (under load, acknowledgements then share its writes).
-func (s *frameServer) fill(seq uint64, answer *Response, written func(bool)) {
+func (s *frameServer) fill(seq uint64, answer *Response, w ackWatcher) {
 	var buf [4]ackSlot
 	s.mu.Lock()
 	a := &s.slots[seq-s.head]
-	a.waiting, a.answer, a.written = false, answer, written
+	a.waiting, a.answer, a.watcher = false, answer, w
 	done, ok := buf[:0], true
 	if seq == s.head && !s.busy {
 		done, ok = s.writeLocked(done)
@@ -235,7 +247,7 @@ func (s *frameServer) drain() {
 
 // writeLocked encodes and writes the ready acknowledgements at the head of
 // the queue, within cfg.ioTimeout, and appends them to done, for finish
-// to tell their written funcs whether they went out (ok) and run their
+// to tell their watchers whether they went out (ok) and run their
 // after funcs: once a frame is handled, Stop may close the connection,
 // and the sender must have its acknowledgement by then.
 func (s *frameServer) writeLocked(done []ackSlot) ([]ackSlot, bool) {
@@ -268,13 +280,13 @@ func (s *frameServer) writeLocked(done []ackSlot) ([]ackSlot, bool) {
 	return done, err == nil
 }
 
-// finish tells the written funcs of acknowledgements that writeLocked
+// finish tells the watchers of acknowledgements that writeLocked
 // took whether they went out, and runs their after funcs (accepted
 // frames: handled even so).
 func finish(done []ackSlot, ok bool) {
 	for _, a := range done {
-		if a.written != nil {
-			a.written(ok)
+		if a.watcher != nil {
+			a.watcher.written(ok)
 		}
 		if a.after != nil {
 			a.after()

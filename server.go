@@ -132,9 +132,11 @@ type job struct {
 	cancel   context.CancelFunc
 	byCaller atomic.Bool // cancelled by a cancel notice
 
-	toAck    func(*Response) // set when the response may go in the ack
-	ackTimer *time.Timer     // see startAnswerTimer
-	ackState atomic.Int32    // ackWaiting, then ackAnswered or ackByHook
+	srv      *Server
+	ack      ackRef       // set when the response may go in the acknowledgement
+	ackTimer *time.Timer  // see startAnswerTimer
+	ackState atomic.Int32 // ackWaiting, then ackAnswered or ackByHook
+	resp     *Response    // the response put in the acknowledgement
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -290,7 +292,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func(done func(*Response, func(bool))) { s.answerInAck(req, done) }
+		return req.ID, nil, nil, func(ack ackRef) { s.answerInAck(req, ack) }
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
 }
@@ -300,9 +302,9 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
 func (s *Server) dispatch(req *Request) { s.start(req, nil) }
 
 // start starts the handler of req, or answers it at once (see dispatch).
-// With toAck, the handler's response may go in the acknowledgement (see
+// With ack, the handler's response may go in that acknowledgement (see
 // answerInAck); it returns nil when no handler started.
-func (s *Server) start(req *Request, toAck func(*Response)) *job {
+func (s *Server) start(req *Request, ack *ackRef) *job {
 	if req.expired(time.Now()) {
 		s.stats.expired.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
@@ -325,8 +327,9 @@ func (s *Server) start(req *Request, toAck func(*Response)) *job {
 		s.answerNow(req, err)
 		return nil
 	}
-	if toAck != nil {
-		j.startAnswerTimer(toAck)
+	if ack != nil {
+		j.ack = *ack
+		j.startAnswerTimer()
 	}
 	s.workers.run(func() { s.run(ctx, j, h) })
 	return j
@@ -368,7 +371,7 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 		s.stats.cancelled.Add(1)
 		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
 	}
-	j := &job{req: req}
+	j := &job{req: req, srv: s}
 	var ctx context.Context
 	if dl, ok := req.Deadline(); ok {
 		ctx, j.cancel = context.WithDeadline(s.ctx, dl)
