@@ -31,15 +31,6 @@ func rawValue(raw *json.RawMessage) jsontext.Value {
 	return jsontext.Value(*raw)
 }
 
-// rawMessage returns a wire value as a *json.RawMessage: nil for null.
-func rawMessage(v jsontext.Value) *json.RawMessage {
-	if len(v) == 0 || v.Kind() == 'n' {
-		return nil
-	}
-	raw := json.RawMessage(v)
-	return &raw
-}
-
 // Encoding fills a template per message with values the library quoted or
 // checked (its Encoder would check raw values again, deep in the stack).
 

@@ -99,12 +99,3 @@ func deadlineFromMS(ms int64, now time.Time) time.Time {
 	}
 	return now.Add(time.Duration(min(ms, maxTimeoutMS)) * time.Millisecond)
 }
-
-// earlier returns the earlier of two deadlines, the zero time meaning
-// none.
-func earlier(a, b time.Time) time.Time {
-	if a.IsZero() || !b.IsZero() && b.Before(a) {
-		return b
-	}
-	return a
-}
