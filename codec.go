@@ -369,10 +369,7 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 	switch legacy = v.Kind() == '{'; {
 	case legacy:
 		var o url.URL
-		if err = json.Unmarshal(v, &o); err == nil && o.User != nil {
-			err = errors.New("user info in a url object")
-		}
-		if err == nil {
+		if o, err = readURLObject(v); err == nil {
 			u, err = url.Parse(o.String())
 		}
 		if err == nil && (!strings.EqualFold(u.Scheme, o.Scheme) || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
@@ -396,6 +393,56 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 		return nil, false, nil
 	}
 	return u, legacy, opaqueHTTP(u)
+}
+
+// readURLObject reads the object form of a URL as encoding/json fills a
+// url.URL (names matched regardless of case, others skipped, null leaves
+// a member as it is), except that user info is refused: json gives it as
+// {}, which has lost it.
+func readURLObject(v jsontext.Value) (url.URL, error) {
+	var o url.URL
+	err := decodeObject(v, func(d *jsontext.Decoder, name []byte) error {
+		var s *string
+		var b *bool
+		switch n := string(name); {
+		case strings.EqualFold(n, "Scheme"):
+			s = &o.Scheme
+		case strings.EqualFold(n, "Opaque"):
+			s = &o.Opaque
+		case strings.EqualFold(n, "Host"):
+			s = &o.Host
+		case strings.EqualFold(n, "Path"):
+			s = &o.Path
+		case strings.EqualFold(n, "RawPath"):
+			s = &o.RawPath
+		case strings.EqualFold(n, "RawQuery"):
+			s = &o.RawQuery
+		case strings.EqualFold(n, "Fragment"):
+			s = &o.Fragment
+		case strings.EqualFold(n, "RawFragment"):
+			s = &o.RawFragment
+		case strings.EqualFold(n, "ForceQuery"):
+			b = &o.ForceQuery
+		case strings.EqualFold(n, "OmitHost"):
+			b = &o.OmitHost
+		case strings.EqualFold(n, "User") && d.PeekKind() != 'n':
+			return errors.New("user info in a url object")
+		default:
+			return d.SkipValue()
+		}
+		tok, err := d.ReadToken()
+		switch k := tok.Kind(); {
+		case err != nil || k == 'n':
+		case s != nil && k == '"':
+			*s = tok.String()
+		case b != nil && (k == 't' || k == 'f'):
+			*b = tok.Bool()
+		default:
+			err = fmt.Errorf("unexpected %v", k)
+		}
+		return err
+	})
+	return o, err
 }
 
 // opaqueHTTP refuses an opaque http(s) URL ("http:h/p"): no host is seen.
