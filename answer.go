@@ -70,16 +70,18 @@ func (j *job) budgetPassed() {
 	}
 }
 
-// answered puts resp in the acknowledgement if the handler is in time,
-// and reports whether it did.
-func (j *job) answered(resp *Response) bool {
-	if j.ack.s == nil || !j.ackState.CompareAndSwap(ackWaiting, ackAnswered) {
-		return false
-	}
+// takeAck reports whether the handler's response goes in the
+// acknowledgement: it may, and the handler is in time. fillAck puts it
+// there.
+func (j *job) takeAck() bool {
+	return j.ack.s != nil && j.ackState.CompareAndSwap(ackWaiting, ackAnswered)
+}
+
+// fillAck puts resp in the acknowledgement (see takeAck).
+func (j *job) fillAck(resp *Response) {
 	j.ackTimer.Stop()
 	j.resp = resp
 	j.ack.fill(resp, j)
-	return true
 }
 
 // written is told whether the acknowledgement carrying the job's response

@@ -139,6 +139,9 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			logReadEnd(log, err)
 			return
 		}
+		if s.broken() {
+			return
+		}
 		id, refusal, after, answer := handle(body)
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
@@ -176,6 +179,14 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 	}
 	*at = want
 	return set(want)
+}
+
+// broken reports whether an acknowledgement could not be written: the
+// frames read after it are not handled, since none will be acknowledged.
+func (s *frameServer) broken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
 }
 
 // maxQueuedAcks is how many acknowledgements are queued before they are

@@ -401,7 +401,12 @@ func (s *Server) release(j *job) {
 // run runs a handler and sends its response, unless Stop gave up on it
 // and answered for it.
 func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
-	defer s.release(j)
+	released := false
+	defer func() {
+		if !released {
+			s.release(j)
+		}
+	}()
 	result, stream, err := s.invoke(ctx, h, j.req)
 	s.stats.handled.Add(1)
 	if !j.state.CompareAndSwap(jobRunning, jobAnswering) {
@@ -416,9 +421,16 @@ func (s *Server) run(ctx context.Context, j *job, h TaskHandler) {
 		err = s.contextError(ctx, j, err)
 	}
 	resp := s.response(j.req, result, stream, err)
-	if !j.answered(resp) {
-		s.respond(j.req, resp)
+	if j.takeAck() {
+		// Released first: whoever writes the acknowledgement runs the
+		// after funcs of the frames behind it, dispatching them, and this
+		// handler must not count against WithMaxHandlers then.
+		released = true
+		s.release(j)
+		j.fillAck(resp)
+		return
 	}
+	s.respond(j.req, resp)
 }
 
 // invoke calls h, wrapped in the server's middleware, turning a panic into
