@@ -109,16 +109,20 @@ var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
 
 // decodeObject reads body, a JSON object (or null), calling member for
 // each of its members with its name; member reads (or skips) its value.
-func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) error) error {
+// A body that is not one JSON value gives a *jsontext.SyntacticError.
+func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) error, opts ...jsontext.Options) error {
 	w := wireDecoders.Get().(*wireDecoder)
 	w.buf = *bytes.NewBuffer(body)
-	w.dec.Reset(&w.buf)
+	w.dec.Reset(&w.buf, opts...)
 	err := readObject(&w.dec, member)
+	if err == io.EOF { // (an empty body: no clean end)
+		err = &jsontext.SyntacticError{ByteOffset: w.dec.InputOffset(), Err: io.ErrUnexpectedEOF}
+	}
 	if err == nil {
 		if _, err = w.dec.ReadToken(); err == io.EOF {
 			err = nil
 		} else if err == nil {
-			err = errors.New("data after the top-level value")
+			err = &jsontext.SyntacticError{ByteOffset: w.dec.InputOffset(), Err: errors.New("data after the top-level value")}
 		}
 	}
 	w.buf = bytes.Buffer{}
@@ -148,6 +152,9 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 			name, _ = jsontext.AppendUnquote(nil, v) // valid: read as a name
 		}
 		if err := member(d, name); err != nil {
+			if len(name) > 64 { // (a peer's text, in the refusal it is sent)
+				name = append(name[:61:61], "..."...)
+			}
 			return fmt.Errorf("%q: %w", name, err)
 		}
 	}
@@ -246,12 +253,15 @@ func decodeRequest(body []byte, req *Request) error {
 func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	var features []string
 	var urlErr error
-	*resp = Response{}
+	var r Response
 	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
 		if string(name) == "features" {
-			return jsonv2.UnmarshalDecode(d, &features)
+			var list []string // (its own: it escapes)
+			err := jsonv2.UnmarshalDecode(d, &list)
+			features = list
+			return err
 		}
-		return readResponseMember(d, name, resp, &urlErr)
+		return readResponseMember(d, name, &r, &urlErr)
 	})
 	switch {
 	case err != nil:
@@ -260,9 +270,9 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 		err = fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
 	if err != nil {
-		*resp = Response{}
 		return nil, err
 	}
+	*resp = r
 	return features, nil
 }
 
@@ -297,7 +307,9 @@ func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr
 // decodeAck decodes an acknowledgement: the features it lists (if wanted),
 // the answer it carries (see answer.go; decoded if wanted, else skipped),
 // and nil, a refusal (ErrRefused and the reason's sentinel) or an
-// ErrMalformedFrame error.
+// ErrMalformedFrame error (and ErrInvalidResponse for the answer's).
+// Duplicate names are let through, as the original's decoder does: an
+// acknowledgement is what a peer says of itself.
 func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
 	var (
 		features []string
@@ -319,13 +331,16 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 			err = readObject(d, func(d *jsontext.Decoder, name []byte) error {
 				return readResponseMember(d, name, answer, &urlErr)
 			})
+			if err != nil {
+				err = fmt.Errorf("%w: %w", ErrInvalidResponse, err)
+			}
 		default:
 			err = d.SkipValue()
 		}
 		return err
-	})
+	}, jsontext.AllowDuplicateNames(true))
 	if err == nil && urlErr != nil {
-		err = fmt.Errorf("answer: stream_url: %w", urlErr)
+		err = fmt.Errorf("answer: %w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: acknowledgement: %w", ErrMalformedFrame, err)

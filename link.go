@@ -186,8 +186,12 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, on
 	if len(l.queue) == 0 { // start again at the front of the queue's memory
 		l.queue = l.qmem[:0]
 	}
-	if l.queue = append(l.queue, ex); cap(l.queue) > cap(l.qmem) {
-		l.qmem = l.queue[:0] // grown: new memory, from its front
+	if prev := l.queue; len(prev) == cap(prev) { // it moves to new memory
+		l.queue = append(l.queue, ex)
+		clear(prev) // (qmem's, holding the same frames: not to be kept alive)
+		l.qmem = l.queue[:0]
+	} else {
+		l.queue = append(l.queue, ex)
 	}
 	l.unsent++
 	l.posted++

@@ -67,7 +67,7 @@ type frameServer struct {
 	body     []byte    // holds a frame's body while it is handled
 
 	mu      sync.Mutex // protects the fields below
-	cond    sync.Cond  // signalled when waiting drops to 0
+	cond    sync.Cond  // signalled when waiting drops to 0, or slots shrink
 	slots   []ackSlot  // acknowledgements not yet written, oldest first
 	head    uint64     // the number of slots written (or dropped)
 	waiting int        // slots awaiting their done
@@ -153,6 +153,9 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if full && !s.flush() {
 			return
 		}
+		if full {
+			s.awaitRoom()
+		}
 	}
 }
 
@@ -179,6 +182,16 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 	}
 	*at = want
 	return set(want)
+}
+
+// awaitRoom waits while the queue is full: its oldest acknowledgement
+// awaits an answer (answerBudget at most).
+func (s *frameServer) awaitRoom() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.slots) >= maxQueuedAcks && !s.failed {
+		s.cond.Wait()
+	}
 }
 
 // broken reports whether an acknowledgement could not be written: the
@@ -272,11 +285,16 @@ func (s *frameServer) writeLocked(done []ackSlot) ([]ackSlot, bool) {
 	if n == 0 {
 		return done, true
 	}
+	taken := len(done)
 	done = append(done, s.slots[:n]...)
 	clear(s.slots[:n])
 	s.slots = append(s.slots[:0], s.slots[n:]...)
 	s.head += uint64(n)
+	s.cond.Broadcast() // room in the queue
 	if s.failed { // nothing goes out after a failed write
+		for i := range done[taken:] { // nor are these handled: never acknowledged
+			done[taken+i].after = nil
+		}
 		return done, false
 	}
 	err := lazyDeadline(s.conn.SetWriteDeadline, &s.wdl, time.Now().Add(s.cfg.ioTimeout), s.cfg.ioTimeout)
