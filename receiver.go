@@ -291,8 +291,10 @@ func (s *frameServer) writeLocked(done []ackSlot) ([]ackSlot, bool) {
 	s.slots = append(s.slots[:0], s.slots[n:]...)
 	s.head += uint64(n)
 	s.cond.Broadcast() // room in the queue
-	if s.failed { // nothing goes out after a failed write
-		for i := range done[taken:] { // nor are these handled: never acknowledged
+	// Nothing goes out after a failed write, and what was never
+	// acknowledged is not handled either.
+	if s.failed {
+		for i := range done[taken:] {
 			done[taken+i].after = nil
 		}
 		return done, false
