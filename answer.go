@@ -46,20 +46,18 @@ type ackWithAnswer struct {
 
 // answerInAck starts the handler of req, a request whose sender takes the
 // answer in the acknowledgement, ack, which gets the response if the
-// handler returns within answerBudget; otherwise nothing (also when req
-// was answered without a handler), and the response goes to the hook. So
-// does one whose acknowledgement could not be written (the tracker drops
-// it if the acknowledgement reached it after all).
-func (s *Server) answerInAck(req *Request, ack ackRef) {
-	if s.start(req, &ack) == nil {
+// handler returns within answerBudget (the job is told if not: see
+// ackBudget); otherwise nothing (also when req was answered without a
+// handler), and the response goes to the hook. So does one whose
+// acknowledgement could not be written (the tracker drops it if the
+// acknowledgement reached it after all).
+func (s *Server) answerInAck(req *Request, ack ackRef) ackBudget {
+	j := s.start(req, &ack)
+	if j == nil {
 		ack.fill(nil, nil)
+		return nil
 	}
-}
-
-// startAnswerTimer gives the job's handler answerBudget to answer in the
-// acknowledgement.
-func (j *job) startAnswerTimer() {
-	j.ackTimer = time.AfterFunc(answerBudget, j.budgetPassed)
+	return j
 }
 
 // budgetPassed sends the acknowledgement without the answer, unless the
@@ -79,7 +77,6 @@ func (j *job) takeAck() bool {
 
 // fillAck puts resp in the acknowledgement (see takeAck).
 func (j *job) fillAck(resp *Response) {
-	j.ackTimer.Stop()
 	j.resp = resp
 	j.ack.fill(resp, j)
 }

@@ -35,8 +35,13 @@ type frameHandler func(body []byte) (id string, refusal error, after func(), ans
 // answerFunc starts handling a frame whose acknowledgement may carry the
 // response (see featureAnswerInAck). It must fill ack exactly once, at
 // once or from another goroutine. Acknowledgements go out in order, so
-// those after it wait for that.
-type answerFunc func(ack ackRef)
+// those after it wait for that: past answerBudget, the connection tells
+// the ackBudget it returns (unless it filled ack already: nil), which
+// must then fill ack if nobody has.
+type answerFunc func(ack ackRef) ackBudget
+
+// ackBudget is told when an acknowledgement has waited answerBudget.
+type ackBudget interface{ budgetPassed() }
 
 // ackRef is an acknowledgement queued on a connection, waiting for fill.
 type ackRef struct {
@@ -66,15 +71,17 @@ type frameServer struct {
 	rdl      time.Time // the read deadline set on conn
 	body     []byte    // holds a frame's body while it is handled
 
-	mu      sync.Mutex // protects the fields below
-	cond    sync.Cond  // signalled when waiting drops to 0, or slots shrink
-	slots   []ackSlot  // acknowledgements not yet written, oldest first
-	head    uint64     // the number of slots written (or dropped)
-	waiting int        // slots awaiting their done
-	busy    bool       // the reader handles frames read, and flushes after
-	wdl     time.Time  // the write deadline set on conn
-	out     []byte     // acknowledgements being encoded
-	failed  bool       // a write failed: nothing more is written
+	mu      sync.Mutex  // protects the fields below
+	cond    sync.Cond   // signalled when waiting drops to 0, or slots shrink
+	slots   []ackSlot   // acknowledgements not yet written, oldest first
+	head    uint64      // the number of slots written (or dropped)
+	waiting int         // slots awaiting their fill
+	timer   *time.Timer // tells the ackBudgets of slots past due
+	armed   bool        // timer is set for the oldest waiting slot's due
+	busy    bool        // the reader handles frames read, and flushes after
+	wdl     time.Time   // the write deadline set on conn
+	out     []byte      // acknowledgements being encoded
+	failed  bool        // a write failed: nothing more is written
 }
 
 // ackSlot is an acknowledgement in the queue.
@@ -83,6 +90,8 @@ type ackSlot struct {
 	refusal error
 	after   func()
 	waiting bool      // for its answerFunc's fill
+	due     time.Time // when it has waited answerBudget
+	budget  ackBudget // to tell then
 	answer  *Response // to put in it
 	watcher ackWatcher
 }
@@ -146,9 +155,15 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		if refusal != nil {
 			log.WithError(refusal).Debug("refused frame")
 		}
-		seq, full := s.queue(ackSlot{id: id, refusal: refusal, after: after, waiting: answer != nil})
+		a := ackSlot{id: id, refusal: refusal, after: after, waiting: answer != nil}
 		if answer != nil {
-			answer(ackRef{s, seq})
+			a.due = time.Now().Add(answerBudget)
+		}
+		seq, full := s.queue(a)
+		if answer != nil {
+			if b := answer(ackRef{s, seq}); b != nil {
+				s.setBudget(seq, b)
+			}
 		}
 		if full && !s.flush() {
 			return
@@ -182,6 +197,61 @@ func lazyDeadline(set func(time.Time) error, at *time.Time, want time.Time, span
 	}
 	*at = want
 	return set(want)
+}
+
+// setBudget has b told when the acknowledgement seq, if it still waits,
+// is due. One timer per connection serves them all, set for the oldest.
+func (s *frameServer) setBudget(seq uint64, b ackBudget) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq < s.head || !s.slots[seq-s.head].waiting {
+		return // filled already
+	}
+	a := &s.slots[seq-s.head]
+	a.budget = b
+	s.armLocked(a.due)
+}
+
+// armLocked sets the timer for due, unless it is set (for an earlier
+// slot, so an earlier or equal due).
+func (s *frameServer) armLocked(due time.Time) {
+	if s.armed {
+		return
+	}
+	s.armed = true
+	if s.timer == nil {
+		s.timer = time.AfterFunc(time.Until(due), s.budgetsDue)
+		return
+	}
+	s.timer.Reset(time.Until(due))
+}
+
+// budgetsDue tells the ackBudgets of the slots past due, and sets the
+// timer for the next.
+func (s *frameServer) budgetsDue() {
+	var buf [8]ackBudget
+	due := buf[:0]
+	now := time.Now()
+	s.mu.Lock()
+	s.armed = false
+	for i := range s.slots {
+		a := &s.slots[i]
+		switch {
+		case !a.waiting || a.budget == nil:
+		case a.due.After(now):
+			s.armLocked(a.due)
+		default:
+			due, a.budget = append(due, a.budget), nil
+			continue
+		}
+		if s.armed {
+			break
+		}
+	}
+	s.mu.Unlock()
+	for _, b := range due {
+		b.budgetPassed()
+	}
 }
 
 // awaitRoom waits while the queue is full: its oldest acknowledgement
@@ -265,6 +335,9 @@ func (s *frameServer) drain() {
 		s.cond.Wait()
 	}
 	done, ok := s.writeLocked(buf[:0])
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	s.mu.Unlock()
 	finish(done, ok)
 }

@@ -134,7 +134,6 @@ type job struct {
 
 	srv      *Server
 	ack      ackRef       // set when the response may go in the acknowledgement
-	ackTimer *time.Timer  // see startAnswerTimer
 	ackState atomic.Int32 // ackWaiting, then ackAnswered or ackByHook
 	resp     *Response    // the response put in the acknowledgement
 }
@@ -292,7 +291,7 @@ func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func(ack ackRef) { s.answerInAck(req, ack) }
+		return req.ID, nil, nil, func(ack ackRef) ackBudget { return s.answerInAck(req, ack) }
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
 }
@@ -329,7 +328,6 @@ func (s *Server) start(req *Request, ack *ackRef) *job {
 	}
 	if ack != nil {
 		j.ack = *ack
-		j.startAnswerTimer()
 	}
 	s.workers.run(func() { s.run(ctx, j, h) })
 	return j
