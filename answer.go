@@ -60,12 +60,10 @@ func (s *Server) answerInAck(req *Request, ack ackRef) ackBudget {
 	return j
 }
 
-// budgetPassed sends the acknowledgement without the answer, unless the
-// handler answered in it.
-func (j *job) budgetPassed() {
-	if j.ackState.CompareAndSwap(ackWaiting, ackByHook) {
-		j.ack.fill(nil, nil)
-	}
+// budgetPassed reports whether the acknowledgement goes without the
+// answer (the response to the hook): the handler has not answered in it.
+func (j *job) budgetPassed() bool {
+	return j.ackState.CompareAndSwap(ackWaiting, ackByHook)
 }
 
 // takeAck reports whether the handler's response goes in the

@@ -34,14 +34,16 @@ type frameHandler func(body []byte) (id string, refusal error, after func(), ans
 
 // answerFunc starts handling a frame whose acknowledgement may carry the
 // response (see featureAnswerInAck). It must fill ack exactly once, at
-// once or from another goroutine. Acknowledgements go out in order, so
-// those after it wait for that: past answerBudget, the connection tells
-// the ackBudget it returns (unless it filled ack already: nil), which
-// must then fill ack if nobody has.
+// once or from another goroutine, unless the ackBudget it returns (nil
+// once it filled ack) takes that on. Acknowledgements go out in order, so
+// those after it wait: past answerBudget, the connection asks the
+// ackBudget.
 type answerFunc func(ack ackRef) ackBudget
 
-// ackBudget is told when an acknowledgement has waited answerBudget.
-type ackBudget interface{ budgetPassed() }
+// ackBudget is asked, once an acknowledgement has waited answerBudget,
+// whether it goes without its answer: if so, nobody fills it, the
+// connection does.
+type ackBudget interface{ budgetPassed() bool }
 
 // ackRef is an acknowledgement queued on a connection, waiting for fill.
 type ackRef struct {
@@ -226,32 +228,40 @@ func (s *frameServer) armLocked(due time.Time) {
 	s.timer.Reset(time.Until(due))
 }
 
-// budgetsDue tells the ackBudgets of the slots past due, and sets the
-// timer for the next.
+// budgetsDue completes, without their answers, the acknowledgements past
+// due whose ackBudget agrees, writes what is ready (all in one write),
+// and sets the timer for the next.
 func (s *frameServer) budgetsDue() {
-	var buf [8]ackBudget
-	due := buf[:0]
+	var buf [4]ackSlot
 	now := time.Now()
 	s.mu.Lock()
 	s.armed = false
+	filled := 0
 	for i := range s.slots {
 		a := &s.slots[i]
-		switch {
-		case !a.waiting || a.budget == nil:
-		case a.due.After(now):
-			s.armLocked(a.due)
-		default:
-			due, a.budget = append(due, a.budget), nil
+		if !a.waiting || a.budget == nil {
 			continue
 		}
-		if s.armed {
+		if a.due.After(now) {
+			s.armLocked(a.due)
 			break
 		}
+		if b := a.budget; b.budgetPassed() {
+			a.waiting, a.budget = false, nil
+			filled++
+		}
+	}
+	done, ok := buf[:0], true
+	if filled > 0 && !s.busy {
+		done, ok = s.writeLocked(done)
 	}
 	s.mu.Unlock()
-	for _, b := range due {
-		b.budgetPassed()
+	finish(done, ok)
+	s.mu.Lock() // (counted down last, as in fill)
+	if s.waiting -= filled; s.waiting == 0 && filled > 0 {
+		s.cond.Broadcast()
 	}
+	s.mu.Unlock()
 }
 
 // awaitRoom waits while the queue is full: its oldest acknowledgement
