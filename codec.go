@@ -416,33 +416,33 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 // {}, which has lost it.
 func readURLObject(v jsontext.Value) (url.URL, error) {
 	var o url.URL
+	strs := [...]struct {
+		name string
+		to   *string
+	}{{"Scheme", &o.Scheme}, {"Opaque", &o.Opaque}, {"Host", &o.Host}, {"Path", &o.Path}, {"RawPath", &o.RawPath},
+		{"RawQuery", &o.RawQuery}, {"Fragment", &o.Fragment}, {"RawFragment", &o.RawFragment}}
+	bools := [...]struct {
+		name string
+		to   *bool
+	}{{"ForceQuery", &o.ForceQuery}, {"OmitHost", &o.OmitHost}}
 	err := decodeObject(v, func(d *jsontext.Decoder, name []byte) error {
+		n := string(name)
 		var s *string
 		var b *bool
-		switch n := string(name); {
-		case strings.EqualFold(n, "Scheme"):
-			s = &o.Scheme
-		case strings.EqualFold(n, "Opaque"):
-			s = &o.Opaque
-		case strings.EqualFold(n, "Host"):
-			s = &o.Host
-		case strings.EqualFold(n, "Path"):
-			s = &o.Path
-		case strings.EqualFold(n, "RawPath"):
-			s = &o.RawPath
-		case strings.EqualFold(n, "RawQuery"):
-			s = &o.RawQuery
-		case strings.EqualFold(n, "Fragment"):
-			s = &o.Fragment
-		case strings.EqualFold(n, "RawFragment"):
-			s = &o.RawFragment
-		case strings.EqualFold(n, "ForceQuery"):
-			b = &o.ForceQuery
-		case strings.EqualFold(n, "OmitHost"):
-			b = &o.OmitHost
-		case strings.EqualFold(n, "User") && d.PeekKind() != 'n':
+		for _, f := range strs {
+			if strings.EqualFold(n, f.name) {
+				s = f.to
+			}
+		}
+		for _, f := range bools {
+			if strings.EqualFold(n, f.name) {
+				b = f.to
+			}
+		}
+		switch {
+		case s == nil && b == nil && strings.EqualFold(n, "User") && d.PeekKind() != 'n':
 			return errors.New("user info in a url object")
-		default:
+		case s == nil && b == nil:
 			return d.SkipValue()
 		}
 		tok, err := d.ReadToken()

@@ -232,7 +232,6 @@ func (s *frameServer) armLocked(due time.Time) {
 // due whose ackBudget agrees, writes what is ready (all in one write),
 // and sets the timer for the next.
 func (s *frameServer) budgetsDue() {
-	var buf [4]ackSlot
 	now := time.Now()
 	s.mu.Lock()
 	s.armed = false
@@ -251,17 +250,11 @@ func (s *frameServer) budgetsDue() {
 			filled++
 		}
 	}
-	done, ok := buf[:0], true
-	if filled > 0 && !s.busy {
-		done, ok = s.writeLocked(done)
+	if filled == 0 {
+		s.mu.Unlock()
+		return
 	}
-	s.mu.Unlock()
-	finish(done, ok)
-	s.mu.Lock() // (counted down last, as in fill)
-	if s.waiting -= filled; s.waiting == 0 && filled > 0 {
-		s.cond.Broadcast()
-	}
-	s.mu.Unlock()
+	s.settleLocked(filled)
 }
 
 // awaitRoom waits while the queue is full: its oldest acknowledgement
@@ -302,20 +295,27 @@ func (s *frameServer) queue(a ackSlot) (seq uint64, full bool) {
 // and those after it that are ready if it was the oldest, unless the
 // reader will (under load, acknowledgements then share its writes).
 func (s *frameServer) fill(seq uint64, answer *Response, w ackWatcher) {
-	var buf [4]ackSlot
 	s.mu.Lock()
 	a := &s.slots[seq-s.head]
 	a.waiting, a.answer, a.watcher = false, answer, w
+	s.settleLocked(1)
+}
+
+// settleLocked, called with s.mu held once n waiting acknowledgements are
+// ready, releases it: it writes what is ready unless the reader will,
+// finishes that, and only then counts the n down, since the reader waits
+// for them before it returns, which keeps the connection, and the
+// server, open meanwhile.
+func (s *frameServer) settleLocked(n int) {
+	var buf [4]ackSlot
 	done, ok := buf[:0], true
-	if seq == s.head && !s.busy {
+	if !s.busy {
 		done, ok = s.writeLocked(done)
 	}
 	s.mu.Unlock()
 	finish(done, ok)
-	// (Counted down last: the reader waits for it before it returns,
-	// which keeps the connection, and the server, open meanwhile.)
 	s.mu.Lock()
-	if s.waiting--; s.waiting == 0 {
+	if s.waiting -= n; s.waiting == 0 {
 		s.cond.Broadcast()
 	}
 	s.mu.Unlock()
