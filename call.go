@@ -97,11 +97,12 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	}
 	// Over a pipe, the acknowledgement is not waited for before the
 	// response: whichever comes first.
-	ack, async, err := t.postCall(ctx, dest, req)
+	p, async, err := t.postCall(ctx, dest, req)
 	if async != nil {
 		defer async.leave()
 	}
 	var resp *Response
+	ack := p.done
 	if err == nil && ack == nil {
 		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
@@ -125,7 +126,9 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 				t.sentTo(req.ID, dest)
 			}
 		case <-ctx.Done():
-			err = ctx.Err()
+			if err = ctx.Err(); p.withdraw() {
+				t.notSent(req.ID) // never written: no notice is due
+			}
 		}
 	}
 	if resp.Error == nil {

@@ -116,10 +116,10 @@ func (t *Tracker) cancelWithSlot(dest *url.URL, id string, reqHook *url.URL) {
 // callSend). The send is bounded by the I/O timeout, and by
 // cancelNoticeTimeout once Call has left. The *callSend is nil for a send
 // bound to ctx.
-func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-chan error, *callSend, error) {
+func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (pending, *callSend, error) {
 	if t.peerHas(dest, featureCancel) {
-		ack, err := post(ctx, dest, req, &t.cfg)
-		return ack, nil, err
+		p, err := post(ctx, dest, req, &t.cfg)
+		return p, nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s := &callSend{ack: make(chan error, 1), stop: stop}
@@ -147,7 +147,7 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (<-
 			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
 		}
 	}()
-	return s.ack, s, nil
+	return pending{done: s.ack}, s, nil
 }
 
 // callSend is a send of postCall's that runs on its own goroutine. While
@@ -303,6 +303,9 @@ func (t *Tracker) notSent(id string) {
 // delivered its frame all the same: the connection failed, or the
 // sender's context ended, before the acknowledgement was read.
 func mayBeDelivered(err error) bool {
+	if errors.Is(err, ErrNotDelivered) {
+		return false
+	}
 	return errors.Is(err, ErrConnection) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 

@@ -76,6 +76,15 @@ var (
 	// a read or write error, or a peer that closed without acknowledging
 	// (the frame may or may not have been handled).
 	ErrConnection = errors.New("acomm: connection failed")
+	// ErrOutcomeUnknown reports a frame that was written whole to the
+	// peer but whose acknowledgement never came (the connection failed,
+	// or the peer closed it): the peer may have handled it, so sending
+	// it again may run a task twice. It comes with ErrConnection.
+	ErrOutcomeUnknown = errors.New("acomm: outcome unknown (the peer may have handled the frame)")
+	// ErrNotDelivered reports a frame that certainly never reached the
+	// peer: the connection failed before it was written whole. It comes
+	// with ErrConnection; sending it again is safe.
+	ErrNotDelivered = errors.New("acomm: not delivered")
 	// ErrListen reports a socket that could not be set up: its directory,
 	// the listen call, its mode.
 	ErrListen = errors.New("acomm: cannot listen")

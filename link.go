@@ -42,14 +42,14 @@ type link struct {
 	features []string // from the acknowledgement that made the link
 
 	mu       sync.Mutex  // protects the fields below
-	out      []byte      // frames not yet written
-	spare    []byte      // a buffer for out, while the other is written
 	queue    []*exchange // frames awaiting acknowledgement, oldest first
 	qmem     []*exchange // queue's memory, from its front
-	unsent   int         // how many of the last in queue are in out
-	posted   uint64      // how many frames were posted: the last one's seq
-	flushing bool        // a sender is writing out
+	unsent   int         // how many of the last in queue wait to be written
+	vec      net.Buffers // the frames of the write under way
+	flushing bool        // a write is under way (its writer writes out next)
 	reading  bool        // someone reads acknowledgements
+	peeking  bool        // the reader waits for an acknowledgement to begin
+	cuttable bool        // the write under way may be cut short by its writer's ctx
 	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
 	dead     bool        // failed or closed: never used again
 	used     time.Time   // when a frame was last posted
@@ -58,13 +58,26 @@ type link struct {
 // exchange is a frame awaiting its acknowledgement, whose outcome done gets.
 type exchange struct {
 	frame    []byte
-	seq      uint64 // the link's count of frames posted, this one included
-	start    int    // where frame starts in the buffer it was written from
+	start    int     // where frame starts in the write that writes it
+	state    exState // under the link's mu
 	timeout  time.Duration
 	deadline time.Time
 	done     chan error
 	onAnswer func(*Response) // takes an answer found in the ack; nil: none asked
 }
+
+// exState is how far an exchange's frame was written.
+type exState uint8
+
+const (
+	exQueued    exState = iota // in the link's out, not yet written
+	exWriting                  // in the write under way
+	exWritten                  // written whole: the peer has it
+	exWithdrawn                // taken back unwritten: the peer never gets it
+)
+
+// pollNow is the deadline that wakes a blocked read or write at once.
+var pollNow = time.Unix(1, 0)
 
 // peerFeatures returns the features listed by the peer at path when its
 // link was made; nil when it has none.
@@ -119,10 +132,29 @@ func adoptLink(l *link) bool {
 	return true
 }
 
+// pending is a frame handed to a link, whose acknowledgement's outcome
+// done gets; done is nil when the exchange is over already.
+type pending struct {
+	done <-chan error
+	l    *link
+	ex   *exchange
+}
+
+// withdraw takes the frame back, its sender having given up, and reports
+// whether the peer certainly never gets it: it was not written yet, and
+// now never will be. A frame whose writing has begun is finished (the
+// peer may handle it), and false is returned.
+func (p pending) withdraw() bool {
+	if p.l == nil {
+		return false
+	}
+	return p.l.withdraw(p.ex)
+}
+
 // postUnix sends payload to the socket at path, within ctx and cfg's
-// settings, and returns a channel that gets the acknowledgement's outcome
-// (at once if another sender reads the link's acknowledgements).
-func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-chan error, error) {
+// settings; the acknowledgement's outcome comes on the returned pending's
+// done (at once if another sender reads the link's acknowledgements).
+func postUnix(ctx context.Context, path string, payload any, cfg *config) (pending, error) {
 	l := linkFor(path)
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
 	var onAnswer func(*Response)
@@ -131,17 +163,17 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (<-cha
 	}
 	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
 	if err != nil {
-		return nil, fmt.Errorf("acomm: send frame: %w", err)
+		return pending{}, fmt.Errorf("acomm: send frame: %w", err)
 	}
 	if l != nil {
 		if ex, lead := l.post(ctx, frame, cfg.ioTimeout, onAnswer); ex != nil {
 			if lead {
 				l.read(ctx, ex)
 			}
-			return ex.done, nil
+			return pending{done: ex.done, l: l, ex: ex}, nil
 		}
 	}
-	return nil, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
+	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
 }
 
 // exchangeOnce sends frame on a connection of its own, within ctx and
@@ -171,9 +203,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	return err
 }
 
-// post queues frame and writes it, unless a sender is writing (which then
-// writes it too); lead says the caller must read acknowledgements (see
-// read). ex is nil when the link is dead.
+// post queues frame and writes it, unless a write is under way (whose
+// writer then writes it too); lead says the caller must read
+// acknowledgements (see read). ex is nil when the link is dead.
 func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, onAnswer func(*Response)) (ex *exchange, lead bool) {
 	now := time.Now()
 	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1), onAnswer: onAnswer}
@@ -182,7 +214,6 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, on
 	if l.dead {
 		return nil, false
 	}
-	ex.start, l.out = len(l.out), append(l.out, frame...)
 	if len(l.queue) == 0 { // start again at the front of the queue's memory
 		l.queue = l.qmem[:0]
 	}
@@ -194,42 +225,181 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, on
 		l.queue = append(l.queue, ex)
 	}
 	l.unsent++
-	l.posted++
-	ex.seq = l.posted
 	l.used = now
 	lead, l.reading = !l.reading, true
-	for !l.flushing && len(l.out) > 0 && !l.dead {
-		// (Frames posted meanwhile go with the next write; those a failed
-		// write did not deliver are resent.)
-		buf, first := l.out, l.posted-uint64(l.unsent)+1 // the seqs written: first to l.posted
-		last := l.posted
-		l.out, l.unsent, l.flushing = l.spare[:0], 0, true
+	l.flushLocked(ctx, ex, timeout)
+	return ex, lead
+}
+
+// maxWriteBatch is about how many bytes of frames go to one write: frames
+// beyond it (but a write's first) wait their turn, and a sender that gives
+// up meanwhile can still take its frame back.
+const maxWriteBatch = 64 << 10
+
+// flushLocked writes the frames waiting to be written, within the link's
+// I/O timeout, one batch to a write. The link is shared, so ctx, its
+// caller's, bounds only the caller's wait: when it ends, the writing goes
+// on in a goroutine of its own, and mine, the caller's frame, is dropped if
+// its writing has not begun. A connection for one frame is not shared: ctx
+// cuts its write. Its caller holds l.mu.
+func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Duration) {
+	for !l.flushing && l.unsent > 0 && !l.dead {
+		l.flushing = true
+		if ctx.Err() != nil && !l.once {
+			go l.finishWrite(0, nil, timeout)
+			return
+		}
+		vec := l.takeBatchLocked()
+		l.cuttable = true
 		l.mu.Unlock()
-		stop := afterFunc(ctx, func() { _ = l.conn.SetWriteDeadline(time.Unix(1, 0)) })
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
-			n, err = l.conn.Write(buf)
-		}
-		if !stop() {
-			l.wdl = time.Time{} // ctx ended, and moved the deadline
+			stop := afterFunc(ctx, l.cutWrite)
+			n, err = l.write(vec)
+			if !stop() {
+				l.wdl = time.Time{} // ctx ended, and moved the deadline
+			}
 		}
 		l.mu.Lock()
-		l.spare, l.flushing = buf[:0], false
-		if err != nil {
-			if !l.once { // resend the frames of which nothing was written
-				l.queue = slices.DeleteFunc(l.queue, func(ex *exchange) bool {
-					if ex.seq < first || ex.seq > last || ex.start < n {
-						return false
-					}
-					go ex.resend(l.path)
-					return true
-				})
-			}
-			l.failLocked(fmt.Errorf("write: %w", err))
+		l.cuttable = false // (a cutWrite yet to run does nothing)
+		if err != nil && l.wdl.IsZero() && !l.once && errors.Is(err, os.ErrDeadlineExceeded) {
+			go l.finishWrite(n, mine, timeout) // ctx cut the write short
+			return
+		}
+		l.wroteLocked(n, err)
+	}
+}
+
+// cutWrite cuts the write under way short, if it may be.
+func (l *link) cutWrite() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cuttable {
+		_ = l.conn.SetWriteDeadline(pollNow)
+	}
+}
+
+// takeBatchLocked marks the frames of the next write, the first of those
+// waiting, as many as fit in maxWriteBatch (one at least), and returns
+// them. Its caller holds l.mu.
+func (l *link) takeBatchLocked() net.Buffers {
+	vec, k := l.vec[:0], 0
+	for _, ex := range l.queue[len(l.queue)-l.unsent:] {
+		if len(vec) > 0 && k+len(ex.frame) > maxWriteBatch {
+			break
+		}
+		ex.state, ex.start = exWriting, k
+		k += len(ex.frame)
+		vec = append(vec, ex.frame)
+	}
+	l.unsent -= len(vec)
+	l.vec = vec[:0]
+	return vec
+}
+
+// write writes vec, returning how many bytes it wrote. Its caller holds
+// l.flushing.
+func (l *link) write(vec net.Buffers) (int, error) {
+	defer clear(vec[:cap(vec)]) // (the frames are not to be kept alive)
+	if len(vec) == 1 {
+		return l.conn.Write(vec[0])
+	}
+	n, err := vec.WriteTo(l.conn)
+	return int(n), err
+}
+
+// writingLocked returns the exchanges of the write under way. Its caller
+// holds l.mu.
+func (l *link) writingLocked() []*exchange {
+	end := len(l.queue) - l.unsent
+	i := end
+	for i > 0 && l.queue[i-1].state == exWriting {
+		i--
+	}
+	return l.queue[i:end]
+}
+
+// finishWrite writes the rest of the write under way, from byte n on,
+// and then the frames that wait, under the link's own I/O timeout: the
+// writing of a sender that gave up. mine, that sender's frame, is dropped
+// if its writing has not begun. Its caller holds l.flushing.
+func (l *link) finishWrite(n int, mine *exchange, timeout time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dead {
+		l.flushing = false
+		return
+	}
+	vec, dropped := l.vec[:0], 0
+	for _, ex := range l.writingLocked() {
+		ex.start -= dropped
+		switch end := ex.start + len(ex.frame); {
+		case end <= n:
+		case ex == mine && ex.start >= n:
+			dropped += len(ex.frame)
+			ex.state = exWithdrawn
+		default:
+			vec = append(vec, ex.frame[max(0, n-ex.start):])
 		}
 	}
-	return ex, lead
+	if dropped > 0 {
+		l.queue = slices.DeleteFunc(l.queue, func(ex *exchange) bool { return ex == mine })
+	}
+	l.vec = vec[:0]
+	var err error
+	if len(vec) > 0 {
+		l.mu.Unlock()
+		l.wdl = time.Now().Add(timeout)
+		if err = l.conn.SetWriteDeadline(l.wdl); err == nil {
+			var m int
+			m, err = l.write(vec)
+			n += m
+		}
+		l.mu.Lock()
+	}
+	l.wroteLocked(n, err)
+	l.flushLocked(context.Background(), nil, timeout)
+}
+
+// wroteLocked records the end of the write under way, which wrote n
+// bytes: its frames written whole await their acknowledgements; on an
+// error, the link fails, and those not written whole (which the peer
+// cannot have handled) are sent again on a connection of their own. Its
+// caller holds l.mu and l.flushing, which it gives up.
+func (l *link) wroteLocked(n int, err error) {
+	l.flushing = false
+	for _, ex := range l.writingLocked() {
+		if err == nil || ex.start+len(ex.frame) <= n {
+			ex.state = exWritten
+		} else {
+			ex.state = exQueued
+		}
+	}
+	if err != nil {
+		l.failLocked(fmt.Errorf("write: %w", err))
+	}
+}
+
+// withdraw takes ex back if its frame waits to be written: see
+// pending.withdraw.
+func (l *link) withdraw(ex *exchange) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ex.state == exWithdrawn {
+		return true
+	}
+	if ex.state != exQueued || l.dead {
+		return false // being written, written, or sent again elsewhere
+	}
+	i := slices.Index(l.queue, ex)
+	if i < 0 {
+		return false
+	}
+	l.queue = slices.Delete(l.queue, i, i+1)
+	l.unsent--
+	ex.state = exWithdrawn
+	return true
 }
 
 // resend sends the exchange's frame on a connection of its own.
@@ -237,8 +407,10 @@ func (ex *exchange) resend(path string) {
 	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout, ex.onAnswer)
 }
 
-// failLocked closes and forgets the link; the frames awaiting
-// acknowledgement fail with err, those not yet written are resent.
+// failLocked closes and forgets the link. The frames written whole and
+// awaiting acknowledgement fail with ErrOutcomeUnknown; those not written
+// (whole) are sent again on a connection of their own, or, on a
+// connection for one frame, fail as not delivered.
 func (l *link) failLocked(err error) {
 	if l.dead {
 		return
@@ -250,26 +422,33 @@ func (l *link) failLocked(err error) {
 	}
 	links.Unlock()
 	_ = l.conn.Close()
-	for i, ex := range l.queue {
-		if i >= len(l.queue)-l.unsent {
+	for _, ex := range l.queue {
+		switch {
+		case ex.state == exWritten || ex.state == exWriting:
+			ex.done <- fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err))
+		case l.once:
+			ex.done <- fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err)
+		default:
 			go ex.resend(l.path)
-		} else {
-			ex.done <- exchangeError("read acknowledgement", err)
 		}
 	}
-	l.queue, l.out, l.unsent = nil, nil, 0
+	l.queue, l.unsent = nil, 0
 }
 
 // read hands acknowledgements to their frames until mine has its own (nil:
 // none is awaited), ctx ends or the link fails, each wait bounded by the
 // oldest frame's deadline. Its caller holds l.reading, which it passes on
-// to a goroutine if acknowledgements are still awaited.
+// to a goroutine if acknowledgements are still awaited. ctx bounds only
+// the wait for an acknowledgement to begin: one begun is read whole,
+// within the link's own deadline, whoever waits for it.
 func (l *link) read(ctx context.Context, mine *exchange) {
-	defer afterFunc(ctx, func() { // wake the read
+	defer afterFunc(ctx, func() { // wake the wait
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		l.rdl = time.Unix(1, 0)
-		_ = l.conn.SetReadDeadline(l.rdl)
+		if l.peeking {
+			l.rdl = pollNow
+			_ = l.conn.SetReadDeadline(l.rdl)
+		}
 	})()
 	for {
 		cd, hasDeadline := ctx.Deadline()
@@ -290,8 +469,15 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			dl = cd
 		}
 		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
+		l.peeking = true
 		l.mu.Unlock()
 		_, err := l.br.Peek(1)
+		l.mu.Lock()
+		l.peeking = false
+		if err == nil { // the wait may have been cut short: read on within the frame's own
+			_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, front.deadline, front.timeout)
+		}
+		l.mu.Unlock()
 		if errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(front.deadline) {
 			l.mu.Lock()
 			l.rdl = time.Time{} // ctx ended, or the deadline came early: nothing was read
@@ -314,6 +500,11 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			return
 		}
 		ex := l.queue[0]
+		if ex.state == exQueued { // (one being written may be acknowledged: its writer lags)
+			l.failLocked(fmt.Errorf("%w: acknowledgement of a frame not yet sent", ErrMalformedFrame))
+			l.mu.Unlock()
+			return
+		}
 		l.queue[0], l.queue = nil, l.queue[1:]
 		if once {
 			l.features = features

@@ -107,7 +107,7 @@ func TestLinkQueueMemoryDropsAckedFrames(t *testing.T) {
 			req := &Request{ID: id, Task: "t", ResponseHook: &url0}
 			c, err := postUnix(context.Background(), path, req, &cfg)
 			if err == nil {
-				err = <-c
+				err = <-c.done
 			}
 			ch <- err
 		}()
@@ -121,7 +121,7 @@ func TestLinkQueueMemoryDropsAckedFrames(t *testing.T) {
 		req := &Request{ID: "5", Task: "t", ResponseHook: &url0}
 		c, err := postUnix(context.Background(), path, req, &cfg)
 		if err == nil {
-			err = <-c
+			err = <-c.done
 		}
 		ch5 <- err
 	}()

@@ -63,32 +63,43 @@ func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) 
 	return err
 }
 
-// sendMsg sends payload to addr and waits for its acknowledgement.
+// sendMsg sends payload to addr and waits for its acknowledgement. When
+// ctx ends first, it returns ctx.Err(), and a frame not yet written is
+// taken back: wrapped in ErrNotDelivered then.
 func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error {
-	ack, err := post(ctx, addr, payload, cfg)
-	if err != nil || ack == nil {
+	p, err := post(ctx, addr, payload, cfg)
+	if err != nil || p.done == nil {
 		return err
 	}
 	select {
-	case err := <-ack:
+	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return giveUp(ctx, p)
 	}
 }
 
+// giveUp takes p back, its sender's ctx having ended, and returns
+// ctx.Err(), wrapped in ErrNotDelivered when p's frame was not written.
+func giveUp(ctx context.Context, p pending) error {
+	if p.withdraw() {
+		return fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
+	}
+	return ctx.Err()
+}
+
 // post starts sending payload to addr (see postUnix).
-func post(ctx context.Context, addr *url.URL, payload any, cfg *config) (<-chan error, error) {
+func post(ctx context.Context, addr *url.URL, payload any, cfg *config) (pending, error) {
 	if ctx == nil {
-		return nil, fmt.Errorf("%w: nil context", ErrInvalidArgument)
+		return pending{}, fmt.Errorf("%w: nil context", ErrInvalidArgument)
 	}
 	if err := cmp.Or(checkURL(addr), ctx.Err()); err != nil {
-		return nil, err
+		return pending{}, err
 	}
 	if addr.Scheme == "unix" {
 		return postUnix(ctx, unixPath(addr), payload, cfg)
 	}
-	return nil, sendHTTP(ctx, addr, payload, cfg.legacyURLs)
+	return pending{}, sendHTTP(ctx, addr, payload, cfg.legacyURLs)
 }
 
 // sendHTTP POSTs payload as JSON to addr and checks the acknowledgement.
@@ -110,7 +121,7 @@ func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) erro
 	ack, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: read acknowledgement from %s: %w", ErrConnection, addr.Redacted(), err)
+		return fmt.Errorf("%w: %w: read acknowledgement from %s: %w", ErrOutcomeUnknown, ErrConnection, addr.Redacted(), err)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ack[:min(len(ack), 512)]))
 	}

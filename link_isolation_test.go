@@ -1,0 +1,98 @@
+package acomm_test
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A caller that gives up on a shared link stops waiting; it never breaks
+// the link for the other callers on it (issue 17, item 0).
+func TestSharedLinkCallerGivingUpBreaksNothing(t *testing.T) {
+	tr := newTracker(t, nil, 30*time.Second)
+	srv := srvStart(t, nil)
+	var handled atomic.Int64
+	srv.Handle("small", func(ctx context.Context, req *acomm.Request) (interface{}, io.ReadCloser, error) {
+		handled.Add(1)
+		return srvDouble(ctx, req)
+	})
+	var bigHandled, bigCalls atomic.Int64
+	srv.Handle("big", func(context.Context, *acomm.Request) (interface{}, io.ReadCloser, error) {
+		bigHandled.Add(1)
+		return 1, nil, nil
+	})
+	big := strings.Repeat("x", 1<<20)
+
+	const workers, perWorker = 6, 80
+	var failed atomic.Int64
+	var latMu sync.Mutex
+	var lats []time.Duration
+	var errMu sync.Mutex
+	var errs []error
+	stop := make(chan struct{})
+	var wg, bigWG sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		bigWG.Add(1)
+		go func() {
+			defer bigWG.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d := time.Duration(1+rand.IntN(60)) * time.Millisecond
+				ctx, cancel := context.WithTimeout(context.Background(), d)
+				bigCalls.Add(1)
+				_, _ = tr.Call(ctx, srv.URL(), "big", big)
+				cancel()
+			}
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				st := time.Now()
+				resp, err := tr.Call(ctx, srv.URL(), "small", i)
+				cancel()
+				latMu.Lock()
+				lats = append(lats, time.Since(st))
+				latMu.Unlock()
+				var got int
+				if err == nil {
+					err = resp.UnmarshalResult(&got)
+				}
+				if err == nil && got != 2*i {
+					err = assert.AnError
+				}
+				if err != nil {
+					failed.Add(1)
+					errMu.Lock()
+					errs = append(errs, err)
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	waitFor(t, runAsync(wg.Wait), 60*time.Second, "the small calls")
+	close(stop)
+	waitFor(t, runAsync(bigWG.Wait), 10*time.Second, "the big calls")
+	slices.Sort(lats)
+	t.Logf("lat p50 %v p90 %v p99 %v max %v", lats[len(lats)/2], lats[len(lats)*9/10], lats[len(lats)*99/100], lats[len(lats)-1])
+	t.Logf("big: %d calls, %d handled", bigCalls.Load(), bigHandled.Load())
+	require.Zero(t, failed.Load(), "unrelated calls failed: %v", errs)
+	assert.EqualValues(t, workers*perWorker, handled.Load())
+}
