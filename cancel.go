@@ -47,7 +47,7 @@ var errCancelledByCaller = fmt.Errorf("acomm: cancelled by the caller: %w", cont
 const cancelNoticeTimeout = 2 * time.Second
 
 // maxCancelsInFlight bounds the cancel notices a tracker sends at once;
-// beyond it a notice is dropped (a notice only saves the service work).
+// beyond it a notice waits its turn, cancelNoticeTimeout at most.
 const maxCancelsInFlight = 64
 
 // notifyCancel tells the service that tr was sent to, if it takes cancel
@@ -62,37 +62,50 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	if dest == nil || tr.async != nil && tr.async.deferNotice() {
 		return
 	}
-	if !tr.cancels && !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(tr.req.ID) {
+	if !tr.cancels && !t.peerHas(dest, featureCancel) || !t.firstNotice(tr.req.ID) {
 		return
 	}
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
+		if t.takeCancelSlot(tr.req.ID) {
+			t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
+		}
 	}()
 }
 
-// takeCancelSlot takes one of the maxCancelsInFlight slots for the notice
-// cancelling the request id, counting it; false when none is free (the
-// notice is dropped: it only saves the service work), or when id was sent
-// one already: a Call that ends as its first acknowledgement is read may
-// reach both ways of sending it (its removal, and its send's goroutine).
-func (t *Tracker) takeCancelSlot(id string) bool {
+// firstNotice reports whether the request id is to be sent a cancel
+// notice: false when it was sent one already (a Call that ends as its
+// first acknowledgement is read may reach both ways of sending it: its
+// removal, and its send's goroutine).
+func (t *Tracker) firstNotice(id string) bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	_, dup := t.noticed.set[id]
 	t.noticed.add(id)
-	t.mu.Unlock()
-	if dup {
-		return false
-	}
+	return !dup
+}
+
+// takeCancelSlot takes one of the maxCancelsInFlight slots for the notice
+// cancelling the request id, counting it. When none is free it waits for
+// one, cancelNoticeTimeout at most: a notice is not dropped because many
+// callers gave up at once. False when the wait ran out (the notice is
+// dropped then, and logged).
+func (t *Tracker) takeCancelSlot(id string) bool {
 	select {
 	case t.cancels <- struct{}{}:
-		t.stats.cancelNotices.Add(1)
-		return true
 	default:
-		t.log().WithField("id", id).Debug("too many cancel notices in flight; dropped one")
-		return false
+		wait := time.NewTimer(cancelNoticeTimeout)
+		defer wait.Stop()
+		select {
+		case t.cancels <- struct{}{}:
+		case <-wait.C:
+			t.log().WithField("id", id).Warn("too many cancel notices in flight; dropped one")
+			return false
+		}
 	}
+	t.stats.cancelNotices.Add(1)
+	return true
 }
 
 // cancelWithSlot sends the notice cancelling the request id, whose
@@ -143,7 +156,7 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (pe
 		if !left {
 			s.ack <- err
 		}
-		if notify && err == nil && t.peerHas(dest, featureCancel) && t.takeCancelSlot(req.ID) {
+		if notify && err == nil && t.peerHas(dest, featureCancel) && t.firstNotice(req.ID) && t.takeCancelSlot(req.ID) {
 			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
 		}
 	}()
