@@ -48,8 +48,9 @@ type link struct {
 	vec      net.Buffers // the frames of the write under way
 	flushing bool        // a write is under way (its writer writes out next)
 	reading  bool        // someone reads acknowledgements
-	peeking  bool        // the reader waits for an acknowledgement to begin
-	cuttable bool        // the write under way may be cut short by its writer's ctx
+	peeker   *exchange   // whose sender waits for an acknowledgement to begin
+	writer   *exchange   // whose sender writes; see exchange.wake
+	cut      bool        // the writer's ctx cut the write under way short
 	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
 	dead     bool        // failed or closed: never used again
 	used     time.Time   // when a frame was last posted
@@ -57,9 +58,11 @@ type link struct {
 
 // exchange is a frame awaiting its acknowledgement, whose outcome done gets.
 type exchange struct {
+	l        *link
 	frame    []byte
 	start    int     // where frame starts in the write that writes it
 	state    exState // under the link's mu
+	passed   uint8   // how many times small frames went before it; under mu
 	timeout  time.Duration
 	deadline time.Time
 	done     chan error
@@ -166,10 +169,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 		return pending{}, fmt.Errorf("acomm: send frame: %w", err)
 	}
 	if l != nil {
-		if ex, lead := l.post(ctx, frame, cfg.ioTimeout, onAnswer); ex != nil {
-			if lead {
-				l.read(ctx, ex)
-			}
+		if ex, ok := l.exchange(ctx, frame, cfg.ioTimeout, onAnswer); ok {
 			return pending{done: ex.done, l: l, ex: ex}, nil
 		}
 	}
@@ -188,8 +188,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.post(ctx, frame, timeout, onAnswer)
-	l.read(ctx, ex)
+	ex, _ := l.exchange(ctx, frame, timeout, onAnswer)
 	select {
 	case err = <-ex.done:
 	default:
@@ -203,16 +202,47 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	return err
 }
 
-// post queues frame and writes it, unless a write is under way (whose
-// writer then writes it too); lead says the caller must read
-// acknowledgements (see read). ex is nil when the link is dead.
-func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, onAnswer func(*Response)) (ex *exchange, lead bool) {
+// exchange posts frame, and, if no other sender does, reads
+// acknowledgements until its own is in or ctx ends; ex.done gets its
+// outcome. ctx is watched by one registration (see exchange.wake). ok is
+// false when the link is dead.
+func (l *link) exchange(ctx context.Context, frame []byte, timeout time.Duration, onAnswer func(*Response)) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1), onAnswer: onAnswer}
+	ex = &exchange{l: l, frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1), onAnswer: onAnswer}
+	stop := afterFunc(ctx, ex.wake)
+	defer stop()
+	lead, ok := l.post(ctx, ex, now)
+	if lead {
+		l.read(ctx, ex)
+	}
+	return ex, ok
+}
+
+// wake cuts short the waits of ex's sender, whose ctx ended: its write,
+// or its wait for an acknowledgement to begin. A wait of anybody else's is
+// left alone.
+func (ex *exchange) wake() {
+	l := ex.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.writer == ex {
+		l.cut = true
+		_ = l.conn.SetWriteDeadline(pollNow)
+	}
+	if l.peeker == ex {
+		l.rdl = pollNow
+		_ = l.conn.SetReadDeadline(pollNow)
+	}
+}
+
+// post queues ex and writes it, unless a write is under way (whose writer
+// then writes it too); lead says the caller must read acknowledgements
+// (see read). ok is false when the link is dead.
+func (l *link) post(ctx context.Context, ex *exchange, now time.Time) (lead, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead {
-		return nil, false
+		return false, false
 	}
 	if len(l.queue) == 0 { // start again at the front of the queue's memory
 		l.queue = l.qmem[:0]
@@ -227,8 +257,21 @@ func (l *link) post(ctx context.Context, frame []byte, timeout time.Duration, on
 	l.unsent++
 	l.used = now
 	lead, l.reading = !l.reading, true
-	l.flushLocked(ctx, ex, timeout)
-	return ex, lead
+	l.flushLocked(ctx, ex, ex.timeout)
+	return lead, true
+}
+
+// maxPassed is how many times the small frames waiting behind a large one
+// may be written before it (see takeBatchLocked).
+const maxPassed = 16
+
+// rank orders waiting frames: 0 for a small one, 1 for a large one that
+// small ones may still pass, 0 for one passed maxPassed times.
+func (ex *exchange) rank() int {
+	if len(ex.frame) > maxWriteBatch && ex.passed < maxPassed {
+		return 1
+	}
+	return 0
 }
 
 // maxWriteBatch is about how many bytes of frames go to one write: frames
@@ -250,33 +293,24 @@ func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Dur
 			return
 		}
 		vec := l.takeBatchLocked()
-		l.cuttable = true
+		l.writer = mine
 		l.mu.Unlock()
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
-			stop := afterFunc(ctx, l.cutWrite)
 			n, err = l.write(vec)
-			if !stop() {
-				l.wdl = time.Time{} // ctx ended, and moved the deadline
-			}
 		}
 		l.mu.Lock()
-		l.cuttable = false // (a cutWrite yet to run does nothing)
-		if err != nil && l.wdl.IsZero() && !l.once && errors.Is(err, os.ErrDeadlineExceeded) {
-			go l.finishWrite(n, mine, timeout) // ctx cut the write short
-			return
+		cut := l.cut
+		l.writer, l.cut = nil, false
+		if cut {
+			l.wdl = time.Time{} // ctx ended, and moved the deadline
+			if err != nil && !l.once && errors.Is(err, os.ErrDeadlineExceeded) {
+				go l.finishWrite(n, mine, timeout) // ctx cut the write short
+				return
+			}
 		}
 		l.wroteLocked(n, err)
-	}
-}
-
-// cutWrite cuts the write under way short, if it may be.
-func (l *link) cutWrite() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cuttable {
-		_ = l.conn.SetWriteDeadline(pollNow)
 	}
 }
 
@@ -284,8 +318,21 @@ func (l *link) cutWrite() {
 // waiting, as many as fit in maxWriteBatch (one at least), and returns
 // them. Its caller holds l.mu.
 func (l *link) takeBatchLocked() net.Buffers {
+	waiting := l.queue[len(l.queue)-l.unsent:]
+	if len(waiting) > 1 && len(waiting[0].frame) > maxWriteBatch && waiting[0].passed < maxPassed {
+		// Small frames go before large ones, which would hold them up
+		// for as long as the peer takes to read (and handle) them.
+		slices.SortStableFunc(waiting, func(a, b *exchange) int {
+			return cmp.Compare(a.rank(), b.rank())
+		})
+		for _, ex := range waiting {
+			if ex.rank() == 1 {
+				ex.passed++
+			}
+		}
+	}
 	vec, k := l.vec[:0], 0
-	for _, ex := range l.queue[len(l.queue)-l.unsent:] {
+	for _, ex := range waiting {
 		if len(vec) > 0 && k+len(ex.frame) > maxWriteBatch {
 			break
 		}
@@ -442,14 +489,6 @@ func (l *link) failLocked(err error) {
 // the wait for an acknowledgement to begin: one begun is read whole,
 // within the link's own deadline, whoever waits for it.
 func (l *link) read(ctx context.Context, mine *exchange) {
-	defer afterFunc(ctx, func() { // wake the wait
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.peeking {
-			l.rdl = pollNow
-			_ = l.conn.SetReadDeadline(l.rdl)
-		}
-	})()
 	for {
 		cd, hasDeadline := ctx.Deadline()
 		if hasDeadline && !time.Now().Before(cd) {
@@ -469,11 +508,11 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			dl = cd
 		}
 		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
-		l.peeking = true
+		l.peeker = mine
 		l.mu.Unlock()
 		_, err := l.br.Peek(1)
 		l.mu.Lock()
-		l.peeking = false
+		l.peeker = nil
 		if err == nil { // the wait may have been cut short: read on within the frame's own
 			_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, front.deadline, front.timeout)
 		}
