@@ -58,7 +58,9 @@ Answers are never delivered to loopback, link-local, unspecified or
 multicast addresses, nor to this machine's own addresses, checked on the
 address actually dialed: a caller must not make the bridge reach what only
 the bridge can reach. --allow-hook opens a CIDR range, an address or a
-host name (repeatable). Deliveries never follow redirects.
+host name (repeatable): --allow-hook 127.0.0.1 for callers on this
+machine, such as acomm call, whose hook listens there by default.
+Deliveries never follow redirects.
 
 SIGINT or SIGTERM stops the bridge: it stops taking requests and delivers
 the answers still due within --drain, then exits, whatever the hooks do.
@@ -67,8 +69,9 @@ Under systemd, the bridge may be socket-activated: it then serves the
 socket systemd passes (LISTEN_FDS) and takes no --listen; see
 contrib/systemd. --metrics serves Prometheus metrics (the tracker's
 counters, hook-delivery latency) on a separate address, without token.`,
-		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token`,
-		Args:    cobra.NoArgs,
+		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token
+  acomm bridge --listen 127.0.0.1:8080 --route 'disk.*=unix:///run/disk.sock' --allow-hook 127.0.0.1   # callers on this machine`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBridge(cmd.Context(), f)
 		},

@@ -45,13 +45,21 @@ that reads it; a stream can be read once, and expires when nobody reads it.
 
 The address is a unix socket (unix:///run/svc.sock, /run/svc.sock,
 ./svc.sock) or an acomm bridge (http://host:8080/requests). For a bridge,
-the answer is received on a temporary HTTP endpoint (--hook-listen) that
-the bridge must be able to reach, and the bearer token in --token-file is
-sent to the bridge, and to nothing else.`,
+the answer is received on a temporary HTTP endpoint (--hook-listen, by
+default on 127.0.0.1) that the bridge must be able to reach and be allowed
+to post to: a bridge refuses local addresses unless started with
+--allow-hook (--allow-hook 127.0.0.1 for a bridge on this machine). The
+bearer token in --token-file is sent to the bridge, and to nothing else.
+Without an answer, the message says what reached the hook: nothing, or a
+request on another path than the hook's (a wrong --hook-url).
+
+Interrupted (Ctrl-C, SIGTERM) or past --timeout, the call tells the
+service to cancel the request (through a bridge, with a cancel notice).`,
 		Example: `  acomm call /run/disk.sock disk.usage '{"path":"/"}'
   echo '{"path":"/"}' | acomm call unix:///run/disk.sock disk.usage -
   acomm call --full /run/disk.sock disk.usage @args.json
   acomm call --token-file token http://bridge:8080/requests disk.usage '{"path":"/"}'
+  acomm call http://127.0.0.1:8080/requests disk.usage '{"path":"/"}'   # a bridge on this machine, started with --allow-hook 127.0.0.1
   acomm call -o image.raw /run/img.sock image.export '{"id":7}'`,
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -154,7 +162,7 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 		printStreamHint(cmd.ErrOrStderr(), resp.StreamURL, token != "", f.remote.tokenFile)
 		return nil
 	}
-	return out.save(cmd.Context(), cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
+	return out.save(cmd.Context(), c.log, cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
 }
 
 // printResponse prints resp's result, or all of resp with full, as JSON:

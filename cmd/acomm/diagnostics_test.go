@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/acommgo/acomm/internal/acommtest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// moduleRoot is the directory of the module's go.mod.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	require.NoError(t, err)
+	return root
+}
+
+// TestReadmeStartsFromAClone checks that the README's first lines are the
+// commands that run the program and its tests from a clone, and that the
+// test command is the one CI runs (issue 18, item 1).
+func TestReadmeStartsFromAClone(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(moduleRoot(t), "README.md"))
+	require.NoError(t, err)
+	head, _, _ := strings.Cut(string(readme), "\n## ")
+	block := regexp.MustCompile("(?s)```sh\n(.*?)```").FindStringSubmatch(head)
+	require.NotNil(t, block, "a shell block before the first section")
+	const testCmd = "go test -race -count=1 ./..."
+	assert.Contains(t, block[1], "go run ./cmd/acomm demo ")
+	assert.Contains(t, block[1], testCmd)
+	ci, err := os.ReadFile(filepath.Join(moduleRoot(t), ".ci", "run"))
+	require.NoError(t, err)
+	assert.Contains(t, string(ci), "\n"+testCmd+"\n", ".ci/run runs the README's test command")
+}
+
+// TestDemoServeCommandsRun checks that the commands demo --serve prints
+// work, written the way it was started: by name on PATH, by path, and
+// with go run from a clone (issue 18, item 1).
+func TestDemoServeCommandsRun(t *testing.T) {
+	pathEnv := "PATH=" + filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")
+	tests := []struct {
+		name   string
+		argv   []string // argv[0] as the shell would pass it
+		dir    string
+		prefix string // of every printed command
+		goRun  bool
+	}{
+		{"by name on PATH", []string{"acomm"}, "", "acomm ", false},
+		{"by path", []string{binary}, "", binary + " ", false},
+		{"with go run from a clone", []string{"go", "run", "./cmd/acomm"}, moduleRoot(t), "go run ./cmd/acomm ", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(tt.argv[0], append(tt.argv[1:], "demo", "--serve")...)
+			if !tt.goRun {
+				cmd.Path, cmd.Args[0], cmd.Err = binary, tt.argv[0], nil
+			}
+			cmd.Env = append(os.Environ(), pathEnv)
+			cmd.Dir = tt.dir
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // go run's child gets the group's signals
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			exited := make(chan error, 1)
+			lines := make(chan string, 32)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+				exited <- cmd.Wait()
+			}()
+			t.Cleanup(func() {
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			})
+			var (
+				tries []string
+				where string
+			)
+			timeout := time.After(2 * time.Minute) // go run builds first
+		read:
+			for {
+				select {
+				case line, ok := <-lines:
+					require.True(t, ok, "demo --serve ended early")
+					if m := regexp.MustCompile(`^try, from another shell(?: in (.*))?:$`).FindStringSubmatch(line); m != nil {
+						where = m[1]
+					}
+					if try, ok := strings.CutPrefix(line, "  "); ok {
+						tries = append(tries, try)
+					}
+					if strings.HasPrefix(line, "press Ctrl-C") {
+						break read
+					}
+				case <-timeout:
+					t.Fatal("demo --serve printed no commands")
+				}
+			}
+			require.Len(t, tries, 6)
+			if tt.dir != "" {
+				assert.Equal(t, tt.dir, where, "the directory to run them in")
+			}
+			out := filepath.Join(shortDir(t), "zeros.bin")
+			for _, try := range tries {
+				assert.Contains(t, try, tt.prefix)
+				// Run as printed, in a shell; the output file goes to a
+				// temporary directory, not into the clone.
+				sh := exec.Command("/bin/sh", "-c", strings.Replace(try, "-o zeros.bin", "-o "+out, 1))
+				sh.Dir = orElse(where, shortDir(t))
+				sh.Env = append(os.Environ(), pathEnv)
+				b, err := sh.CombinedOutput()
+				require.NoError(t, err, "%s\n%s", try, b)
+			}
+			fi, err := os.Stat(out)
+			require.NoError(t, err)
+			assert.Equal(t, int64(16<<20), fi.Size())
+
+			require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
+			assert.Equal(t, "stopping", acommtest.WaitFor(t, lines, 10*time.Second, "demo --serve to stop on SIGINT"))
+			err = acommtest.WaitFor(t, exited, 10*time.Second, "demo --serve to exit")
+			exited <- err
+			if !tt.goRun { // go run itself exits 1 when interrupted
+				require.NoError(t, err, "demo --serve exits 0 on SIGINT")
+			}
+		})
+	}
+}
+
+// orElse returns a unless it is empty, else b.
+func orElse(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TestCommandsLog checks that --log-format and --log-level apply to call,
+// ping, info and stream: an error is one JSON record, and debug shows the
+// request id, the address dialed, the features negotiated and the timings
+// (issue 18, item 4).
+func TestCommandsLog(t *testing.T) {
+	tr, srv := startServices(t)
+	b := startBridge(t, srv)
+	tokenFile := tokenFileFor(t, b)
+
+	t.Run("an error is one JSON record", func(t *testing.T) {
+		r := runAcomm(t, "--log-format", "json", "call", filepath.Join(shortDir(t), "none.sock"), "t")
+		assert.Equal(t, exitNoAnswer, r.code)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		require.Len(t, lines, 1, r.stderr)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(lines[0]), &rec), lines[0])
+		assert.Equal(t, "error", rec["level"])
+		assert.Equal(t, float64(exitNoAnswer), rec["exit"])
+		assert.Contains(t, rec["msg"], "none.sock")
+		assert.NotContains(t, rec["msg"], "acomm: ")
+	})
+
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	}))
+	t.Cleanup(healthy.Close)
+	stream, err := tr.NewStreamUnix("", io.NopCloser(strings.NewReader("stream body")))
+	require.NoError(t, err)
+
+	// Each run logs these records (by message) with these fields.
+	step := map[string][]string{
+		"sending request":      {"id", "task", "addr"},
+		"request acknowledged": {"id", "addr", "features", "took"},
+		"answer received":      {"id", "waited", "total"},
+	}
+	bridgeSteps := map[string][]string{"hook listening": {"listen", "hook"}}
+	for k, v := range step {
+		bridgeSteps[k] = v
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		steps map[string][]string
+	}{
+		{"call", []string{"call", srv.Addr(), "text.upper", `"x"`}, step},
+		{"call through a bridge", []string{"call", "--token-file", tokenFile, b.base + "/requests", "text.upper", `"x"`}, bridgeSteps},
+		{"ping", []string{"ping", srv.Addr()}, step},
+		{"ping a bridge", []string{"ping", healthy.URL}, map[string][]string{"GET answered": {"addr", "status", "took"}}},
+		{"info", []string{"info", srv.Addr()}, step},
+		{"stream", []string{"stream", stream.String()}, map[string][]string{"reading stream": {"stream"}, "stream read": {"bytes", "took"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, append([]string{"--log-format", "json", "--log-level", "debug"}, tt.args...)...)
+			require.Equal(t, exitOK, r.code, r.stderr)
+			got := map[string]map[string]any{}
+			for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+				var rec map[string]any
+				require.NoError(t, json.Unmarshal([]byte(line), &rec), "every line a JSON record: %s", line)
+				got[rec["msg"].(string)] = rec
+			}
+			for msg, fields := range tt.steps {
+				require.Contains(t, got, msg, r.stderr)
+				for _, f := range fields {
+					assert.NotEmpty(t, got[msg][f], "%s: %s", msg, f)
+				}
+			}
+			if rec, ok := got["request acknowledged"]; ok {
+				assert.Contains(t, rec["features"], "cancel")
+			}
+		})
+	}
+	t.Run("-v is --verbose", func(t *testing.T) {
+		r := runAcomm(t, "-v", "call", srv.Addr(), "text.upper", `"x"`)
+		require.Equal(t, exitOK, r.code, r.stderr)
+		assert.Regexp(t, `level=debug msg="request acknowledged" addr="unix://\S+" features="\[.*cancel.*\]" id=\S+`, r.stderr)
+	})
+}
+
+// TestAddressNotASocket checks that a file or a directory given as a unix
+// address is named as such, exit status 2 (issue 18, item 5).
+func TestAddressNotASocket(t *testing.T) {
+	dir := shortDir(t)
+	file := filepath.Join(dir, "file")
+	require.NoError(t, os.WriteFile(file, []byte("x"), 0o600))
+	for _, tt := range []struct {
+		name, addr, kind string
+	}{
+		{"a regular file", file, "a regular file"},
+		{"a directory", "unix://" + dir, "a directory"},
+	} {
+		for _, args := range [][]string{{"call", tt.addr, "t"}, {"ping", tt.addr}, {"info", tt.addr}, {"stream", tt.addr}} {
+			t.Run(tt.name+" "+args[0], func(t *testing.T) {
+				r := runAcomm(t, args...)
+				assert.Equal(t, exitUsage, r.code, r.stderr)
+				assert.Contains(t, r.stderr, "is not a unix socket: it is "+tt.kind)
+			})
+		}
+	}
+}
+
+// TestInterruptedExitStatus checks the exit status of a call that a signal
+// interrupts: 128 plus the signal's number, as shells report it (issue 18,
+// item 7), and that the handler is cancelled.
+func TestInterruptedExitStatus(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			_, srv := startServices(t)
+			code, stderr := interruptWhenRunning(t, exec.Command(binary, "call", "--timeout", "1m", srv.Addr(), "text.slow"), srv, sig)
+			assert.Equal(t, 128+int(sig), code, stderr)
+			assert.Contains(t, stderr, "interrupted before an answer")
+			assert.Eventually(t, func() bool { return srv.Stats().Cancelled == 1 }, 5*time.Second, 5*time.Millisecond)
+		})
+	}
+}
+
+// TestVersionCommand checks acomm version, that -v is not the version, and
+// that a build from a git checkout names its commit (issue 18, item 8).
+func TestVersionCommand(t *testing.T) {
+	flagOut := runAcomm(t, "--version")
+	require.Equal(t, exitOK, flagOut.code, flagOut.stderr)
+	r := runAcomm(t, "version")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Equal(t, flagOut.stdout, r.stdout)
+	assert.Regexp(t, `^acomm \S+.* \(go1\.\d+`, r.stdout)
+
+	r = runAcomm(t, "--help")
+	assert.Contains(t, r.stdout, "-v, --verbose")
+	assert.NotContains(t, r.stdout, "-v, --version")
+
+	t.Run("a build from a checkout names its commit", func(t *testing.T) {
+		// A copy of the module's files committed in a fresh repository,
+		// built as the README says.
+		root := moduleRoot(t)
+		ls, err := exec.Command("git", "-C", root, "ls-files", "-z", "-co", "--exclude-standard").Output()
+		require.NoError(t, err)
+		repo := shortDir(t)
+		for _, f := range strings.Split(strings.TrimRight(string(ls), "\x00"), "\x00") {
+			b, err := os.ReadFile(filepath.Join(root, f))
+			if os.IsNotExist(err) {
+				continue // deleted in the working tree
+			}
+			require.NoError(t, err)
+			require.NoError(t, os.MkdirAll(filepath.Join(repo, filepath.Dir(f)), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(repo, f), b, 0o644))
+		}
+		git := func(args ...string) string {
+			cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
+			cmd.Dir = repo
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "git %v: %s", args, out)
+			return strings.TrimSpace(string(out))
+		}
+		git("init", "-q")
+		git("add", "-A")
+		git("commit", "-q", "-m", "snapshot")
+		rev := git("rev-parse", "HEAD")
+		bin := filepath.Join(shortDir(t), "acomm")
+		build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/acomm")
+		build.Dir = repo
+		build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false") // as on machines that turn it off
+		out, err := build.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		got, err := exec.Command(bin, "version").Output()
+		require.NoError(t, err)
+		assert.Contains(t, string(got), rev[:12])
+		assert.NotContains(t, string(got), "(devel)")
+	})
+}
