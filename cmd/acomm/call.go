@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -159,7 +160,7 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 		return err
 	}
 	if out == nil {
-		printStreamHint(cmd.ErrOrStderr(), resp.StreamURL, token != "", f.remote.tokenFile)
+		printStreamHint(cmd.ErrOrStderr(), c.log, resp.StreamURL, token != "", f.remote.tokenFile)
 		return nil
 	}
 	return out.save(cmd.Context(), c.log, cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
@@ -200,15 +201,23 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// printStreamHint tells where the response's stream is and how to read it.
-func printStreamHint(w io.Writer, u *url.URL, withToken bool, tokenFile string) {
-	read := "acomm stream "
+// printStreamHint tells where the response's stream is and how to read
+// it, with the command written the way this one was started (see
+// invocation); with --log-format json, as a log record.
+func printStreamHint(w io.Writer, log logrus.FieldLogger, u *url.URL, withToken bool, tokenFile string) {
+	self, _ := invocation()
+	read := self + " stream "
 	if withToken && tokenFile != "" {
 		read += "--token-file " + shellQuote(tokenFile) + " "
 	}
-	read += shellQuote(u.String())
-	fmt.Fprintf(w, "acomm: the response carries a stream (readable once, until it expires): %s\n", u)
-	fmt.Fprintf(w, "acomm: read it with: %s > FILE\n", read)
+	read += shellQuote(u.String()) + " > FILE"
+	const carries = "the response carries a stream (readable once, until it expires)"
+	if global.logFormat == "json" {
+		log.WithFields(logrus.Fields{"stream_url": u.String(), "read_with": read}).Info(carries)
+		return
+	}
+	fmt.Fprintf(w, "acomm: %s: %s\n", carries, u)
+	fmt.Fprintf(w, "acomm: read it with: %s\n", read)
 }
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.

@@ -144,7 +144,7 @@ func TestCallOutput(t *testing.T) {
 		r := runAcomm(t, "call", svc, "text.blob")
 		require.Equal(t, exitOK, r.code, r.stderr)
 		assert.Equal(t, "\"blob\"\n", r.stdout)
-		m := regexp.MustCompile(`read it with: (acomm stream (\S+)) > FILE`).FindStringSubmatch(r.stderr)
+		m := regexp.MustCompile(`read it with: (` + regexp.QuoteMeta(binary) + ` stream (\S+)) > FILE`).FindStringSubmatch(r.stderr)
 		require.NotNil(t, m, r.stderr)
 		r = runAcomm(t, "stream", m[2])
 		require.Equal(t, exitOK, r.code, r.stderr)
@@ -435,7 +435,7 @@ func TestCallSendsTokenOnlyToItsOrigin(t *testing.T) {
 		bridge := fakeBridge(t, other.URL+"/stream?addr=x")
 		r := runAcomm(t, "call", "--token-file", tokenFile, bridge, "t")
 		require.Equal(t, exitOK, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "read it with: acomm stream '"+other.URL)
+		assert.Contains(t, r.stderr, "read it with: "+binary+" stream '"+other.URL)
 		assert.NotContains(t, r.stderr, "--token-file")
 	})
 	t.Run("a unix stream named by a bridge is not read", func(t *testing.T) {

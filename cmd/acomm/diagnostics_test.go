@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acommgo/acomm/internal/acommtest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -43,109 +41,6 @@ func TestReadmeStartsFromAClone(t *testing.T) {
 	ci, err := os.ReadFile(filepath.Join(moduleRoot(t), ".ci", "run"))
 	require.NoError(t, err)
 	assert.Contains(t, string(ci), "\n"+testCmd+"\n", ".ci/run runs the README's test command")
-}
-
-// TestDemoServeCommandsRun checks that the commands demo --serve prints
-// work, written the way it was started: by name on PATH, by path, and
-// with go run from a clone (issue 18, item 1).
-func TestDemoServeCommandsRun(t *testing.T) {
-	pathEnv := "PATH=" + filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")
-	tests := []struct {
-		name   string
-		argv   []string // argv[0] as the shell would pass it
-		dir    string
-		prefix string // of every printed command
-		goRun  bool
-	}{
-		{"by name on PATH", []string{"acomm"}, "", "acomm ", false},
-		{"by path", []string{binary}, "", binary + " ", false},
-		{"with go run from a clone", []string{"go", "run", "./cmd/acomm"}, moduleRoot(t), "go run ./cmd/acomm ", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(tt.argv[0], append(tt.argv[1:], "demo", "--serve")...)
-			if !tt.goRun {
-				cmd.Path, cmd.Args[0], cmd.Err = binary, tt.argv[0], nil
-			}
-			cmd.Env = append(os.Environ(), pathEnv)
-			cmd.Dir = tt.dir
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // go run's child gets the group's signals
-			stdout, err := cmd.StdoutPipe()
-			require.NoError(t, err)
-			require.NoError(t, cmd.Start())
-			exited := make(chan error, 1)
-			lines := make(chan string, 32)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-				exited <- cmd.Wait()
-			}()
-			t.Cleanup(func() {
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-exited
-			})
-			var (
-				tries []string
-				where string
-			)
-			timeout := time.After(2 * time.Minute) // go run builds first
-		read:
-			for {
-				select {
-				case line, ok := <-lines:
-					require.True(t, ok, "demo --serve ended early")
-					if m := regexp.MustCompile(`^try, from another shell(?: in (.*))?:$`).FindStringSubmatch(line); m != nil {
-						where = m[1]
-					}
-					if try, ok := strings.CutPrefix(line, "  "); ok {
-						tries = append(tries, try)
-					}
-					if strings.HasPrefix(line, "press Ctrl-C") {
-						break read
-					}
-				case <-timeout:
-					t.Fatal("demo --serve printed no commands")
-				}
-			}
-			require.Len(t, tries, 6)
-			if tt.dir != "" {
-				assert.Equal(t, tt.dir, where, "the directory to run them in")
-			}
-			out := filepath.Join(shortDir(t), "zeros.bin")
-			for _, try := range tries {
-				assert.Contains(t, try, tt.prefix)
-				// Run as printed, in a shell; the output file goes to a
-				// temporary directory, not into the clone.
-				sh := exec.Command("/bin/sh", "-c", strings.Replace(try, "-o zeros.bin", "-o "+out, 1))
-				sh.Dir = orElse(where, shortDir(t))
-				sh.Env = append(os.Environ(), pathEnv)
-				b, err := sh.CombinedOutput()
-				require.NoError(t, err, "%s\n%s", try, b)
-			}
-			fi, err := os.Stat(out)
-			require.NoError(t, err)
-			assert.Equal(t, int64(16<<20), fi.Size())
-
-			require.NoError(t, syscall.Kill(-cmd.Process.Pid, syscall.SIGINT))
-			assert.Equal(t, "stopping", acommtest.WaitFor(t, lines, 10*time.Second, "demo --serve to stop on SIGINT"))
-			err = acommtest.WaitFor(t, exited, 10*time.Second, "demo --serve to exit")
-			exited <- err
-			if !tt.goRun { // go run itself exits 1 when interrupted
-				require.NoError(t, err, "demo --serve exits 0 on SIGINT")
-			}
-		})
-	}
-}
-
-// orElse returns a unless it is empty, else b.
-func orElse(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // TestCommandsLog checks that --log-format and --log-level apply to call,
@@ -220,6 +115,15 @@ func TestCommandsLog(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a stream's hint is a record too", func(t *testing.T) {
+		r := runAcomm(t, "--log-format", "json", "call", srv.Addr(), "text.blob")
+		require.Equal(t, exitOK, r.code, r.stderr)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(r.stderr)), &rec), r.stderr)
+		assert.Contains(t, rec["msg"], "carries a stream")
+		assert.NotEmpty(t, rec["stream_url"])
+		assert.Contains(t, rec["read_with"], binary+" stream ")
+	})
 	t.Run("-v is --verbose", func(t *testing.T) {
 		r := runAcomm(t, "-v", "call", srv.Addr(), "text.upper", `"x"`)
 		require.Equal(t, exitOK, r.code, r.stderr)
