@@ -97,8 +97,9 @@ type route struct {
 	bind func(id string) *url.URL
 	// send sends req and returns the features the receiver listed.
 	send func(ctx context.Context, req *acomm.Request) ([]string, error)
-	// giveUp, if set, tells the service that req is no longer awaited.
-	giveUp func(req *acomm.Request)
+	// giveUp tells the service that req is no longer awaited, where the
+	// tracker does not, and reports whether the service was told.
+	giveUp func(req *acomm.Request) (told bool)
 	// misdirected, if set, yields an error when the request's answer is
 	// posted where it cannot be taken (see hookEndpoint.misdirected).
 	misdirected <-chan error
@@ -147,19 +148,33 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 	case resp != nil && errors.As(resp.Error, &re):
 		return resp, taskErr(fmt.Errorf("task %s: %w", task, re))
 	case parent.Err() != nil:
-		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer; the service was told to cancel it", task))
+		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer%s", task, told(err)))
 	case errors.Is(err, acomm.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		msg := fmt.Sprintf("task %s: no answer within %s (--timeout)", task, c.timeout)
 		if d := hook.diagnosis(); d != "" {
 			msg += "; " + d
 		}
-		return nil, noAnswerErr(errors.New(msg))
+		return nil, noAnswerErr(errors.New(msg + told(err)))
 	}
 	return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, err))
 }
 
+// errServiceTold marks a request given up whose service was told to
+// cancel it.
+var errServiceTold = errors.New("the service was told to cancel it")
+
+// told returns what a message adds when err says the service was told to
+// cancel the request.
+func told(err error) string {
+	if errors.Is(err, errServiceTold) {
+		return "; " + errServiceTold.Error()
+	}
+	return ""
+}
+
 // unixRoute is the route to a service's unix socket: the tracker sends
-// the request, and tells the service when it is given up.
+// the request, and tells the service when it is given up (removed or
+// timed out), if its acknowledgements listed "cancel".
 func (c *caller) unixRoute(dest *url.URL) route {
 	return route{
 		hook: c.tracker.URL(),
@@ -167,6 +182,7 @@ func (c *caller) unixRoute(dest *url.URL) route {
 			err := c.tracker.Send(ctx, dest, req)
 			return acomm.PeerFeatures(dest), err
 		},
+		giveUp: func(*acomm.Request) bool { return slices.Contains(acomm.PeerFeatures(dest), "cancel") },
 	}
 }
 
@@ -184,10 +200,8 @@ func (c *caller) bridgeRoute(dest *url.URL, hook *hookEndpoint) route {
 			features = f
 			return f, err
 		},
-		giveUp: func(req *acomm.Request) {
-			if slices.Contains(features, "cancel") {
-				c.cancelAtBridge(dest, req)
-			}
+		giveUp: func(req *acomm.Request) bool {
+			return slices.Contains(features, "cancel") && c.cancelAtBridge(dest, req)
 		},
 		misdirected: hook.misdirected,
 	}
@@ -228,11 +242,15 @@ func (c *caller) exchange(ctx context.Context, dest *url.URL, task string, paylo
 	} else {
 		log.WithFields(logrus.Fields{"features": features, "took": since(start)}).Debug("request acknowledged")
 	}
-	giveUp := func(reason string) {
-		if r.giveUp != nil {
-			r.giveUp(req)
+	// giveUp gives the request up along r, and returns err marked when
+	// the service was told.
+	giveUp := func(err error, reason string) error {
+		told := r.giveUp(req)
+		log.WithFields(logrus.Fields{"waited": since(sent), "reason": reason, "service_told": told}).Debug("request given up")
+		if told {
+			return fmt.Errorf("%w (%w)", err, errServiceTold)
 		}
-		log.WithFields(logrus.Fields{"waited": since(sent), "reason": reason}).Debug("request given up; its service told to cancel it")
+		return err
 	}
 	var resp *acomm.Response
 	select {
@@ -244,17 +262,16 @@ func (c *caller) exchange(ctx context.Context, dest *url.URL, task string, paylo
 		resp = <-answers // answered as it was given up
 	case <-ctx.Done():
 		if c.tracker.RemoveRequest(req) {
-			giveUp(context.Cause(ctx).Error())
-			return nil, ctx.Err()
+			return nil, giveUp(ctx.Err(), context.Cause(ctx).Error())
 		}
 		resp = <-answers // answered, or timed out, as it was given up
 	}
 	var re *acomm.RemoteError
 	if errors.Is(resp.Error, acomm.ErrTimeout) && !errors.As(resp.Error, &re) {
-		giveUp("timed out") // the tracker's own timeout, at ctx's deadline
-	} else {
-		log.WithFields(logrus.Fields{"waited": since(sent), "total": since(start)}).Debug("answer received")
+		// The tracker's own timeout, at ctx's deadline.
+		return resp, giveUp(resp.Error, "timed out")
 	}
+	log.WithFields(logrus.Fields{"waited": since(sent), "total": since(start)}).Debug("answer received")
 	return resp, resp.Error
 }
 
@@ -353,12 +370,13 @@ const cancelNoticeTimeout = 2 * time.Second
 
 // cancelAtBridge sends the bridge at dest the cancel notice of req, with
 // req's own hook (the only one the bridge takes a notice with), so that
-// the bridge removes it and tells its service to cancel it.
-func (c *caller) cancelAtBridge(dest *url.URL, req *acomm.Request) {
+// the bridge removes it and tells its service to cancel it; it reports
+// whether the bridge took the notice.
+func (c *caller) cancelAtBridge(dest *url.URL, req *acomm.Request) bool {
 	notice, err := acomm.NewRequest(acomm.CancelTask, req.ResponseHook.String(), map[string]string{"id": req.ID}, nil, nil)
 	if err != nil {
 		c.log.WithError(err).Debug("cannot build the cancel notice")
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cancelNoticeTimeout)
 	defer cancel()
@@ -372,7 +390,9 @@ func (c *caller) cancelAtBridge(dest *url.URL, req *acomm.Request) {
 		log.WithField("status", status).WithField("answer", errorBody(body)).Warn("cancel notice refused; the service may run the request to its end")
 	default:
 		log.Debug("cancel notice sent")
+		return true
 	}
+	return false
 }
 
 // errorBody returns the message of a JSON error body ({"error":"…"}), or
