@@ -30,14 +30,14 @@ type hookEndpoint struct {
 	srv    *http.Server
 	served chan struct{}
 	log    logrus.FieldLogger
-
-	mu       sync.Mutex // protects the fields below
-	received int        // requests that reached the hook, on any path
-	stray    string     // the first request on another path, "POST /x"
 	// misdirected gets an error when the awaited answer is posted on a
 	// path the hook does not serve.
 	misdirected chan error
-	id          string // the request whose answer is awaited
+
+	mu       sync.Mutex // protects the fields below
+	id       string     // the request whose answer is awaited
+	received int        // requests that reached the hook, on any path
+	stray    string     // the first request on another path, "POST /x"
 }
 
 // startHook listens on --hook-listen and serves tr's answers there until
