@@ -155,7 +155,8 @@ path (/run/svc.sock, ./svc.sock), or an acomm bridge's http(s) URL.
 Exit status: 0 success, 1 the task answered with an error, 2 bad usage
 or input, 3 no answer (unreachable, refused, timed out), 130 interrupted
 by SIGINT (Ctrl-C; 143 by SIGTERM). A call interrupted, or past its
---timeout, tells the service to cancel the request.`,
+--timeout, tells the service to cancel the request, when the service (or
+bridge) takes cancel notices.`,
 		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -173,7 +174,7 @@ by SIGINT (Ctrl-C; 143 by SIGTERM). A call interrupted, or past its
 	root.SetVersionTemplate(versionLine())
 	pf := root.PersistentFlags()
 	pf.StringVar(&global.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
-	pf.StringVar(&global.logFormat, "log-format", "text", "log `FORMAT`: text or json")
+	pf.StringVar(&global.logFormat, "log-format", "text", "log `FORMAT`: text or json (with json, the error a command ends with is a JSON record too)")
 	pf.BoolVarP(&global.verbose, "verbose", "v", false, "log at debug level: request ids, addresses dialed, features negotiated, each step's timing (--log-level debug)")
 	root.AddCommand(newCallCmd(), newInfoCmd(), newPingCmd(), newStreamCmd(), newDemoCmd(), newBridgeCmd(), newVersionCmd())
 	return root

@@ -33,7 +33,7 @@ bridge's /stream URLs need the bridge's token (--token-file).
 
 A stream that sends nothing for --timeout ends in an error (exit 3), and
 so does a stream cut off before its end; an address that is a service's
-socket rather than a stream is refused (exit 2).`,
+socket rather than a stream, or not a socket at all, is refused (exit 2).`,
 		Example: `  acomm stream unix:///tmp/acomm-123/stream-9f2c.sock > result.bin
   acomm stream --token-file token -o result.bin 'http://bridge:8080/stream?addr=...'`,
 		Args: cobra.ExactArgs(1),
