@@ -52,18 +52,29 @@ func TestCommandsLog(t *testing.T) {
 	b := startBridge(t, srv)
 	tokenFile := tokenFileFor(t, b)
 
-	t.Run("an error is one JSON record", func(t *testing.T) {
-		r := runAcomm(t, "--log-format", "json", "call", filepath.Join(shortDir(t), "none.sock"), "t")
-		assert.Equal(t, exitNoAnswer, r.code)
-		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-		require.Len(t, lines, 1, r.stderr)
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(lines[0]), &rec), lines[0])
-		assert.Equal(t, "error", rec["level"])
-		assert.Equal(t, float64(exitNoAnswer), rec["exit"])
-		assert.Contains(t, rec["msg"], "none.sock")
-		assert.NotContains(t, rec["msg"], "acomm: ")
-	})
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no answer", []string{"--log-format", "json", "call", filepath.Join(shortDir(t), "none.sock"), "t"}, exitNoAnswer, "none.sock"},
+		{"usage", []string{"--log-format=json", "call"}, exitUsage, "arg(s)"},
+		{"before the flags are parsed", []string{"--log-format", "json", "nope"}, exitUsage, `unknown command "nope"`},
+	} {
+		t.Run("an error is one JSON record: "+tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			assert.Equal(t, tt.code, r.code)
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			require.Len(t, lines, 1, r.stderr)
+			var rec map[string]any
+			require.NoError(t, json.Unmarshal([]byte(lines[0]), &rec), lines[0])
+			assert.Equal(t, "error", rec["level"])
+			assert.Equal(t, float64(tt.code), rec["exit"])
+			assert.Contains(t, rec["msg"], tt.want)
+			assert.NotContains(t, rec["msg"], "acomm: ")
+		})
+	}
 
 	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)

@@ -90,8 +90,27 @@ func run(args []string) int {
 	case errors.As(err, &ee):
 		code = ee.code
 	}
+	if v, ok := argValue(args, "--log-format"); ok && global.logFormat != v {
+		global.logFormat = v // an error that came before the flags were parsed
+	}
 	reportError(os.Stderr, err, code)
 	return code
+}
+
+// argValue returns the value given to the flag name in args, as --name
+// value or --name=value, the last one given.
+func argValue(args []string, name string) (value string, ok bool) {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return value, ok
+		case a == name && i+1 < len(args):
+			value, ok = args[i+1], true
+		case strings.HasPrefix(a, name+"="):
+			value, ok = a[len(name)+1:], true
+		}
+	}
+	return value, ok
 }
 
 // interrupted is the cause of a command's context that a signal ended.
