@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +93,9 @@ func TestDemoServeCommandsRun(t *testing.T) {
 				assert.Contains(t, try, tt.prefix)
 				// Run as printed, in a shell; the output file goes to a
 				// temporary directory, not into the clone.
-				sh := exec.Command("/bin/sh", "-c", strings.Replace(try, "-o zeros.bin", "-o "+out, 1))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				sh := exec.CommandContext(ctx, "/bin/sh", "-c", strings.Replace(try, "-o zeros.bin", "-o "+out, 1))
 				sh.Dir = orElse(where, shortDir(t))
 				sh.Env = append(os.Environ(), pathEnv)
 				b, err := sh.CombinedOutput()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -196,8 +197,10 @@ func TestVersionCommand(t *testing.T) {
 	t.Run("a build from a checkout names its commit", func(t *testing.T) {
 		// A copy of the module's files committed in a fresh repository,
 		// built as the README says.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
 		root := moduleRoot(t)
-		ls, err := exec.Command("git", "-C", root, "ls-files", "-z", "-co", "--exclude-standard").Output()
+		ls, err := exec.CommandContext(ctx, "git", "-C", root, "ls-files", "-z", "-co", "--exclude-standard").Output()
 		require.NoError(t, err)
 		repo := shortDir(t)
 		for _, f := range strings.Split(strings.TrimRight(string(ls), "\x00"), "\x00") {
@@ -210,7 +213,7 @@ func TestVersionCommand(t *testing.T) {
 			require.NoError(t, os.WriteFile(filepath.Join(repo, f), b, 0o644))
 		}
 		git := func(args ...string) string {
-			cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
+			cmd := exec.CommandContext(ctx, "git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
 			cmd.Dir = repo
 			out, err := cmd.CombinedOutput()
 			require.NoError(t, err, "git %v: %s", args, out)
@@ -221,12 +224,12 @@ func TestVersionCommand(t *testing.T) {
 		git("commit", "-q", "-m", "snapshot")
 		rev := git("rev-parse", "HEAD")
 		bin := filepath.Join(shortDir(t), "acomm")
-		build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/acomm")
+		build := exec.CommandContext(ctx, "go", "build", "-buildvcs=true", "-o", bin, "./cmd/acomm")
 		build.Dir = repo
 		build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false") // as on machines that turn it off
 		out, err := build.CombinedOutput()
 		require.NoError(t, err, "%s", out)
-		got, err := exec.Command(bin, "version").Output()
+		got, err := exec.CommandContext(ctx, bin, "version").Output()
 		require.NoError(t, err)
 		assert.Contains(t, string(got), rev[:12])
 		assert.NotContains(t, string(got), "(devel)")
