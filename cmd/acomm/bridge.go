@@ -217,6 +217,7 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != "", "socket_activated": activated}).
 		Info("bridge listening")
 	warnConfig(log, ln.Addr(), token, routes)
+	warnLoopbackHooks(log, ln.Addr(), policy)
 
 	select {
 	case <-ctx.Done():
@@ -344,6 +345,22 @@ func warnConfig(log logrus.FieldLogger, addr net.Addr, token string, routes []br
 				Warn("route's socket path is not a socket: its requests will fail")
 		}
 	}
+}
+
+// warnLoopbackHooks warns when the bridge listens on loopback only, so
+// that its callers are on this machine, and yet may not post their
+// answers to a hook on loopback, where acomm call listens by default.
+func warnLoopbackHooks(log logrus.FieldLogger, addr net.Addr, policy *bridge.HookPolicy) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		return
+	}
+	loopback, _ := netip.AddrFromSlice(tcp.IP)
+	if policy.CheckAddr(loopback.Unmap()) == nil {
+		return
+	}
+	log.WithField("addr", addr.String()).
+		Warnf("listening on loopback only, for callers on this machine, whose hooks it may not post answers to: give --allow-hook %s", loopback.Unmap())
 }
 
 // parseRoute reads a --route: PATTERN=ADDRESS, the address written as

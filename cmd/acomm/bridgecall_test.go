@@ -118,6 +118,7 @@ func TestBridgeOnOneMachine(t *testing.T) {
 	t.Run("a bridge that refuses the hook says what to do", func(t *testing.T) {
 		cmd := exec.Command(binary, "bridge", "--listen", "127.0.0.1:0", "--route", "disk.*="+srv.URL().String())
 		b := runBridgeCmd(t, cmd)
+		assert.Contains(t, b.waitLine(t, "listening on loopback only"), "give --allow-hook 127.0.0.1")
 		r := runAcomm(t, "call", b.base+"/requests", "disk.usage", `{"path":"/"}`)
 		assert.Equal(t, exitUsage, r.code, r.stderr)
 		for _, want := range []string{"403", "start the bridge with --allow-hook 127.0.0.1", "--hook-listen"} {
