@@ -135,13 +135,14 @@ func TestBridgeOnOneMachine(t *testing.T) {
 func TestCallThroughBridgeCancels(t *testing.T) {
 	t.Run("SIGINT cancels the handler", func(t *testing.T) {
 		_, srv := startServices(t)
-		b := startBridge(t, srv)
+		b := startBridge(t, srv, "--metrics", "127.0.0.1:0")
 		cmd := exec.Command(binary, "-v", "call", "--token-file", tokenFileFor(t, b), "--timeout", "1m", b.base+"/requests", "text.slow")
 		code, stderr := interruptWhenRunning(t, cmd, srv, os.Interrupt)
 		assert.Equal(t, exitSignal+int(syscall.SIGINT), code, stderr)
 		assert.Contains(t, stderr, "interrupted before an answer")
 		assert.Eventually(t, func() bool { return srv.Stats().Cancelled == 1 }, 5*time.Second, 5*time.Millisecond,
-			"the handler cancelled through the bridge: %s\n%s", stderr, b.stderr)
+			"the handler cancelled through the bridge: %s", stderr)
+		assert.Equal(t, 1.0, scrapeMetric(t, b.metricsURL(t), "acomm_tracker_cancel_notices_total"))
 	})
 
 	for _, tt := range []struct {
