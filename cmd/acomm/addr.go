@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -49,4 +50,27 @@ func parseAddress(s string) (*url.URL, error) {
 // starting with ./ or ../ (a bare name would be ambiguous with a URL).
 func isPath(s string) bool {
 	return strings.HasPrefix(s, "/") || strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../")
+}
+
+// checkSocket fails with exit status 2 when the unix address u names
+// something that is there but is not a socket, such as a regular file or
+// a directory: dialing it would fail with "connection refused", which
+// points the wrong way. A path that is not there is left to the dial,
+// which says so.
+func checkSocket(u *url.URL) error {
+	if u.Scheme != "unix" {
+		return nil
+	}
+	fi, err := os.Stat(u.Path)
+	if err != nil || fi.Mode()&os.ModeSocket != 0 {
+		return nil
+	}
+	kind := "a regular file"
+	switch {
+	case fi.IsDir():
+		kind = "a directory"
+	case !fi.Mode().IsRegular():
+		kind = "a " + fi.Mode().Type().String() + " file"
+	}
+	return usageErr("%s is not a unix socket: it is %s", u.Path, kind)
 }

@@ -58,7 +58,9 @@ Answers are never delivered to loopback, link-local, unspecified or
 multicast addresses, nor to this machine's own addresses, checked on the
 address actually dialed: a caller must not make the bridge reach what only
 the bridge can reach. --allow-hook opens a CIDR range, an address or a
-host name (repeatable). Deliveries never follow redirects.
+host name (repeatable): --allow-hook 127.0.0.1 for callers on this
+machine, such as acomm call, whose hook listens there by default.
+Deliveries never follow redirects.
 
 SIGINT or SIGTERM stops the bridge: it stops taking requests and delivers
 the answers still due within --drain, then exits, whatever the hooks do.
@@ -67,8 +69,9 @@ Under systemd, the bridge may be socket-activated: it then serves the
 socket systemd passes (LISTEN_FDS) and takes no --listen; see
 contrib/systemd. --metrics serves Prometheus metrics (the tracker's
 counters, hook-delivery latency) on a separate address, without token.`,
-		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token`,
-		Args:    cobra.NoArgs,
+		Example: `  acomm bridge --listen :8080 --route 'disk.*=unix:///run/disk.sock' --token-file /etc/acomm/token
+  acomm bridge --listen 127.0.0.1:8080 --route 'disk.*=unix:///run/disk.sock' --allow-hook 127.0.0.1   # callers on this machine`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBridge(cmd.Context(), f)
 		},
@@ -214,6 +217,7 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "advertise": base.String(), "routes": len(routes), "auth": token != "", "socket_activated": activated}).
 		Info("bridge listening")
 	warnConfig(log, ln.Addr(), token, routes)
+	warnLoopbackHooks(log, ln.Addr(), policy)
 
 	select {
 	case <-ctx.Done():
@@ -341,6 +345,22 @@ func warnConfig(log logrus.FieldLogger, addr net.Addr, token string, routes []br
 				Warn("route's socket path is not a socket: its requests will fail")
 		}
 	}
+}
+
+// warnLoopbackHooks warns when the bridge listens on loopback only, so
+// that its callers are on this machine, and yet may not post their
+// answers to a hook on loopback, where acomm call listens by default.
+func warnLoopbackHooks(log logrus.FieldLogger, addr net.Addr, policy *bridge.HookPolicy) {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		return
+	}
+	loopback, _ := netip.AddrFromSlice(tcp.IP)
+	if policy.CheckAddr(loopback.Unmap()) == nil {
+		return
+	}
+	log.WithField("addr", addr.String()).
+		Warnf("listening on loopback only, for callers on this machine, whose hooks it may not post answers to: give --allow-hook %s", loopback.Unmap())
 }
 
 // parseRoute reads a --route: PATTERN=ADDRESS, the address written as

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -45,13 +46,21 @@ that reads it; a stream can be read once, and expires when nobody reads it.
 
 The address is a unix socket (unix:///run/svc.sock, /run/svc.sock,
 ./svc.sock) or an acomm bridge (http://host:8080/requests). For a bridge,
-the answer is received on a temporary HTTP endpoint (--hook-listen) that
-the bridge must be able to reach, and the bearer token in --token-file is
-sent to the bridge, and to nothing else.`,
+the answer is received on a temporary HTTP endpoint (--hook-listen, by
+default on 127.0.0.1) that the bridge must be able to reach and be allowed
+to post to: a bridge refuses local addresses unless started with
+--allow-hook (--allow-hook 127.0.0.1 for a bridge on this machine). The
+bearer token in --token-file is sent to the bridge, and to nothing else.
+Without an answer, the message says what reached the hook: nothing, or a
+request on another path than the hook's (a wrong --hook-url).
+
+Interrupted (Ctrl-C, SIGTERM) or past --timeout, the call tells the
+service to cancel the request (through a bridge, with a cancel notice).`,
 		Example: `  acomm call /run/disk.sock disk.usage '{"path":"/"}'
   echo '{"path":"/"}' | acomm call unix:///run/disk.sock disk.usage -
   acomm call --full /run/disk.sock disk.usage @args.json
   acomm call --token-file token http://bridge:8080/requests disk.usage '{"path":"/"}'
+  acomm call http://127.0.0.1:8080/requests disk.usage '{"path":"/"}'   # a bridge on this machine, started with --allow-hook 127.0.0.1
   acomm call -o image.raw /run/img.sock image.export '{"id":7}'`,
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -151,10 +160,10 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 		return err
 	}
 	if out == nil {
-		printStreamHint(cmd.ErrOrStderr(), resp.StreamURL, token != "", f.remote.tokenFile)
+		printStreamHint(cmd.ErrOrStderr(), c.log, resp.StreamURL, token != "", f.remote.tokenFile)
 		return nil
 	}
-	return out.save(cmd.Context(), cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
+	return out.save(cmd.Context(), c.log, cmd.ErrOrStderr(), resp.StreamURL, token, f.timeout)
 }
 
 // printResponse prints resp's result, or all of resp with full, as JSON:
@@ -192,15 +201,23 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// printStreamHint tells where the response's stream is and how to read it.
-func printStreamHint(w io.Writer, u *url.URL, withToken bool, tokenFile string) {
-	read := "acomm stream "
+// printStreamHint tells where the response's stream is and how to read
+// it, with the command written the way this one was started (see
+// invocation); with --log-format json, as a log record.
+func printStreamHint(w io.Writer, log logrus.FieldLogger, u *url.URL, withToken bool, tokenFile string) {
+	self, _ := invocation()
+	read := self + " stream "
 	if withToken && tokenFile != "" {
 		read += "--token-file " + shellQuote(tokenFile) + " "
 	}
-	read += shellQuote(u.String())
-	fmt.Fprintf(w, "acomm: the response carries a stream (readable once, until it expires): %s\n", u)
-	fmt.Fprintf(w, "acomm: read it with: %s > FILE\n", read)
+	read += shellQuote(u.String()) + " > FILE"
+	const carries = "the response carries a stream (readable once, until it expires)"
+	if global.logFormat == "json" {
+		log.WithFields(logrus.Fields{"stream_url": u.String(), "read_with": read}).Info(carries)
+		return
+	}
+	fmt.Fprintf(w, "acomm: %s: %s\n", carries, u)
+	fmt.Fprintf(w, "acomm: read it with: %s\n", read)
 }
 
 // shellQuote quotes s for a POSIX shell when it needs quoting.

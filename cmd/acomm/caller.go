@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,11 +11,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/acommgo/acomm"
-	"github.com/acommgo/acomm/bridge"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
@@ -41,6 +43,7 @@ type caller struct {
 	remote  remoteFlags
 	token   string
 	timeout time.Duration
+	log     logrus.FieldLogger
 }
 
 // newCaller returns a caller with a running tracker; close it.
@@ -66,7 +69,7 @@ func newCaller(remote remoteFlags, timeout time.Duration) (*caller, error) {
 	if err != nil {
 		return nil, noAnswerErr(err)
 	}
-	return &caller{tracker: tracker, remote: remote, token: token, timeout: timeout}, nil
+	return &caller{tracker: tracker, remote: remote, token: token, timeout: timeout, log: log}, nil
 }
 
 // close stops the caller's tracker.
@@ -84,23 +87,52 @@ func readToken(path string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// route is the way of a request to its service: the hook its answer
+// comes to, how it is sent, and how the service learns that the caller
+// gave up, where the tracker does not tell it.
+type route struct {
+	// hook is the response hook of its requests; bind, if set, makes
+	// one for the request with id (see Tracker.BindHook).
+	hook *url.URL
+	bind func(id string) *url.URL
+	// send sends req and returns the features the receiver listed.
+	send func(ctx context.Context, req *acomm.Request) ([]string, error)
+	// giveUp tells the service that req is no longer awaited, where the
+	// tracker does not, and reports whether the service was told.
+	giveUp func(req *acomm.Request) (told bool)
+	// misdirected, if set, yields an error when the request's answer is
+	// posted where it cannot be taken (see hookEndpoint.misdirected).
+	misdirected <-chan error
+}
+
 // call sends task with payload to dest and waits for the answer. Its
 // error carries the exit status: 1 for an error the task answered with,
-// 2 for a request the bridge found invalid, 3 for no answer. The
-// response is returned with a task error too.
+// 2 for a request the bridge found invalid, or an address that is not a
+// socket, 3 for no answer. The response is returned with a task error
+// too. A call interrupted, or past its timeout, tells the service to
+// cancel the request.
 func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload any) (*acomm.Response, error) {
+	if err := checkSocket(dest); err != nil {
+		return nil, err
+	}
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var (
-		resp *acomm.Response
-		err  error
+		r    route
+		hook *hookEndpoint
 	)
 	if dest.Scheme == "unix" {
-		resp, err = c.tracker.Call(ctx, dest, task, payload)
+		r = c.unixRoute(dest)
 	} else {
-		resp, err = c.callBridge(ctx, dest, task, payload)
+		var err error
+		if hook, err = startHook(c.tracker, c.remote, c.log); err != nil {
+			return nil, err
+		}
+		defer hook.close()
+		r = c.bridgeRoute(dest, hook)
 	}
+	resp, err := c.exchange(ctx, dest, task, payload, r)
 	if err == nil {
 		return resp, nil
 	}
@@ -116,86 +148,155 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 	case resp != nil && errors.As(resp.Error, &re):
 		return resp, taskErr(fmt.Errorf("task %s: %w", task, re))
 	case parent.Err() != nil:
-		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer", task))
+		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer%s", task, told(err)))
 	case errors.Is(err, acomm.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
-		return nil, noAnswerErr(fmt.Errorf("task %s: no answer within %s (--timeout)", task, c.timeout))
+		msg := fmt.Sprintf("task %s: no answer within %s (--timeout)", task, c.timeout)
+		if d := hook.diagnosis(); d != "" {
+			msg += "; " + d
+		}
+		return nil, noAnswerErr(errors.New(msg + told(err)))
 	}
 	return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, err))
 }
 
-// callBridge sends a request to an acomm bridge over HTTP and waits for its
-// answer on a temporary HTTP hook.
-func (c *caller) callBridge(ctx context.Context, dest *url.URL, task string, payload any) (*acomm.Response, error) {
-	ln, err := net.Listen("tcp", c.remote.hookListen)
-	if err != nil {
-		return nil, usageErr("--hook-listen %s: %w", c.remote.hookListen, err)
-	}
-	hook, err := hookURL(c.remote.hookURL, ln.Addr())
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
-	br := &bridge.Bridge{Tracker: c.tracker}
-	srv := bridge.NewHTTPServer(ln.Addr().String(), br.Handler())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-served
-	}()
+// errServiceTold marks a request given up whose service was told to
+// cancel it.
+var errServiceTold = errors.New("the service was told to cancel it")
 
+// told returns what a message adds when err says the service was told to
+// cancel the request.
+func told(err error) string {
+	if errors.Is(err, errServiceTold) {
+		return "; " + errServiceTold.Error()
+	}
+	return ""
+}
+
+// unixRoute is the route to a service's unix socket: the tracker sends
+// the request, and tells the service when it is given up (removed or
+// timed out), if its acknowledgements listed "cancel".
+func (c *caller) unixRoute(dest *url.URL) route {
+	return route{
+		hook: c.tracker.URL(),
+		send: func(ctx context.Context, req *acomm.Request) ([]string, error) {
+			err := c.tracker.Send(ctx, dest, req)
+			return acomm.PeerFeatures(dest), err
+		},
+		giveUp: func(*acomm.Request) bool { return slices.Contains(acomm.PeerFeatures(dest), "cancel") },
+	}
+}
+
+// bridgeRoute is the route through the bridge at dest: the request is
+// POSTed with the bearer token, its answer comes to the command's hook,
+// and when it is given up the bridge is sent a cancel notice, if it takes
+// them, with the request's own hook, as a bridge requires.
+func (c *caller) bridgeRoute(dest *url.URL, hook *hookEndpoint) route {
+	var features []string
+	return route{
+		hook: hook.url,
+		bind: hook.bind,
+		send: func(ctx context.Context, req *acomm.Request) ([]string, error) {
+			f, err := c.postRequest(ctx, dest, req)
+			features = f
+			return f, err
+		},
+		giveUp: func(req *acomm.Request) bool {
+			return slices.Contains(features, "cancel") && c.cancelAtBridge(dest, req)
+		},
+		misdirected: hook.misdirected,
+	}
+}
+
+// exchange sends a request for task with payload along r and waits for
+// its answer, or the end of ctx; then it removes the request, which tells
+// a unix service to cancel it, and gives it up along r. It logs each step
+// at debug level.
+func (c *caller) exchange(ctx context.Context, dest *url.URL, task string, payload any, r route) (*acomm.Response, error) {
 	answers := make(chan *acomm.Response, 1)
 	handle := func(_ *acomm.Request, resp *acomm.Response) { answers <- resp }
-	req, err := acomm.NewRequest(task, hook, payload, handle, handle)
+	req, err := acomm.NewRequest(task, r.hook.String(), payload, handle, handle)
 	if err != nil {
 		return nil, usageErr("%w", err)
 	}
-	// Only the bridge sent this request may answer it at our hook.
-	req.ResponseHook = c.tracker.BindHook(req.ResponseHook, req.ID)
+	if r.bind != nil {
+		req.ResponseHook = r.bind(req.ID)
+	}
+	log := c.log.WithFields(logrus.Fields{"id": req.ID, "task": task, "addr": dest.Redacted()})
+	start := time.Now()
 	if err := c.tracker.TrackRequest(req, time.Until(deadlineOf(ctx))); err != nil {
 		return nil, err
 	}
-	if err := c.postRequest(ctx, dest, req); err != nil {
+	log.WithField("hook", r.hook.Redacted()).Debug("sending request") // without the request's capability
+	// A send under way when the caller gives up is not cut short: its
+	// acknowledgement tells whether the receiver takes a cancel notice,
+	// and the request may have reached the service by then.
+	sctx, stop := graceAfter(ctx, cancelNoticeTimeout)
+	features, err := r.send(sctx, req)
+	stop()
+	sent := time.Now()
+	if err != nil {
+		log.WithError(err).WithField("took", since(start)).Debug("send failed")
 		if c.tracker.RemoveRequest(req) {
 			return nil, err
 		}
+	} else {
+		log.WithFields(logrus.Fields{"features": features, "took": since(start)}).Debug("request acknowledged")
 	}
+	// giveUp gives the request up along r, and returns err marked when
+	// the service was told.
+	giveUp := func(err error, reason string) error {
+		told := r.giveUp(req)
+		log.WithFields(logrus.Fields{"waited": since(sent), "reason": reason, "service_told": told}).Debug("request given up")
+		if told {
+			return fmt.Errorf("%w (%w)", err, errServiceTold)
+		}
+		return err
+	}
+	var resp *acomm.Response
 	select {
-	case resp := <-answers:
-		return resp, resp.Error
+	case resp = <-answers:
+	case err := <-r.misdirected:
+		if c.tracker.RemoveRequest(req) {
+			return nil, err
+		}
+		resp = <-answers // answered as it was given up
 	case <-ctx.Done():
-		c.tracker.RemoveRequest(req)
-		return nil, ctx.Err()
+		if c.tracker.RemoveRequest(req) {
+			return nil, giveUp(ctx.Err(), context.Cause(ctx).Error())
+		}
+		resp = <-answers // answered, or timed out, as it was given up
 	}
+	var re *acomm.RemoteError
+	if errors.Is(resp.Error, acomm.ErrTimeout) && !errors.As(resp.Error, &re) {
+		// The tracker's own timeout, at ctx's deadline.
+		return resp, giveUp(resp.Error, "timed out")
+	}
+	log.WithFields(logrus.Fields{"waited": since(sent), "total": since(start)}).Debug("answer received")
+	return resp, resp.Error
 }
 
-// hookURL returns the URL the bridge should post the answer to: --hook-url
-// when given, else the listener's address, with this host's name in place
-// of an unspecified address (0.0.0.0, ::), which a remote bridge could not
-// reach.
-func hookURL(flagURL string, addr net.Addr) (string, error) {
-	if flagURL != "" {
-		u, err := url.Parse(flagURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", usageErr("invalid --hook-url %q: want http(s)://host:port/path", flagURL)
+// graceAfter returns a context that ends grace after ctx does, or when
+// stop is called.
+func graceAfter(ctx context.Context, grace time.Duration) (_ context.Context, stop context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancel()
+			case <-gctx.Done():
+			}
+		case <-gctx.Done():
 		}
-		return flagURL, nil
-	}
-	host, port, _ := net.SplitHostPort(addr.String())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		h, err := os.Hostname()
-		if err != nil {
-			return "", usageErr("--hook-listen %s: cannot name this host; give --hook-url", addr)
-		}
-		host = h
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/responses", nil
+	}()
+	return gctx, cancel
 }
+
+// since returns the time since t, rounded for a log.
+func since(t time.Time) string { return time.Since(t).Round(time.Microsecond).String() }
 
 // deadlineOf returns ctx's deadline, or a minute from now.
 func deadlineOf(ctx context.Context) time.Time {
@@ -205,19 +306,50 @@ func deadlineOf(ctx context.Context) time.Time {
 	return time.Now().Add(time.Minute)
 }
 
-// postRequest POSTs req to a bridge with the bearer token and checks the
-// acknowledgement. A refusal carries the exit status its HTTP status
-// means: 1 for a task the bridge has no route for (as a service answers
-// an unknown task), 2 for a request it found invalid or too large, 3
-// otherwise.
-func (c *caller) postRequest(ctx context.Context, dest *url.URL, req *acomm.Request) error {
+// postRequest POSTs req to a bridge with the bearer token, checks the
+// acknowledgement and returns the features it lists. A refusal carries
+// the exit status its HTTP status means: 1 for a task the bridge has no
+// route for (as a service answers an unknown task), 2 for a request it
+// found invalid or too large, or whose hook it refuses (see hookRefusal),
+// 3 otherwise.
+func (c *caller) postRequest(ctx context.Context, dest *url.URL, req *acomm.Request) ([]string, error) {
+	status, ackBody, err := c.post(ctx, dest, req)
+	if err != nil {
+		return nil, fmt.Errorf("post request: %w", err)
+	}
+	if status/100 != 2 {
+		err := fmt.Errorf("bridge answered %d %s: %s", status, http.StatusText(status), errorBody(ackBody))
+		switch {
+		case status == http.StatusNotFound:
+			return nil, taskErr(err)
+		case status == http.StatusBadRequest, status == http.StatusRequestEntityTooLarge:
+			return nil, withCode(exitUsage, err)
+		case status == http.StatusForbidden && isHookRefusal(errorBody(ackBody)):
+			return nil, hookRefusal(err, req.ResponseHook)
+		}
+		return nil, noAnswerErr(err)
+	}
+	var ack acomm.Response
+	if json.Unmarshal(ackBody, &ack) == nil && ack.Error != nil {
+		return nil, fmt.Errorf("bridge refused the request: %w", ack.Error)
+	}
+	var listed struct {
+		Features []string `json:"features"`
+	}
+	_ = json.Unmarshal(ackBody, &listed)
+	return listed.Features, nil
+}
+
+// post POSTs req to a bridge with the bearer token and returns the status
+// and body of its answer.
+func (c *caller) post(ctx context.Context, dest *url.URL, req *acomm.Request) (int, []byte, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, dest.String(), strings.NewReader(string(body)))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, dest.String(), bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	if c.token != "" {
@@ -225,25 +357,42 @@ func (c *caller) postRequest(ctx context.Context, dest *url.URL, req *acomm.Requ
 	}
 	hresp, err := httpClient.Do(hreq)
 	if err != nil {
-		return fmt.Errorf("post request: %w", err)
+		return 0, nil, err
 	}
 	defer hresp.Body.Close()
 	ackBody, _ := io.ReadAll(io.LimitReader(hresp.Body, 1<<20))
-	if hresp.StatusCode/100 != 2 {
-		err := fmt.Errorf("bridge answered %s: %s", hresp.Status, errorBody(ackBody))
-		switch hresp.StatusCode {
-		case http.StatusNotFound:
-			return taskErr(err)
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
-			return withCode(exitUsage, err)
-		}
-		return noAnswerErr(err)
+	return hresp.StatusCode, ackBody, nil
+}
+
+// cancelNoticeTimeout bounds the sending of a cancel notice: it only saves
+// the service work, and the command is exiting.
+const cancelNoticeTimeout = 2 * time.Second
+
+// cancelAtBridge sends the bridge at dest the cancel notice of req, with
+// req's own hook (the only one the bridge takes a notice with), so that
+// the bridge removes it and tells its service to cancel it; it reports
+// whether the bridge took the notice.
+func (c *caller) cancelAtBridge(dest *url.URL, req *acomm.Request) bool {
+	notice, err := acomm.NewRequest(acomm.CancelTask, req.ResponseHook.String(), map[string]string{"id": req.ID}, nil, nil)
+	if err != nil {
+		c.log.WithError(err).Debug("cannot build the cancel notice")
+		return false
 	}
-	var ack acomm.Response
-	if json.Unmarshal(ackBody, &ack) == nil && ack.Error != nil {
-		return fmt.Errorf("bridge refused the request: %w", ack.Error)
+	ctx, cancel := context.WithTimeout(context.Background(), cancelNoticeTimeout)
+	defer cancel()
+	start := time.Now()
+	status, body, err := c.post(ctx, dest, notice)
+	log := c.log.WithFields(logrus.Fields{"id": req.ID, "notice": notice.ID, "addr": dest.Redacted(), "took": since(start)})
+	switch {
+	case err != nil:
+		log.WithError(err).Warn("cancel notice not sent; the service may run the request to its end")
+	case status/100 != 2:
+		log.WithField("status", status).WithField("answer", errorBody(body)).Warn("cancel notice refused; the service may run the request to its end")
+	default:
+		log.Debug("cancel notice sent")
+		return true
 	}
-	return nil
+	return false
 }
 
 // errorBody returns the message of a JSON error body ({"error":"…"}), or

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -147,7 +144,7 @@ func TestCallOutput(t *testing.T) {
 		r := runAcomm(t, "call", svc, "text.blob")
 		require.Equal(t, exitOK, r.code, r.stderr)
 		assert.Equal(t, "\"blob\"\n", r.stdout)
-		m := regexp.MustCompile(`read it with: (acomm stream (\S+)) > FILE`).FindStringSubmatch(r.stderr)
+		m := regexp.MustCompile(`read it with: (` + regexp.QuoteMeta(binary) + ` stream (\S+)) > FILE`).FindStringSubmatch(r.stderr)
 		require.NotNil(t, m, r.stderr)
 		r = runAcomm(t, "stream", m[2])
 		require.Equal(t, exitOK, r.code, r.stderr)
@@ -393,66 +390,11 @@ func TestStreamCommandFailures(t *testing.T) {
 	})
 }
 
-func TestDemoServe(t *testing.T) {
-	cmd := exec.Command(binary, "demo", "--serve")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	lines := make(chan string, 32)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	var tries []string
-	for line := range lines {
-		if l, ok := strings.CutPrefix(line, "  acomm "); ok {
-			tries = append(tries, l)
-		}
-		if strings.HasPrefix(line, "press Ctrl-C") {
-			break
-		}
-	}
-	require.NotEmpty(t, tries)
-	path := filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")
-	for _, try := range tries {
-		t.Run(try, func(t *testing.T) {
-			// The printed commands are for a shell: run them with one.
-			sh := exec.Command("/bin/sh", "-c", "acomm "+try)
-			sh.Dir = shortDir(t)
-			sh.Env = append(os.Environ(), "PATH="+path)
-			out, err := sh.CombinedOutput()
-			require.NoError(t, err, "%s\n%s", try, out)
-		})
-	}
-	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
-	select {
-	case err := <-exited:
-		require.NoError(t, err)
-		exited <- nil
-	case <-time.After(10 * time.Second):
-		t.Fatal("demo --serve did not stop on SIGINT")
-	}
-}
-
 // fakeBridge is a bridge that answers every request with a stream URL of
 // another origin, as a hostile or confused bridge might.
 func fakeBridge(t *testing.T, streamURL string) string {
 	t.Helper()
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req := &acomm.Request{}
-		if err := json.NewDecoder(r.Body).Decode(req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	return requestServer(t, func(w http.ResponseWriter, _ *http.Request, req *acomm.Request) {
 		_, _ = fmt.Fprintf(w, `{"id":%q,"error":""}`, req.ID)
 		go func() {
 			body := fmt.Sprintf(`{"id":%q,"result":"x","stream_url":%q,"error":""}`, req.ID, streamURL)
@@ -461,12 +403,7 @@ func fakeBridge(t *testing.T, streamURL string) string {
 				_ = resp.Body.Close()
 			}
 		}()
-	}))
-	t.Cleanup(func() {
-		hs.Close()
-		http.DefaultClient.CloseIdleConnections()
 	})
-	return hs.URL + "/requests"
 }
 
 func TestCallSendsTokenOnlyToItsOrigin(t *testing.T) {
@@ -498,7 +435,7 @@ func TestCallSendsTokenOnlyToItsOrigin(t *testing.T) {
 		bridge := fakeBridge(t, other.URL+"/stream?addr=x")
 		r := runAcomm(t, "call", "--token-file", tokenFile, bridge, "t")
 		require.Equal(t, exitOK, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "read it with: acomm stream '"+other.URL)
+		assert.Contains(t, r.stderr, "read it with: "+binary+" stream '"+other.URL)
 		assert.NotContains(t, r.stderr, "--token-file")
 	})
 	t.Run("a unix stream named by a bridge is not read", func(t *testing.T) {
@@ -533,35 +470,4 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 
 	r = runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile + ".none"}}, "stream", hs.URL+"/stream")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
-}
-
-func TestCallInterruptCancelsHandler(t *testing.T) {
-	// Ctrl-C on a call: the command tells the service before it exits,
-	// and the handler's context is cancelled (issue 12), rather than left
-	// to run until the call's --timeout.
-	_, srv := startServices(t)
-	cmd := exec.Command(binary, "call", "--timeout", "1m", srv.Addr(), "text.slow")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	require.Eventually(t, func() bool { return srv.Stats().InFlight == 1 }, 10*time.Second, 5*time.Millisecond, "the handler to start")
-	require.NoError(t, cmd.Process.Signal(os.Interrupt))
-	var err error
-	select {
-	case err = <-exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the command did not exit on SIGINT")
-	}
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee, stderr.String())
-	assert.NotEqual(t, exitOK, ee.ExitCode(), stderr.String())
-	t.Logf("exit %d: %s", ee.ExitCode(), stderr.String())
-	assert.Eventually(t, func() bool { return srv.Stats().Cancelled == 1 }, 5*time.Second, 5*time.Millisecond, "the handler cancelled by the caller")
-	exited <- err // for the cleanup
 }

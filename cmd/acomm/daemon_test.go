@@ -81,9 +81,7 @@ func TestBridgeWarnings(t *testing.T) {
 func TestBridgeMetrics(t *testing.T) {
 	_, srv := startServices(t)
 	b := startBridge(t, srv, "--metrics", "127.0.0.1:0")
-	line := b.waitLine(t, "serving metrics")
-	m := regexp.MustCompile(`http://[0-9.:]+/metrics`).FindString(line)
-	require.NotEmpty(t, m, line)
+	m := b.metricsURL(t)
 
 	hook, answers := hookServer(t)
 	body := `{"id":"m1","task":"text.upper","responsehook":"` + hook + `","args":"x"}`
@@ -95,36 +93,50 @@ func TestBridgeMetrics(t *testing.T) {
 		t.Fatal("no answer at the hook")
 	}
 
-	metric := func(name string) float64 {
-		// The delivery is observed after the hook acknowledged it:
-		// poll until it shows, bounded.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			resp, err := http.Get(m)
-			require.NoError(t, err)
-			sc := bufio.NewScanner(resp.Body)
-			for sc.Scan() {
-				if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-					f, err := strconv.ParseFloat(v, 64)
-					require.NoError(t, err)
-					_, _ = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-					if f > 0 || time.Now().After(deadline) {
-						return f
-					}
-				}
-			}
-			_ = resp.Body.Close()
-			if time.Now().After(deadline) {
-				t.Fatalf("no metric %s at %s", name, m)
-			}
-			time.Sleep(20 * time.Millisecond) // polling a scrape endpoint
-		}
-	}
+	metric := func(name string) float64 { return scrapeMetric(t, m, name) }
 	assert.Equal(t, 1.0, metric("acomm_tracker_answered_total"))
 	assert.Equal(t, 1.0, metric("acomm_tracker_tracked_total"))
 	assert.Equal(t, 1.0, metric(`acomm_bridge_hook_delivery_seconds_count{result="ok"}`))
 	assert.Equal(t, 0.0, metric("acomm_tracker_in_flight"))
+}
+
+// metricsURL returns the URL at which the bridge, started with --metrics,
+// serves its metrics.
+func (b *bridgeProc) metricsURL(t *testing.T) string {
+	t.Helper()
+	line := b.waitLine(t, "serving metrics")
+	m := regexp.MustCompile(`http://[0-9.:]+/metrics`).FindString(line)
+	require.NotEmpty(t, m, line)
+	return m
+}
+
+// scrapeMetric returns the value of the metric name at the metrics URL m,
+// once it is positive (counters are updated after the events they count
+// are seen), or after 10 seconds.
+func scrapeMetric(t *testing.T, m, name string) float64 {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(m)
+		require.NoError(t, err)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if f > 0 || time.Now().After(deadline) {
+					return f
+				}
+			}
+		}
+		_ = resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no metric %s at %s", name, m)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a scrape endpoint
+	}
 }
 
 func TestBridgeMetricsAddressInUse(t *testing.T) {

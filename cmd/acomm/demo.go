@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -148,19 +151,117 @@ func serveDemo(ctx context.Context, out io.Writer) error {
 	}
 	defer d.stop()
 	text, blob := d.text.Addr(), d.blob.Addr()
-	fmt.Fprintf(out, `demo services running: %s and %s
-try, from another shell:
-  acomm ping %s
-  acomm info %s
-  acomm call %s upper '"hello"'
-  echo '[1,2,3]' | acomm call %s sum -
-  acomm call -o zeros.bin %s blob 16
-  acomm call %s blob 1    # prints the stream's URL and the command that reads it
-press Ctrl-C to stop
-`, text, blob, text, text, text, text, blob, blob)
+	self, where := invocation()
+	if where != "" {
+		where = " in " + shellQuote(where)
+	}
+	fmt.Fprintf(out, "demo services running: %s and %s\ntry, from another shell%s:\n", text, blob, where)
+	for _, try := range []string{
+		"ping " + text,
+		"info " + text,
+		"call " + text + ` upper '"hello"'`,
+		"call -o zeros.bin " + blob + " blob 16",
+		"call " + blob + " blob 1    # prints the stream's URL and the command that reads it",
+	} {
+		fmt.Fprintf(out, "  %s %s\n", self, try)
+	}
+	fmt.Fprintf(out, "  echo '[1,2,3]' | %s call %s sum -\npress Ctrl-C to stop\n", self, text)
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping")
 	return nil
+}
+
+// invocation returns the command that runs this program again from a
+// shell, the way it was started, and the directory to run it in when it
+// matters: its name when it was found on PATH (acomm), its absolute path
+// when it was started by path, or go run with its package's directory
+// when go run built it (in the directory it was run from, so that the
+// package path reads as it was typed: go run ./cmd/acomm from a clone).
+func invocation() (cmd, dir string) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "acomm", ""
+	}
+	if isGoRun(exe) {
+		if pkg, wd, ok := goRunPackage(); ok {
+			return "go run " + shellQuote(pkg), wd
+		}
+		return shellQuote(exe), "" // there until go run exits, with the demo
+	}
+	name := os.Args[0]
+	if !strings.ContainsRune(name, filepath.Separator) {
+		if found, err := exec.LookPath(name); err == nil && sameFile(found, exe) {
+			return shellQuote(name), ""
+		}
+	}
+	return shellQuote(exe), ""
+}
+
+// isGoRun reports whether exe is a binary that go run built: it lives in
+// a go-build temporary directory (.../go-build123/b001/exe/acomm), or in
+// the build cache, where go run keeps what it built
+// (.../go-build/0d/<64 hex digits>-d/acomm).
+func isGoRun(exe string) bool {
+	dir := filepath.Base(filepath.Dir(exe))
+	return dir == "exe" && strings.Contains(exe, string(filepath.Separator)+"go-build") || goRunCacheDir.MatchString(dir)
+}
+
+// goRunCacheDir matches the name of the build cache's directory of an
+// executable that go run built.
+var goRunCacheDir = regexp.MustCompile(`^[0-9a-f]{64}-d$`)
+
+// goRunPackage returns this program's package directory as go run takes
+// it from the working directory (./cmd/acomm, or . from inside it), and
+// the working directory, when the module's source is found above it.
+func goRunPackage() (pkg, wd string, ok bool) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || !strings.HasPrefix(bi.Path, bi.Main.Path) {
+		return "", "", false
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", "", false
+	}
+	for root := wd; ; root = filepath.Dir(root) {
+		if modulePathOf(filepath.Join(root, "go.mod")) == bi.Main.Path {
+			dir := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(bi.Path, bi.Main.Path)))
+			rel, err := filepath.Rel(wd, dir)
+			if err != nil {
+				return "", "", false
+			}
+			// A relative package path must start with . or .., or go run
+			// takes it for an import path.
+			if rel = filepath.ToSlash(rel); rel != "." && !strings.HasPrefix(rel, "../") {
+				rel = "./" + rel
+			}
+			return rel, wd, true
+		}
+		if filepath.Dir(root) == root {
+			return "", "", false
+		}
+	}
+}
+
+// modulePathOf returns the module path that the go.mod file at path
+// declares, or "".
+func modulePathOf(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
+
+// sameFile reports whether the paths a and b name the same file.
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // zeroReader yields n zero bytes without allocating them.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
@@ -107,7 +108,11 @@ URL's last path element: http://host:8080/requests → /healthz).`,
 				return err
 			}
 			if dest.Scheme != "unix" {
-				return pingBridge(cmd.Context(), cmd.OutOrStdout(), dest, timeout)
+				log, err := newLogger()
+				if err != nil {
+					return err
+				}
+				return pingBridge(cmd.Context(), log, cmd.OutOrStdout(), dest, timeout)
 			}
 			c, err := newCaller(remote, timeout)
 			if err != nil {
@@ -146,7 +151,7 @@ func roundRTT(d time.Duration) time.Duration {
 }
 
 // pingBridge checks a bridge's /healthz endpoint.
-func pingBridge(ctx context.Context, w io.Writer, dest *url.URL, timeout time.Duration) error {
+func pingBridge(ctx context.Context, log logrus.FieldLogger, w io.Writer, dest *url.URL, timeout time.Duration) error {
 	if timeout <= 0 {
 		return usageErr("--timeout must be positive")
 	}
@@ -163,7 +168,9 @@ func pingBridge(ctx context.Context, w io.Writer, dest *url.URL, timeout time.Du
 	}
 	start := time.Now()
 	resp, err := httpClient.Do(req)
+	log = log.WithFields(logrus.Fields{"addr": health.Redacted(), "took": since(start)})
 	if err != nil {
+		log.WithError(err).Debug("GET failed")
 		if ctx.Err() != nil {
 			return noAnswerErr(fmt.Errorf("%s is not alive: no answer within %s (--timeout)", health.Redacted(), timeout))
 		}
@@ -172,6 +179,7 @@ func pingBridge(ctx context.Context, w io.Writer, dest *url.URL, timeout time.Du
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	_ = resp.Body.Close()
 	rtt := time.Since(start)
+	log.WithField("status", resp.StatusCode).Debug("GET answered")
 	if resp.StatusCode != http.StatusOK {
 		return noAnswerErr(fmt.Errorf("%s is not alive: %s: %s", health.Redacted(), resp.Status, errorBody(body)))
 	}

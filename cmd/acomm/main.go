@@ -4,13 +4,15 @@
 //
 // Exit status: 0 on success, 1 when the task answered with an error, 2 for
 // bad usage or input, 3 when no answer could be had (unreachable service,
-// refused request, timeout).
+// refused request, timeout), 130 when interrupted by SIGINT (143 by
+// SIGTERM), as shells report a command that a signal ended.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"regexp"
@@ -30,6 +32,11 @@ const (
 	exitTaskError = 1
 	exitUsage     = 2
 	exitNoAnswer  = 3
+	// exitSignal plus the signal's number is the status of a command that
+	// SIGINT (130) or SIGTERM (143) interrupted before it was done, as a
+	// shell reports a command that the signal killed. The commands that
+	// serve until stopped (bridge, demo --serve) exit 0 on either.
+	exitSignal = 128
 )
 
 // exitError carries an exit status with its message.
@@ -64,7 +71,7 @@ func main() {
 
 // run executes the command line and returns the exit status.
 func run(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	defer stop()
 	root := newRootCmd()
 	root.SetArgs(args)
@@ -72,12 +79,66 @@ func run(args []string) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(os.Stderr, "acomm:", message(err))
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
+	code := exitUsage // cobra's own errors: unknown flags, wrong arg counts
+	var (
+		ee  *exitError
+		sig interrupted
+	)
+	switch {
+	case errors.As(context.Cause(ctx), &sig):
+		code = exitSignal + int(sig.sig)
+	case errors.As(err, &ee):
+		code = ee.code
 	}
-	return exitUsage // cobra's own errors: unknown flags, wrong arg counts
+	if v, ok := argValue(args, "--log-format"); ok && global.logFormat != v {
+		global.logFormat = v // an error that came before the flags were parsed
+	}
+	reportError(os.Stderr, err, code)
+	return code
+}
+
+// argValue returns the value given to the flag name in args, as --name
+// value or --name=value, the last one given.
+func argValue(args []string, name string) (value string, ok bool) {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return value, ok
+		case a == name && i+1 < len(args):
+			value, ok = args[i+1], true
+		case strings.HasPrefix(a, name+"="):
+			value, ok = a[len(name)+1:], true
+		}
+	}
+	return value, ok
+}
+
+// interrupted is the cause of a command's context that a signal ended.
+type interrupted struct{ sig syscall.Signal }
+
+func (e interrupted) Error() string { return e.sig.String() + " received" }
+
+// notifyContext returns a context that SIGINT or SIGTERM ends, with
+// interrupted as its cause; stop releases the signals.
+func notifyContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case s := <-ch:
+			sig, _ := s.(syscall.Signal)
+			cancel(interrupted{sig})
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel(nil)
+		<-done
+	}
 }
 
 // innerPrefix matches the "acomm: " that the library's errors start with,
@@ -94,6 +155,7 @@ func message(err error) string {
 type globalFlags struct {
 	logLevel  string
 	logFormat string
+	verbose   bool
 }
 
 var global globalFlags
@@ -110,7 +172,10 @@ A service address is a unix socket, as unix:///run/svc.sock or a plain
 path (/run/svc.sock, ./svc.sock), or an acomm bridge's http(s) URL.
 
 Exit status: 0 success, 1 the task answered with an error, 2 bad usage
-or input, 3 no answer (unreachable, refused, timed out).`,
+or input, 3 no answer (unreachable, refused, timed out), 130 interrupted
+by SIGINT (Ctrl-C; 143 by SIGTERM). A call interrupted, or past its
+--timeout, tells the service to cancel the request, when the service (or
+bridge) takes cancel notices.`,
 		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -122,12 +187,15 @@ or input, 3 no answer (unreachable, refused, timed out).`,
 			return err
 		},
 	}
-	root.InitDefaultVersionFlag() // now, so that the generated reference lists it
-	root.SetVersionTemplate(fmt.Sprintf("acomm {{.Version}} (%s %s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH))
+	// --version without cobra's -v, which most tools read as "verbose":
+	// here too.
+	root.Flags().Bool("version", false, "print acomm's version and exit (as acomm version)")
+	root.SetVersionTemplate(versionLine())
 	pf := root.PersistentFlags()
 	pf.StringVar(&global.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
-	pf.StringVar(&global.logFormat, "log-format", "text", "log `FORMAT`: text or json")
-	root.AddCommand(newCallCmd(), newInfoCmd(), newPingCmd(), newStreamCmd(), newDemoCmd(), newBridgeCmd())
+	pf.StringVar(&global.logFormat, "log-format", "text", "log `FORMAT`: text or json (with json, the error a command ends with is a JSON record too)")
+	pf.BoolVarP(&global.verbose, "verbose", "v", false, "log at debug level: request ids, addresses dialed, features negotiated, each step's timing (--log-level debug)")
+	root.AddCommand(newCallCmd(), newInfoCmd(), newPingCmd(), newStreamCmd(), newDemoCmd(), newBridgeCmd(), newVersionCmd())
 	return root
 }
 
@@ -161,6 +229,28 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// newVersionCmd is acomm version, as grpcurl and varlinkctl have it.
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print acomm's version, with the commit it was built from",
+		Long: `Print acomm's version (as --version does), with the commit it was built
+from when the build recorded one. A build from a clone records it unless
+GOFLAGS says -buildvcs=false (or it is a git worktree): build with
+go build -buildvcs=true -o acomm ./cmd/acomm to have it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), versionLine())
+			return err
+		},
+	}
+}
+
+// versionLine is what acomm version and --version print.
+func versionLine() string {
+	return fmt.Sprintf("acomm %s (%s %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // version returns acomm's version, with the commit it was built from

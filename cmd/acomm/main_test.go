@@ -527,8 +527,8 @@ func TestBridgeCommand(t *testing.T) {
 
 		r = runAcommWith(t, env, "call", b.base+"/requests", "text.blob")
 		require.Equal(t, exitOK, r.code, r.stderr)
-		assert.Contains(t, r.stderr, "read it with: acomm stream --token-file "+tokenFile+" '"+b.base+"/stream?")
-		m := regexp.MustCompile(`read it with: acomm stream --token-file \S+ '([^']+)'`).FindStringSubmatch(r.stderr)
+		assert.Contains(t, r.stderr, "read it with: "+binary+" stream --token-file "+tokenFile+" '"+b.base+"/stream?")
+		m := regexp.MustCompile(`read it with: \S+ stream --token-file \S+ '([^']+)'`).FindStringSubmatch(r.stderr)
 		require.NotNil(t, m, r.stderr)
 		r = runAcomm(t, "stream", "--token-file", tokenFile, m[1])
 		require.Equal(t, exitOK, r.code, r.stderr)

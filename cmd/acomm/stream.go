@@ -15,6 +15,7 @@ import (
 
 	"github.com/acommgo/acomm"
 	"github.com/schollz/progressbar/v3"
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 )
 
@@ -32,7 +33,7 @@ bridge's /stream URLs need the bridge's token (--token-file).
 
 A stream that sends nothing for --timeout ends in an error (exit 3), and
 so does a stream cut off before its end; an address that is a service's
-socket rather than a stream is refused (exit 2).`,
+socket rather than a stream, or not a socket at all, is refused (exit 2).`,
 		Example: `  acomm stream unix:///tmp/acomm-123/stream-9f2c.sock > result.bin
   acomm stream --token-file token -o result.bin 'http://bridge:8080/stream?addr=...'`,
 		Args: cobra.ExactArgs(1),
@@ -44,19 +45,26 @@ socket rather than a stream is refused (exit 2).`,
 			if timeout <= 0 {
 				return usageErr("--timeout must be positive")
 			}
+			if err := checkSocket(u); err != nil {
+				return err
+			}
 			token, err := readToken(tokenFile)
 			if err != nil {
 				return err
 			}
+			log, err := newLogger()
+			if err != nil {
+				return err
+			}
 			if output == "" {
-				return readStream(cmd.Context(), cmd.OutOrStdout(), u, token, timeout)
+				return readStream(cmd.Context(), log, cmd.OutOrStdout(), u, token, timeout)
 			}
 			out, err := createOutput(output)
 			if err != nil {
 				return err
 			}
 			defer out.abort()
-			return out.save(cmd.Context(), cmd.ErrOrStderr(), u, token, timeout)
+			return out.save(cmd.Context(), log, cmd.ErrOrStderr(), u, token, timeout)
 		},
 	}
 	fl := cmd.Flags()
@@ -106,14 +114,14 @@ func (o *outputFile) abort() {
 
 // save copies the stream at u into the output, with a progress bar on
 // stderr when stderr is a terminal, and puts it in place.
-func (o *outputFile) save(ctx context.Context, stderr io.Writer, u *url.URL, token string, idle time.Duration) error {
+func (o *outputFile) save(ctx context.Context, log logrus.FieldLogger, stderr io.Writer, u *url.URL, token string, idle time.Duration) error {
 	var dst io.Writer = o.f
 	if isTerminal(stderr) {
 		bar := progressbar.DefaultBytes(-1, "receiving")
 		defer bar.Finish()
 		dst = io.MultiWriter(o.f, bar)
 	}
-	if err := readStream(ctx, dst, u, token, idle); err != nil {
+	if err := readStream(ctx, log, dst, u, token, idle); err != nil {
 		return err
 	}
 	if err := o.f.Chmod(0o666 &^ os.FileMode(umask())); err != nil {
@@ -132,10 +140,15 @@ func (o *outputFile) save(ctx context.Context, stderr io.Writer, u *url.URL, tok
 // readStream copies the stream at u to dst, and fails when it sends
 // nothing for idle. Its errors carry the exit status: 2 for an address
 // that is not a stream, 3 for a stream that could not be read to its end.
-func readStream(ctx context.Context, dst io.Writer, u *url.URL, token string, idle time.Duration) error {
+// It logs its start and end at debug level.
+func readStream(ctx context.Context, log logrus.FieldLogger, dst io.Writer, u *url.URL, token string, idle time.Duration) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	w := &watchdog{w: dst, idle: idle}
+	log = log.WithField("stream", u.Redacted())
+	log.WithField("idle_timeout", idle.String()).Debug("reading stream")
+	start := time.Now()
+	defer func() { log.WithFields(logrus.Fields{"bytes": w.written(), "took": since(start)}).Debug("stream read") }()
 	errStalled := fmt.Errorf("stream %s: nothing received for %s (--timeout)", u.Redacted(), idle)
 	w.timer = time.AfterFunc(idle, func() { cancel(errStalled) })
 	defer w.timer.Stop()
