@@ -367,3 +367,23 @@ func TestJudge(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetsWithoutBefore: a run without the code before the rewrite (a
+// shallow clone) has no data for that target only.
+func TestTargetsWithoutBefore(t *testing.T) {
+	var kept []string
+	for _, line := range strings.Split(sample, "\n") {
+		if !strings.Contains(line, beforeSystem) {
+			kept = append(kept, line)
+		}
+	}
+	r, err := parse(strings.NewReader(strings.Join(kept, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range targets(r) {
+		if got, want := tg.verdict == noData, strings.Contains(tg.name, beforeSystem); got != want {
+			t.Errorf("%s: %v", tg.name, tg.verdict)
+		}
+	}
+}
