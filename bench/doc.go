@@ -9,6 +9,7 @@
 //
 //	go test -run '^$' -bench 'Echo/grpc' -benchtime 2000x
 //	go test -run '^$' -bench 'Stream' -benchtime 1x
+//	go test -run '^$' -bench 'Stage' -benchtime 20000x   # each stage of a request
 //
 // cmd/report turns the raw output into BENCHMARKS.md at the repository
 // root.

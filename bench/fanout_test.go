@@ -2,8 +2,11 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"sync"
 	"testing"
 
 	"github.com/acommgo/acomm"
@@ -26,6 +29,11 @@ const fanoutServices = 10
 //   - oneshot-send-each: the same services, sent to with acomm.Send of
 //     each request in turn, as with the seed API (each send waits for its
 //     acknowledgement before the next begins).
+//   - floor-dial-10: the floor of the one-shot fan-outs, without acomm:
+//     ten floor-dial round trips run at once (a goroutine each), each
+//     dialing one of 10 raw echo servers, writing echoPayload as a raw
+//     frame, reading the echo and closing; ns/op is the time until all
+//     ten are done.
 //
 // ./run gives it its own -benchtime (FANOUT_BENCHTIME): an op is ten round
 // trips or more.
@@ -37,16 +45,24 @@ func BenchmarkMultiRequestFanout10(b *testing.B) {
 
 // fanoutKind is one sub-benchmark of BenchmarkMultiRequestFanout10.
 type fanoutKind struct {
-	name    string
-	sendAll bool // MultiRequest.SendAll, else acomm.Send of each in turn
-	// newService starts a service answering to tr, stopped at cleanup.
-	newService func(tb testing.TB, tr *acomm.Tracker) *url.URL
+	name string
+	// setup starts the services (stopped at cleanup) and returns one
+	// checked fan-out to them.
+	setup func(tb testing.TB) func() error
 }
 
 var fanouts = []fanoutKind{
-	{"server-send-all", true, serverDest},
-	{"oneshot-send-all", true, oneShotDest},
-	{"oneshot-send-each", false, oneShotDest},
+	{"server-send-all", acommFanout(true, serverDest)},
+	{"oneshot-send-all", acommFanout(true, oneShotDest)},
+	{"oneshot-send-each", acommFanout(false, oneShotDest)},
+	{"floor-dial-10", setupFloorDialFanout},
+}
+
+// acommFanout is the setup of a MultiRequest fan-out: with SendAll if
+// sendAll, else with acomm.Send of each request in turn, to services that
+// newService starts.
+func acommFanout(sendAll bool, newService func(tb testing.TB, tr *acomm.Tracker) *url.URL) func(tb testing.TB) func() error {
+	return func(tb testing.TB) func() error { return newFanout(tb, sendAll, newService) }
 }
 
 func serverDest(tb testing.TB, tr *acomm.Tracker) *url.URL { return newEchoServer(tb, tr).URL() }
@@ -55,7 +71,7 @@ func oneShotDest(tb testing.TB, _ *acomm.Tracker) *url.URL { return newOneShotSe
 
 func benchFanout(b *testing.B, f fanoutKind) {
 	b.ReportAllocs()
-	fanout := newFanout(b, f)
+	fanout := f.setup(b)
 	for range 3 { // warm up: connect, fill pools
 		if err := fanout(); err != nil {
 			b.Fatal(err)
@@ -69,15 +85,16 @@ func benchFanout(b *testing.B, f fanoutKind) {
 	}
 }
 
-// newFanout starts a tracker and fanoutServices services of kind f, and
-// returns one checked fan-out to them.
-func newFanout(tb testing.TB, f fanoutKind) func() error {
+// newFanout starts a tracker and fanoutServices services made by
+// newService, and returns one checked fan-out to them: with SendAll if
+// sendAll, else with acomm.Send of each request in turn.
+func newFanout(tb testing.TB, sendAll bool, newService func(tb testing.TB, tr *acomm.Tracker) *url.URL) func() error {
 	tr := newAcommTracker(tb, nil)
 	dests := make([]*url.URL, fanoutServices)
 	names := make([]string, fanoutServices)
 	byName := make(map[string]*url.URL, fanoutServices)
 	for i := range dests {
-		dests[i] = f.newService(tb, tr)
+		dests[i] = newService(tb, tr)
 		names[i] = fmt.Sprintf("s%d", i)
 		byName[names[i]] = dests[i]
 	}
@@ -93,7 +110,7 @@ func newFanout(tb testing.TB, f fanoutKind) func() error {
 			if err := multi.AddRequest(names[i], req); err != nil {
 				return err
 			}
-			if f.sendAll {
+			if sendAll {
 				continue
 			}
 			if err := acomm.Send(dest, req); err != nil {
@@ -101,7 +118,7 @@ func newFanout(tb testing.TB, f fanoutKind) func() error {
 				return err
 			}
 		}
-		if f.sendAll {
+		if sendAll {
 			if err := multi.SendAll(byName); err != nil {
 				return err
 			}
@@ -119,11 +136,37 @@ func newFanout(tb testing.TB, f fanoutKind) func() error {
 	}
 }
 
+// setupFloorDialFanout starts fanoutServices raw echo servers and returns
+// one floor-dial-10 fan-out to them: a floor-dial round trip to each, all
+// at once.
+func setupFloorDialFanout(tb testing.TB) func() error {
+	paths := make([]string, fanoutServices)
+	for i := range paths {
+		var l *net.UnixListener
+		l, paths[i] = listenUnix(tb)
+		serveConns(tb, l, serveFrameEcho)
+	}
+	var d net.Dialer
+	errs := make([]error, fanoutServices)
+	return func() error {
+		var wg sync.WaitGroup
+		for i, path := range paths {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = dialRoundTrip(&d, path)
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+}
+
 // TestFanout checks each fan-out of the benchmark a few times.
 func TestFanout(t *testing.T) {
 	for _, f := range fanouts {
 		t.Run(f.name, func(t *testing.T) {
-			fanout := newFanout(t, f)
+			fanout := f.setup(t)
 			for range 3 {
 				if err := fanout(); err != nil {
 					t.Fatal(err)

@@ -43,17 +43,20 @@ func setupFloorDial(tb testing.TB) echoClient {
 	l, path := listenUnix(tb)
 	serveConns(tb, l, serveFrameEcho)
 	var d net.Dialer
-	call := func() error {
-		c, err := d.Dial("unix", path)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(ioDeadline))
-		return newFrameClient(c).roundTrip()
-	}
 	// call keeps no state between round trips, so all goroutines share it.
-	return echoClient{call: call}
+	return echoClient{call: func() error { return dialRoundTrip(&d, path) }}
+}
+
+// dialRoundTrip is one floor-dial round trip: it dials path with d, does
+// one raw-frame round trip and closes the connection.
+func dialRoundTrip(d *net.Dialer, path string) error {
+	c, err := d.Dial("unix", path)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioDeadline))
+	return newFrameClient(c).roundTrip()
 }
 
 // serveFrameEcho reads frames from c and writes each one back, until c

@@ -4,7 +4,7 @@
 // For each benchmark it takes the median of every metric over the runs.
 // BenchmarkEcho/<system>/{seq,par64} results become the echo table, each
 // figure also given as a ratio to the floors (floor-kept, floor-dial) of
-// the same run; every other benchmark goes in a second table. Issue 9's
+// the same run; every other benchmark goes in a second table. Issue 16's
 // targets come first, each with its figures and a met/missed verdict.
 //
 //	go run ./cmd/report -in results/latest.txt -benchstat results/benchstat.txt \

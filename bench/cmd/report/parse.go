@@ -118,7 +118,7 @@ const (
 
 // systemOrder is the order of the echo table; systems not listed follow,
 // in the order they ran.
-var systemOrder = []string{floorKept, floorDial, callSystem, seedOneShot, seedServer, "netrpc-gob", "netrpc-json", "grpc", "ttrpc", "varlink"}
+var systemOrder = []string{floorKept, floorDial, callSystem, beforeSystem, seedOneShot, seedServer, "netrpc-gob", "netrpc-json", "grpc", "ttrpc", "varlink"}
 
 // echoRow is one system of BenchmarkEcho, from medians. Missing figures
 // are NaN.

@@ -56,6 +56,8 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 	p("Raw frames cannot multiplex, so its par64 uses 64 connections, one per goroutine.\n")
 	p("- **floor-dial**: the same, but dialing a new connection for every round trip.\n")
 	p("- **acomm-call**: `Tracker.Call` to an `acomm.Server` whose task returns its args: two acknowledged frames per call (the request, then the response to the tracker's socket). One tracker, shared by the 64 par64 goroutines.\n")
+	p("- **%s**: acomm-call built from commit %s, the code before issue 16's rewrite, in the same run (`bench/run` checks that commit out in a temporary worktree and runs its own acomm-call benchmark); ", beforeSystem, beforeCommit)
+	p("missing when the repository lacks that commit (a shallow clone).\n")
 	p("- **acomm-seed-oneshot**: the seed API's cycle (NewRequest, `TrackRequest`, `Send`, the handler run by the tracker) against a service written as for the original acomm: ")
 	p("it reads one frame per connection, acknowledges it, closes the connection and answers with `Respond`. Every send needs a new connection: compare with floor-dial.\n")
 	p("- **acomm-seed-server**: the same cycle against an `acomm.Server`, which reads frame after frame on a kept connection: compare with floor-kept.\n")
@@ -92,7 +94,12 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 		p("`BenchmarkMultiRequestFanout10` is one fan-out to 10 services through one tracker, timed from the new MultiRequest to Responses returning with all 10 answers: ")
 		p("`server-send-all` to 10 `acomm.Server`s with MultiRequest.SendAll, which has several sends under way at once; ")
 		p("`oneshot-send-all` to 10 services that read one frame per connection (as acomm-seed-oneshot's) with SendAll; ")
-		p("`oneshot-send-each` to the same with Send of each request in turn (the seed API).\n\n")
+		p("`oneshot-send-each` to the same with Send of each request in turn (the seed API); ")
+		p("`floor-dial-10` is their floor: ten raw-frame round trips run concurrently, each on a new unix connection to one of 10 raw echo servers.\n\n")
+		p("`BenchmarkStage` times the stages of a request one by one, so that a regression shows where it is: ")
+		p("`encode` and `decode` are a Call's request and response (100-byte args and result) through their MarshalJSON and UnmarshalJSON; ")
+		p("`link-roundtrip` is one acknowledged frame on a kept link (SendContext of a response to a tracker's socket); ")
+		p("`server-dispatch` is a request to an `acomm.Server` whose task returns at once, until its response has reached the hook (two acknowledged frames and the dispatch between them).\n\n")
 		p("| benchmark | runs | ns/op | B/op | allocs/op | other metrics |\n")
 		p("|---|--:|--:|--:|--:|---|\n")
 		for _, b := range others {
@@ -269,7 +276,7 @@ func svgPanel(w *strings.Builder, y int, title string, bars []bar) int {
 // svgTargets lists the targets from y down, each with a mark in the colour
 // of its verdict.
 func svgTargets(w *strings.Builder, y int, ts []target) {
-	fmt.Fprintf(w, `<text x="10" y="%d" font-size="14" font-weight="bold">Issue 9 targets (green: met, red: missed, grey: no data)</text>`+"\n", y+22)
+	fmt.Fprintf(w, `<text x="10" y="%d" font-size="14" font-weight="bold">Issue 16 targets (green: met, red: missed, grey: no data)</text>`+"\n", y+22)
 	y += svgTitleH
 	for _, t := range ts {
 		fill := map[verdict]string{met: "#16a34a", missed: "#dc2626", noData: "#9aa5b1"}[t.verdict]

@@ -6,19 +6,34 @@ import (
 	"strings"
 )
 
-// The performance targets of issue 9, checked against the medians of one
+// The performance targets of issue 16, checked against the medians of one
 // run. Each is stated once here; the markdown and the chart render them.
 
 const (
-	callSystem    = "acomm-call"
-	seedOneShot   = "acomm-seed-oneshot"
-	seedServer    = "acomm-seed-server"
-	fanoutPrefix  = "BenchmarkMultiRequestFanout10/"
-	callSeqMax    = 1.5 // Call seq latency ÷ floor-kept's, at most
-	callParMin    = 1.0 // Call par64 throughput ÷ floor-kept's, at least
-	oneShotMax    = 1.1 // seed cycle against a one-shot service ÷ floor-dial, at most
-	seedServerMax = 2.0 // seed cycle against a Server ÷ floor-kept, at most
-	fanoutMaxNs   = 100e3
+	callSystem   = "acomm-call"
+	seedOneShot  = "acomm-seed-oneshot"
+	seedServer   = "acomm-seed-server"
+	fanoutPrefix = "BenchmarkMultiRequestFanout10/"
+
+	// beforeCommit is the commit before issue 16's rewrite; ./run builds
+	// it in the same run and renames its acomm-call rows to beforeSystem.
+	beforeCommit = "9214427"
+	beforeSystem = callSystem + "-" + beforeCommit
+
+	callVsGobMax     = 1.3  // Call seq ÷ netrpc-gob's, at most
+	callVsBeforeMax  = 1.0  // Call seq ÷ the code before the rewrite's, at most
+	seedServerMax    = 3.5  // seed cycle against a Server ÷ floor-kept, at most
+	oneShotMax       = 1.2  // seed cycle against a one-shot service ÷ (floor-dial + floor-kept), at most
+	fanoutServerMax  = 60e3 // fan-out to 10 Servers with SendAll, ns
+	fanoutOneShotMax = 1.3  // fan-out to 10 one-shot services with SendAll ÷ fanoutFloor, at most
+	callAllocsMax    = 20   // allocs per Call, client and server
+)
+
+// The cases of BenchmarkMultiRequestFanout10 that the targets name.
+const (
+	fanoutServer  = "server-send-all"
+	fanoutOneShot = "oneshot-send-all"
+	fanoutFloor   = "floor-dial-10"
 )
 
 // verdict is the outcome of one target.
@@ -64,9 +79,10 @@ type target struct {
 
 // fanoutCases describes the known cases of BenchmarkMultiRequestFanout10.
 var fanoutCases = map[string]string{
-	"server-send-all":   "10 Servers, SendAll",
-	"oneshot-send-all":  "10 one-frame-per-connection services, SendAll",
+	fanoutServer:        "10 Servers, SendAll",
+	fanoutOneShot:       "10 one-frame-per-connection services, SendAll",
 	"oneshot-send-each": "10 one-frame-per-connection services, Send each in turn",
+	fanoutFloor:         "ten concurrent floor-dials",
 }
 
 // isPeer reports whether an echo system is one of the peers acomm must
@@ -75,7 +91,7 @@ func isPeer(system string) bool {
 	return system != floorKept && system != floorDial && !strings.HasPrefix(system, "acomm")
 }
 
-// targets evaluates issue 9's targets on r.
+// targets evaluates issue 16's targets on r.
 func targets(r *results) []target {
 	nan := math.NaN()
 	rows := echoRows(r)
@@ -85,22 +101,23 @@ func targets(r *results) []target {
 				return row
 			}
 		}
-		return echoRow{system: sys, seqNs: nan, seqVsKept: nan, seqVsDial: nan, parOps: nan, parVsKept: nan}
+		return echoRow{system: sys, seqNs: nan, seqAllocs: nan, seqVsKept: nan, seqVsDial: nan, parOps: nan, parVsKept: nan}
 	}
 	kept, dial, call := row(floorKept), row(floorDial), row(callSystem)
 
-	// The fastest peer in seq, the one with the most throughput in par64.
-	seqPeer, parPeer := echoRow{seqNs: nan}, echoRow{parOps: nan}
+	// The peer with the most throughput in par64.
+	parPeer := echoRow{system: "–", parOps: nan}
 	for _, row := range rows {
-		if !isPeer(row.system) {
-			continue
-		}
-		if !math.IsNaN(row.seqNs) && (math.IsNaN(seqPeer.seqNs) || row.seqNs < seqPeer.seqNs) {
-			seqPeer = row
-		}
-		if !math.IsNaN(row.parOps) && (math.IsNaN(parPeer.parOps) || row.parOps > parPeer.parOps) {
+		if isPeer(row.system) && !math.IsNaN(row.parOps) && (math.IsNaN(parPeer.parOps) || row.parOps > parPeer.parOps) {
 			parPeer = row
 		}
+	}
+	fanout := func(c string) float64 {
+		if b := r.get(fanoutPrefix + c); b != nil {
+			v, _ := b.median("ns/op")
+			return v
+		}
+		return nan
 	}
 
 	us := func(ns float64) string { return withUnit(fmtFixed(ns/1e3, 2), " µs") }
@@ -108,75 +125,74 @@ func targets(r *results) []target {
 	var out []target
 	add := func(t target) { out = append(out, t) }
 
-	// vsFloor is a target on figure's ratio to a floor's figure: at most
-	// limit if atMost, else at least limit.
-	vsFloor := func(name, short, figure string, ratio float64, floor, floorFigure string, atMost bool, limit float64) target {
-		cmp, ok := "≥ ", ratio >= limit
-		if atMost {
-			cmp, ok = "≤ ", ratio <= limit
-		}
+	// ratioAtMost is a target on figure's ratio to a yardstick's figure:
+	// at most limit.
+	ratioAtMost := func(name, short, figure string, ratio float64, yardstick, yardFigure string, limit float64) target {
 		return target{
 			name:      name,
-			measured:  fmt.Sprintf("%s = %s %s (%s)", figure, fmtRatio(ratio), floor, floorFigure),
-			threshold: cmp + fmtRatio(limit),
-			verdict:   judge(ok, ratio),
-			short:     fmt.Sprintf("%s %s %s (%s%s)", short, fmtRatio(ratio), floor, cmp, fmtRatio(limit)),
+			measured:  fmt.Sprintf("%s = %s %s (%s)", figure, fmtRatio(ratio), yardstick, yardFigure),
+			threshold: "≤ " + fmtRatio(limit),
+			verdict:   judge(ratio <= limit, ratio),
+			short:     fmt.Sprintf("%s %s %s (≤ %s)", short, fmtRatio(ratio), yardstick, fmtRatio(limit)),
 		}
 	}
-	// vsPeer is a target on beating the best peer: a lower figure if
-	// lower, else a higher one.
-	vsPeer := func(name, short, figure string, v float64, peer, peerFigure string, pv float64, lower bool) target {
-		best, ok, cmp := "best", v > pv, ">"
-		if lower {
-			best, ok, cmp = "fastest", v < pv, "<"
+
+	// Call seq against the JSON peers: faster than each.
+	{
+		jsonPeers := []echoRow{row("netrpc-json"), row("varlink")}
+		ok, vs := true, []float64{call.seqNs}
+		var figs, shorts []string
+		for _, p := range jsonPeers {
+			ok = ok && call.seqNs < p.seqNs
+			vs = append(vs, p.seqNs)
+			figs = append(figs, fmt.Sprintf("%s %s (Call %s it)", p.system, us(p.seqNs), fmtRatio(call.seqNs/p.seqNs)))
+			shorts = append(shorts, fmt.Sprintf("%s %s", fmtRatio(call.seqNs/p.seqNs), p.system))
 		}
-		return target{
-			name:      name,
-			measured:  fmt.Sprintf("%s; %s peer %s %s (Call %s it)", figure, best, peer, peerFigure, fmtRatio(v/pv)),
-			threshold: cmp + " " + best + " peer",
-			verdict:   judge(ok, v, pv),
-			short:     fmt.Sprintf("%s %s %s peer (%s 1.00×)", short, fmtRatio(v/pv), best, cmp),
-		}
-	}
-	add(vsFloor("Call sequential ≤ 1.5× floor-kept", "Call seq",
-		us(call.seqNs), call.seqVsKept, floorKept, us(kept.seqNs), true, callSeqMax))
-	add(vsPeer("Call sequential faster than every peer", "Call seq",
-		us(call.seqNs), call.seqNs, seqPeer.system, us(seqPeer.seqNs), seqPeer.seqNs, true))
-	add(vsFloor("Call 64 in flight ≥ 1.0× floor-kept throughput", "Call par64",
-		ops(call.parOps), call.parVsKept, floorKept, ops(kept.parOps), false, callParMin))
-	add(vsPeer("Call 64 in flight ahead of every peer", "Call par64",
-		ops(call.parOps), call.parOps, parPeer.system, ops(parPeer.parOps), parPeer.parOps, false))
-	one, srv := row(seedOneShot), row(seedServer)
-	add(vsFloor("Seed cycle, one-frame-per-connection service ("+seedOneShot+" seq) ≤ 1.1× floor-dial", "Seed cycle, one-shot service",
-		us(one.seqNs), one.seqVsDial, floorDial, us(dial.seqNs), true, oneShotMax))
-	add(vsFloor("Seed cycle, Server ("+seedServer+" seq) ≤ 2× floor-kept", "Seed cycle, Server",
-		us(srv.seqNs), srv.seqVsKept, floorKept, us(kept.seqNs), true, seedServerMax))
-	fanouts := 0
-	for _, name := range r.order {
-		c, ok := strings.CutPrefix(name, fanoutPrefix)
-		if !ok {
-			continue
-		}
-		fanouts++
-		what := fanoutCases[c]
-		if what == "" {
-			what = c
-		}
-		ns, _ := r.get(name).median("ns/op")
 		add(target{
-			name:      "MultiRequest fan-out to " + what + " (" + c + ") ≤ 100 µs",
-			measured:  us(ns),
-			threshold: "≤ " + us(fanoutMaxNs),
-			verdict:   judge(ns <= fanoutMaxNs, ns),
-			short:     "Fan-out " + c + " " + us(ns) + " (≤ " + us(fanoutMaxNs) + ")",
+			name:      "Call sequential faster than the JSON peers (netrpc-json, varlink)",
+			measured:  us(call.seqNs) + "; " + strings.Join(figs, ", "),
+			threshold: "< each",
+			verdict:   judge(ok, vs...),
+			short:     "Call seq " + strings.Join(shorts, ", ") + " (< 1.00× each)",
 		})
 	}
-	if fanouts == 0 {
-		add(target{
-			name: "MultiRequest fan-out to 10 services ≤ 100 µs", measured: "–",
-			threshold: "≤ " + us(fanoutMaxNs), short: "Fan-out: no data",
-		})
-	}
+	gob := row("netrpc-gob")
+	add(ratioAtMost("Call sequential ≤ 1.3× netrpc-gob", "Call seq",
+		us(call.seqNs), call.seqNs/gob.seqNs, gob.system, us(gob.seqNs), callVsGobMax))
+	before := row(beforeSystem)
+	add(ratioAtMost("Call sequential not slower than the code before the rewrite ("+beforeSystem+", built in the same run)", "Call seq",
+		us(call.seqNs), call.seqNs/before.seqNs, before.system, us(before.seqNs), callVsBeforeMax))
+	add(target{
+		name:      "Call 64 in flight ahead of every peer",
+		measured:  fmt.Sprintf("%s; best peer %s %s (Call %s it)", ops(call.parOps), parPeer.system, ops(parPeer.parOps), fmtRatio(call.parOps/parPeer.parOps)),
+		threshold: "> best peer",
+		verdict:   judge(call.parOps > parPeer.parOps, call.parOps, parPeer.parOps),
+		short:     fmt.Sprintf("Call par64 %s best peer (> 1.00×)", fmtRatio(call.parOps/parPeer.parOps)),
+	})
+	srv, one := row(seedServer), row(seedOneShot)
+	add(ratioAtMost("Seed cycle, Server ("+seedServer+" seq) ≤ 3.5× floor-kept (two exchanges: 2× is the floor)", "Seed cycle, Server",
+		us(srv.seqNs), srv.seqVsKept, floorKept, us(kept.seqNs), seedServerMax))
+	both := dial.seqNs + kept.seqNs
+	add(ratioAtMost("Seed cycle, one-frame-per-connection service ("+seedOneShot+" seq) ≤ 1.2× (floor-dial + floor-kept)", "Seed cycle, one-shot service",
+		us(one.seqNs), one.seqNs/both, "floor-dial + floor-kept", us(both), oneShotMax))
+	srvFan := fanout(fanoutServer)
+	add(target{
+		name:      "MultiRequest fan-out to " + fanoutCases[fanoutServer] + " (" + fanoutServer + ") ≤ 60 µs",
+		measured:  us(srvFan),
+		threshold: "≤ " + us(fanoutServerMax),
+		verdict:   judge(srvFan <= fanoutServerMax, srvFan),
+		short:     "Fan-out " + fanoutServer + " " + us(srvFan) + " (≤ " + us(fanoutServerMax) + ")",
+	})
+	oneFan, floorFan := fanout(fanoutOneShot), fanout(fanoutFloor)
+	add(ratioAtMost("MultiRequest fan-out to "+fanoutCases[fanoutOneShot]+" ("+fanoutOneShot+") ≤ 1.3× "+fanoutCases[fanoutFloor]+" ("+fanoutFloor+")",
+		"Fan-out "+fanoutOneShot, us(oneFan), oneFan/floorFan, fanoutFloor, us(floorFan), fanoutOneShotMax))
+	add(target{
+		name:      "Allocations per Call, client and server (" + callSystem + " seq allocs/op) ≤ 20",
+		measured:  fmtInt(call.seqAllocs),
+		threshold: "≤ " + fmtInt(callAllocsMax),
+		verdict:   judge(call.seqAllocs <= callAllocsMax, call.seqAllocs),
+		short:     "Allocs per Call " + fmtInt(call.seqAllocs) + " (≤ " + fmtInt(callAllocsMax) + ")",
+	})
 	return out
 }
 
@@ -195,11 +211,12 @@ func targetsMarkdown(ts []target) string {
 	for _, t := range ts {
 		count[t.verdict]++
 	}
-	w.WriteString("## Issue 9 targets\n\n")
-	w.WriteString("Each target of issue 9, checked against the medians of this run (the tables below). ")
-	w.WriteString("Peers are the echo systems that are neither a floor nor acomm. ")
-	w.WriteString("A verdict is only as good as the run's figures: see the load average above, and the spread in benchstat's summary at the end. ")
-	w.WriteString("The issue's other target, the size of the transport, is not a benchmark and is not checked here.\n\n")
+	w.WriteString("## Issue 16 targets\n\n")
+	w.WriteString("Each target of issue 16, checked against the medians of this run (the tables below). ")
+	w.WriteString("Peers are the echo systems that are neither a floor nor acomm (net/rpc with gob or JSON-RPC, ttrpc, varlink, gRPC). ")
+	w.WriteString("`" + beforeSystem + "` is acomm-call built from commit " + beforeCommit + ", the code before the rewrite, in the same run; ")
+	w.WriteString("a run without that commit (a shallow clone) has no data for it. ")
+	w.WriteString("A verdict is only as good as the run's figures: see the load average above, and the spread in benchstat's summary at the end.\n\n")
 	fmt.Fprintf(&w, "**%d of %d met**", count[met], len(ts))
 	if count[noData] > 0 {
 		fmt.Fprintf(&w, " (%d without data in this run)", count[noData])
