@@ -220,3 +220,33 @@ func sum(counts map[string]int) int {
 	}
 	return n
 }
+
+// A lone request runs on the connection's reader; one that outlasts the
+// answer budget moves the reading on, so that the calls behind it on the
+// same link are read, run and answered meanwhile (issue 16).
+func TestHeldHandlerMovesReadingOn(t *testing.T) {
+	tr := newTracker(t, nil, 30*time.Second)
+	srv := srvStart(t, nil)
+	g := newTaskGate(t)
+	srv.Handle("block", g.handle)
+	srv.Handle("double", srvDouble)
+
+	// The link exists, and the server is known to answer in its acks.
+	_, err := tr.Call(context.Background(), srv.URL(), "double", 1)
+	require.NoError(t, err)
+
+	for round := 0; round < 3; round++ {
+		blocked := callAsync(tr, srv, "block", nil)
+		waitFor(t, g.started, 5*time.Second, "the blocking handler")
+		for i := 0; i < 20; i++ {
+			resp, err := tr.Call(context.Background(), srv.URL(), "double", i)
+			require.NoError(t, err, "call %d behind a blocked handler", i)
+			var got int
+			require.NoError(t, resp.UnmarshalResult(&got))
+			require.Equal(t, 2*i, got)
+		}
+		g.release <- struct{}{}
+		res := waitFor(t, blocked, 5*time.Second, "the blocked call")
+		require.NoError(t, res.err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,21 @@ type answerFunc func(ack ackRef) ackBudget
 type ackBudget interface{ budgetPassed() bool }
 
 // ackRef is an acknowledgement queued on a connection, waiting for fill.
+// here says that no frame waits behind it: its answerFunc may return a
+// heldJob, which the reader then runs itself (see frameServer.runHere).
 type ackRef struct {
-	s   *frameServer
-	seq uint64
+	s    *frameServer
+	seq  uint64
+	here bool
+}
+
+// heldJob is an ackBudget whose handling waits for the connection's reader
+// to run it on its own goroutine: a lone request is answered with no
+// hand-over to another goroutine (one wake-up fewer per call). A handler
+// that outlasts answerBudget moves the reading to a new goroutine.
+type heldJob interface {
+	ackBudget
+	runHeld()
 }
 
 // fill completes the acknowledgement with answer, the response to carry
@@ -70,8 +83,12 @@ type frameServer struct {
 	cfg      *config
 	log      logrus.FieldLogger
 	features []string
-	rdl      time.Time // the read deadline set on conn
-	body     []byte    // holds a frame's body while it is handled
+	br       *bufio.Reader
+	handle   frameHandler
+	refused  *atomic.Uint64
+	readers  sync.WaitGroup // the goroutines reading: see runHere
+	rdl      time.Time      // the read deadline set on conn
+	body     []byte         // holds a frame's body while it is handled
 
 	mu      sync.Mutex  // protects the fields below
 	cond    sync.Cond   // signalled when waiting drops to 0, or slots shrink
@@ -81,6 +98,10 @@ type frameServer struct {
 	timer   *time.Timer // tells the ackBudgets of slots past due
 	armed   bool        // timer is set for the oldest waiting slot's due
 	busy    bool        // the reader handles frames read, and flushes after
+	held    uint64      // the run of a heldJob by the reader, if any: see runHere
+	heldDue time.Time   // when that job's acknowledgement is due
+	runs    uint64      // runHere's count of runs
+	moved   []uint64    // the runs that the reading moved away from, not yet over
 	wdl     time.Time   // the write deadline set on conn
 	out     []byte      // acknowledgements being encoded
 	failed  bool        // a write failed: nothing more is written
@@ -105,14 +126,23 @@ type ackSlot struct {
 // before their after funcs run. An oversized frame is refused, skipped.
 // It returns once every frame read is acknowledged (or the write failed).
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, extra ...string) {
-	handle = countingHandler(handle, refused)
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...),
-		body: make([]byte, 0, 1<<10)}
+		br: br, handle: countingHandler(handle, refused), refused: refused, body: make([]byte, 0, 1<<10)}
 	s.cond.L = &s.mu
 	defer s.drain()
+	s.readers.Add(1)
+	s.read()
+	s.readers.Wait()
+}
+
+// read is serveFrames's loop: it reads frames until the connection ends,
+// or until the reading moves to another goroutine (see runHere).
+func (s *frameServer) read() {
+	defer s.readers.Done()
+	br, cfg, log, handle, refused := s.br, s.cfg, s.log, s.handle, s.refused
 	for {
 		if br.Buffered() == 0 {
 			if !s.flush() || s.readDeadline(cfg.idleTimeout) != nil {
@@ -163,8 +193,12 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 		}
 		seq, full := s.queue(a)
 		if answer != nil {
-			if b := answer(ackRef{s, seq}); b != nil {
+			here := br.Buffered() == 0
+			if b := answer(ackRef{s: s, seq: seq, here: here}); b != nil {
 				s.setBudget(seq, b)
+				if j, ok := b.(heldJob); ok && here && !s.runHere(j, a.due) {
+					return // another goroutine reads on
+				}
 			}
 		}
 		if full && !s.flush() {
@@ -174,6 +208,39 @@ func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle fram
 			s.awaitRoom()
 		}
 	}
+}
+
+// runHere runs j, a heldJob whose acknowledgement is due at due, on the
+// reader's goroutine, and reports whether that goroutine still reads
+// afterwards: if j outlasts due, budgetsDue moves the reading to a new
+// goroutine (so that the frames behind are read and acknowledged), and the
+// handler's goroutine leaves once it returns.
+func (s *frameServer) runHere(j heldJob, due time.Time) bool {
+	s.mu.Lock()
+	s.runs++
+	run := s.runs
+	s.held, s.heldDue = run, due
+	s.mu.Unlock()
+	j.runHeld()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == run {
+		s.held = 0
+	}
+	if i := slices.Index(s.moved, run); i >= 0 {
+		s.moved = slices.Delete(s.moved, i, i+1)
+		return false
+	}
+	return true
+}
+
+// moveReadingLocked starts a new goroutine reading the connection, the
+// reader being held up by a slow heldJob. Its caller holds s.mu.
+func (s *frameServer) moveReadingLocked() {
+	s.moved = append(s.moved, s.held)
+	s.held, s.busy = 0, false
+	s.readers.Add(1) // the held reader has not counted down yet
+	go s.read()
 }
 
 // frameSizeError returns err as a *FrameSizeError, or nil.
@@ -249,6 +316,9 @@ func (s *frameServer) budgetsDue() {
 			a.waiting, a.budget = false, nil
 			filled++
 		}
+	}
+	if s.held != 0 && !now.Before(s.heldDue) {
+		s.moveReadingLocked()
 	}
 	if filled == 0 {
 		s.mu.Unlock()

@@ -136,6 +136,17 @@ type job struct {
 	ack      ackRef       // set when the response may go in the acknowledgement
 	ackState atomic.Int32 // ackWaiting, then ackAnswered or ackByHook
 	resp     *Response    // the response put in the acknowledgement
+
+	ctx context.Context // for runHeld: its handler's context
+	h   TaskHandler     // and the handler
+}
+
+// runHeld runs the job's handler on the calling goroutine: the
+// connection's reader, which was told it may (see heldJob).
+func (j *job) runHeld() {
+	ctx, h := j.ctx, j.h
+	j.ctx, j.h = nil, nil
+	j.srv.run(ctx, j, h)
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -328,6 +339,10 @@ func (s *Server) start(req *Request, ack *ackRef) *job {
 	}
 	if ack != nil {
 		j.ack = *ack
+		if ack.here { // the connection's reader runs it: see heldJob
+			j.ctx, j.h = ctx, h
+			return j
+		}
 	}
 	s.workers.run(func() { s.run(ctx, j, h) })
 	return j
