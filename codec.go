@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
+	"slices"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -19,6 +21,7 @@ import (
 // Wire messages are decoded by github.com/go-json-experiment/json, which
 // refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
 // and costs a third as much as encoding/json (figures: in the commit).
+// Member names are matched as encoding/json matches them (see wireFields).
 
 // nullValue is JSON's null, read only.
 var nullValue = jsontext.Value("null")
@@ -98,6 +101,116 @@ func appendRaw(b []byte, raw, checked *json.RawMessage) ([]byte, error) {
 // what is kept (strings, args, result) is copied out of the frame body.
 // It checks what json.Unmarshal would: valid JSON and UTF-8, no duplicate
 // names, and the type of each member it knows; it skips the others.
+//
+// One frame, one meaning: member names are matched as encoding/json (the
+// original acomm's decoder, and most Go peers') matches them to a struct's
+// fields, regardless of case, so that {"ID":"a"} is the id a to both; and
+// a name given twice in any mix of case ({"id":"a","ID":"b"}: a to a
+// decoder that keeps the first, b to encoding/json, which keeps the last)
+// is refused, as jsontext refuses exact duplicates. Acknowledgements, which
+// are let through with duplicates (see decodeAck), keep the last, as
+// encoding/json does, null included (it leaves a string as it was).
+
+// wireFields are the member names of one kind of wire object, as written
+// and under foldName.
+type wireFields struct {
+	names, folded []string
+}
+
+// newWireFields returns the fields of an object with members names.
+func newWireFields(names ...string) *wireFields {
+	f := &wireFields{names: names}
+	for _, n := range names {
+		f.folded = append(f.folded, string(foldName(nil, []byte(n))))
+	}
+	return f
+}
+
+// The members of each kind of wire object.
+var (
+	requestFields  = newWireFields("id", "task", "responsehook", "args", "timeout_ms", "meta", "answer_in_ack")
+	responseFields = newWireFields("id", "result", "stream_url", "error", "features")
+	ackFields      = newWireFields("id", "result", "stream_url", "error", "features", "answer")
+	// urlFields are those of a url.URL as encoding/json writes it.
+	urlFields = newWireFields("Scheme", "Opaque", "User", "Host", "Path", "RawPath", "OmitHost",
+		"ForceQuery", "RawQuery", "Fragment", "RawFragment")
+)
+
+// errDuplicateName refuses an object whose member names match twice.
+var errDuplicateName = errors.New("member given twice (names match regardless of case)")
+
+// foldName appends name to b under the case fold encoding/json matches
+// names with (its fold.go, Go 1.26): ASCII letters to upper case, any
+// other rune to the smallest rune of its unicode.SimpleFold orbit, so
+// the Kelvin sign K folds with k and the long s ſ with s, but the dotted
+// İ with nothing else.
+func foldName(b, name []byte) []byte {
+	for i := 0; i < len(name); {
+		if c := name[i]; c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(name[i:])
+		b = utf8.AppendRune(b, foldRune(r))
+		i += n
+	}
+	return b
+}
+
+// foldRune returns the smallest rune of r's unicode.SimpleFold orbit.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// objectNames matches the member names of one object to its fields.
+type objectNames struct {
+	fields *wireFields
+	dups   bool                // names given twice are let through
+	seen   uint64              // the fields met (their bits)
+	others map[string]struct{} // the other names met, folded (made on the first)
+}
+
+// match returns the field name designates ("" for none), as encoding/json
+// matches it: exactly, or else under foldName; and errDuplicateName when
+// name matches a name met before (unless duplicates are let through).
+func (o *objectNames) match(name []byte) (string, error) {
+	i := slices.Index(o.fields.names, string(name))
+	var buf [64]byte
+	var key []byte
+	if i < 0 {
+		key = foldName(buf[:0], name)
+		i = slices.Index(o.fields.folded, string(key))
+	}
+	switch {
+	case o.dups:
+	case i >= 0 && o.seen&(1<<i) != 0:
+		return "", errDuplicateName
+	case i >= 0:
+		o.seen |= 1 << i
+	default:
+		if _, ok := o.others[string(key)]; ok {
+			return "", errDuplicateName
+		}
+		if o.others == nil {
+			o.others = make(map[string]struct{})
+		}
+		o.others[string(key)] = struct{}{}
+	}
+	if i < 0 {
+		return "", nil
+	}
+	return o.fields.names[i], nil
+}
 
 // wireDecoder is a pooled decoder, reading from buf without copying it.
 type wireDecoder struct {
@@ -107,14 +220,16 @@ type wireDecoder struct {
 
 var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
 
-// decodeObject reads body, a JSON object (or null), calling member for
-// each of its members with its name; member reads (or skips) its value.
-// A body that is not one JSON value gives a *jsontext.SyntacticError.
-func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) error, opts ...jsontext.Options) error {
+// decodeObject reads body, a JSON object (or null) with members fields,
+// calling member for each of its members with the field it matches (""
+// for none); member reads (or skips) its value. A name given twice, in any
+// mix of case, is refused unless dups. A body that is not one JSON value
+// gives a *jsontext.SyntacticError.
+func decodeObject(body []byte, fields *wireFields, dups bool, member func(d *jsontext.Decoder, field string) error) error {
 	w := wireDecoders.Get().(*wireDecoder)
 	w.buf = *bytes.NewBuffer(body)
-	w.dec.Reset(&w.buf, opts...)
-	err := readObject(&w.dec, member)
+	w.dec.Reset(&w.buf, jsontext.AllowDuplicateNames(dups))
+	err := readObject(&w.dec, fields, dups, member)
 	if err == io.EOF { // (an empty body: no clean end)
 		err = &jsontext.SyntacticError{ByteOffset: w.dec.InputOffset(), Err: io.ErrUnexpectedEOF}
 	}
@@ -132,7 +247,7 @@ func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) err
 }
 
 // readObject reads a JSON object (or null) from d; see decodeObject.
-func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byte) error) error {
+func readObject(d *jsontext.Decoder, fields *wireFields, dups bool, member func(d *jsontext.Decoder, field string) error) error {
 	tok, err := d.ReadToken()
 	switch {
 	case err != nil:
@@ -142,6 +257,7 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 	case tok.Kind() != '{':
 		return fmt.Errorf("want an object, got %v", tok.Kind())
 	}
+	names := objectNames{fields: fields, dups: dups}
 	for d.PeekKind() != '}' {
 		v, err := d.ReadValue() // the name, quoted
 		if err != nil {
@@ -151,7 +267,11 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 		if bytes.IndexByte(name, '\\') >= 0 {
 			name, _ = jsontext.AppendUnquote(nil, v) // valid: read as a name
 		}
-		if err := member(d, name); err != nil {
+		field, err := names.match(name)
+		if err == nil {
+			err = member(d, field)
+		}
+		if err != nil {
 			if len(name) > 64 { // (a peer's text, in the refusal it is sent)
 				name = append(name[:61:61], "..."...)
 			}
@@ -162,18 +282,20 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 	return err
 }
 
-// readString reads a string, or null as "".
-func readString(d *jsontext.Decoder) (string, error) {
+// readString reads a string into s; null leaves s as it is (as
+// encoding/json does).
+func readString(d *jsontext.Decoder, s *string) error {
 	tok, err := d.ReadToken()
 	switch {
 	case err != nil:
-		return "", err
+		return err
 	case tok.Kind() == '"':
-		return tok.String(), nil
+		*s = tok.String()
+		return nil
 	case tok.Kind() == 'n':
-		return "", nil
+		return nil
 	}
-	return "", fmt.Errorf("want a string, got %v", tok.Kind())
+	return fmt.Errorf("want a string, got %v", tok.Kind())
 }
 
 // readRaw reads any value, null as none, into memory of its own.
@@ -195,13 +317,13 @@ func decodeRequest(body []byte, req *Request) error {
 		ms     int64
 		urlErr error
 	)
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, requestFields, false, func(d *jsontext.Decoder, field string) error {
 		var err error
-		switch string(name) {
+		switch field {
 		case "id":
-			w.ID, err = readString(d)
+			err = readString(d, &w.ID)
 		case "task":
-			w.Task, err = readString(d)
+			err = readString(d, &w.Task)
 		case "responsehook":
 			var v jsontext.Value
 			if v, err = d.ReadValue(); err == nil {
@@ -254,14 +376,14 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	var features []string
 	var urlErr error
 	var r Response
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
-		if string(name) == "features" {
+	err := decodeObject(body, responseFields, false, func(d *jsontext.Decoder, field string) error {
+		if field == "features" {
 			var list []string // (its own: it escapes)
 			err := jsonv2.UnmarshalDecode(d, &list)
 			features = list
 			return err
 		}
-		return readResponseMember(d, name, &r, &urlErr)
+		return readResponseMember(d, field, &r, &urlErr)
 	})
 	switch {
 	case err != nil:
@@ -276,13 +398,14 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	return features, nil
 }
 
-// readResponseMember reads the member name of a response into resp; an
+// readResponseMember reads the member of a response matching field into
+// resp (null leaves id and error as they are, as encoding/json does); an
 // invalid stream URL goes to urlErr.
-func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr *error) error {
+func readResponseMember(d *jsontext.Decoder, field string, resp *Response, urlErr *error) error {
 	var err error
-	switch string(name) {
+	switch field {
 	case "id":
-		resp.ID, err = readString(d)
+		err = readString(d, &resp.ID)
 	case "result":
 		resp.Result, err = readRaw(d)
 	case "stream_url":
@@ -291,8 +414,12 @@ func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr
 			resp.StreamURL, resp.LegacyURLs, *urlErr = readURL(v)
 		}
 	case "error":
+		if d.PeekKind() == 'n' { // (leaves it as it is)
+			err = d.SkipValue()
+			break
+		}
 		var msg string
-		if msg, err = readString(d); err == nil {
+		if err = readString(d, &msg); err == nil {
 			resp.Error = nil
 			if msg != "" {
 				resp.Error = &RemoteError{Message: msg}
@@ -308,8 +435,10 @@ func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr
 // the answer it carries (see answer.go; decoded if wanted, else skipped),
 // and nil, a refusal (ErrRefused and the reason's sentinel) or an
 // ErrMalformedFrame error (and ErrInvalidResponse for the answer's).
-// Duplicate names are let through, as the original's decoder does: an
-// acknowledgement is what a peer says of itself.
+// Duplicate names, in any mix of case, are let through, the last
+// standing, as the original's decoder (encoding/json) does: an
+// acknowledgement is what a peer says of itself. (So are those of the
+// answer, which a second "answer" adds to, as encoding/json would.)
 func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
 	var (
 		features []string
@@ -317,19 +446,24 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		msg      string
 		urlErr   error
 	)
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, ackFields, true, func(d *jsontext.Decoder, field string) error {
 		var err error
 		switch {
-		case string(name) == "error":
-			msg, err = readString(d)
-		case string(name) == "features" && wantFeatures:
+		case field == "error":
+			err = readString(d, &msg)
+		case field == "features" && wantFeatures:
 			var list []string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &list)
 			features = list
-		case string(name) == "answer" && wantAnswer && d.PeekKind() != 'n':
-			answer = &Response{}
-			err = readObject(d, func(d *jsontext.Decoder, name []byte) error {
-				return readResponseMember(d, name, answer, &urlErr)
+		case field == "answer" && wantAnswer && d.PeekKind() == 'n':
+			answer = nil
+			err = d.SkipValue()
+		case field == "answer" && wantAnswer:
+			if answer == nil {
+				answer = &Response{}
+			}
+			err = readObject(d, responseFields, true, func(d *jsontext.Decoder, field string) error {
+				return readResponseMember(d, field, answer, &urlErr)
 			})
 			if err != nil {
 				err = fmt.Errorf("%w: %w", ErrInvalidResponse, err)
@@ -338,7 +472,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 			err = d.SkipValue()
 		}
 		return err
-	}, jsontext.AllowDuplicateNames(true))
+	})
 	if err == nil && urlErr != nil {
 		err = fmt.Errorf("answer: %w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
@@ -355,7 +489,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 // not JSON at all in ErrMalformedFrame first.
 func decodeError(kind, err error) error {
 	var se *jsontext.SyntacticError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) || errors.Is(err, errDuplicateName) {
 		return fmt.Errorf("%w: %w: %w", ErrMalformedFrame, kind, err)
 	}
 	return fmt.Errorf("%w: %w", kind, err)
@@ -378,8 +512,10 @@ func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
 // readURL reads a URL in either form and says if it was an object. The URL
 // is what its text says, which is what gets dialed, so a check of its parts
 // checks the destination: an object whose parts say otherwise (Opaque or
-// RawPath beside Host and Path) or lost its user info ({}) is refused, as
-// is an opaque http(s) URL. null, "" and "#" give nil.
+// RawPath beside Host and Path), whose text reads back as another (a
+// scheme in upper case, which an encoding/json peer keeps as it is) or that
+// lost its user info ({}) is refused, as is an opaque http(s) URL. null, ""
+// and "#" give nil.
 func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 	switch legacy = v.Kind() == '{'; {
 	case legacy:
@@ -387,7 +523,7 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 		if o, err = readURLObject(v); err == nil {
 			u, err = url.Parse(o.String())
 		}
-		if err == nil && (!strings.EqualFold(u.Scheme, o.Scheme) || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
+		if err == nil && (u.String() != o.String() || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
 			err = fmt.Errorf("%q is not what its parts say", o.String())
 		}
 	case v.Kind() == '"':
@@ -411,9 +547,9 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 }
 
 // readURLObject reads the object form of a URL as encoding/json fills a
-// url.URL (names matched regardless of case, others skipped, null leaves
+// url.URL (names matched as wireFields says, others skipped, null leaves
 // a member as it is), except that user info is refused: json gives it as
-// {}, which has lost it.
+// {}, which has lost it; and so is a name given twice, in any case.
 func readURLObject(v jsontext.Value) (url.URL, error) {
 	var o url.URL
 	strs := [...]struct {
@@ -425,22 +561,21 @@ func readURLObject(v jsontext.Value) (url.URL, error) {
 		name string
 		to   *bool
 	}{{"ForceQuery", &o.ForceQuery}, {"OmitHost", &o.OmitHost}}
-	err := decodeObject(v, func(d *jsontext.Decoder, name []byte) error {
-		n := string(name)
+	err := decodeObject(v, urlFields, false, func(d *jsontext.Decoder, field string) error {
 		var s *string
 		var b *bool
 		for _, f := range strs {
-			if strings.EqualFold(n, f.name) {
+			if field == f.name {
 				s = f.to
 			}
 		}
 		for _, f := range bools {
-			if strings.EqualFold(n, f.name) {
+			if field == f.name {
 				b = f.to
 			}
 		}
 		switch {
-		case s == nil && b == nil && strings.EqualFold(n, "User") && d.PeekKind() != 'n':
+		case field == "User" && d.PeekKind() != 'n':
 			return errors.New("user info in a url object")
 		case s == nil && b == nil:
 			return d.SkipValue()
