@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"sync"
 	"time"
 	"unicode"
@@ -184,32 +183,45 @@ type objectNames struct {
 // matches it: exactly, or else under foldName; and errDuplicateName when
 // name matches a name met before (unless duplicates are let through).
 func (o *objectNames) match(name []byte) (string, error) {
-	i := slices.Index(o.fields.names, string(name))
-	var buf [64]byte
-	var key []byte
-	if i < 0 {
-		key = foldName(buf[:0], name)
-		i = slices.Index(o.fields.folded, string(key))
+	for i, n := range o.fields.names {
+		if string(name) == n { // (not slices.Index: that copies name)
+			return o.field(i)
+		}
 	}
-	switch {
-	case o.dups:
-	case i >= 0 && o.seen&(1<<i) != 0:
-		return "", errDuplicateName
-	case i >= 0:
-		o.seen |= 1 << i
-	default:
-		if _, ok := o.others[string(key)]; ok {
+	return o.matchFolded(name)
+}
+
+// field returns field i, met (again?).
+func (o *objectNames) field(i int) (string, error) {
+	if !o.dups {
+		if o.seen&(1<<i) != 0 {
 			return "", errDuplicateName
 		}
-		if o.others == nil {
-			o.others = make(map[string]struct{})
-		}
-		o.others[string(key)] = struct{}{}
-	}
-	if i < 0 {
-		return "", nil
+		o.seen |= 1 << i
 	}
 	return o.fields.names[i], nil
+}
+
+// matchFolded is match for a name that is none of the fields' as written.
+func (o *objectNames) matchFolded(name []byte) (string, error) {
+	var buf [64]byte
+	key := foldName(buf[:0], name)
+	for i, n := range o.fields.folded {
+		if string(key) == n {
+			return o.field(i)
+		}
+	}
+	if o.dups {
+		return "", nil
+	}
+	if _, ok := o.others[string(key)]; ok {
+		return "", errDuplicateName
+	}
+	if o.others == nil {
+		o.others = make(map[string]struct{})
+	}
+	o.others[string(key)] = struct{}{}
+	return "", nil
 }
 
 // wireDecoder is a pooled decoder, reading from buf without copying it.
@@ -228,7 +240,11 @@ var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
 func decodeObject(body []byte, fields *wireFields, dups bool, member func(d *jsontext.Decoder, field string) error) error {
 	w := wireDecoders.Get().(*wireDecoder)
 	w.buf = *bytes.NewBuffer(body)
-	w.dec.Reset(&w.buf, jsontext.AllowDuplicateNames(dups))
+	if dups {
+		w.dec.Reset(&w.buf, jsontext.AllowDuplicateNames(true))
+	} else {
+		w.dec.Reset(&w.buf)
+	}
 	err := readObject(&w.dec, fields, dups, member)
 	if err == io.EOF { // (an empty body: no clean end)
 		err = &jsontext.SyntacticError{ByteOffset: w.dec.InputOffset(), Err: io.ErrUnexpectedEOF}
@@ -360,7 +376,7 @@ func decodeRequest(body []byte, req *Request) error {
 		return decodeError(ErrInvalidRequest, err)
 	}
 	if urlErr != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, urlErr)
+		return decodeError(ErrInvalidRequest, fmt.Errorf("responsehook: %w", urlErr))
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, w.ResponseHook, w.Args, w.LegacyURLs
 	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.answerInAck
@@ -389,7 +405,7 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	case err != nil:
 		err = decodeError(ErrInvalidResponse, err)
 	case urlErr != nil:
-		err = fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, urlErr)
+		err = decodeError(ErrInvalidResponse, fmt.Errorf("stream_url: %w", urlErr))
 	}
 	if err != nil {
 		return nil, err
@@ -414,11 +430,10 @@ func readResponseMember(d *jsontext.Decoder, field string, resp *Response, urlEr
 			resp.StreamURL, resp.LegacyURLs, *urlErr = readURL(v)
 		}
 	case "error":
-		if d.PeekKind() == 'n' { // (leaves it as it is)
-			err = d.SkipValue()
-			break
+		msg := ""
+		if resp.Error != nil { // (null leaves it)
+			msg = resp.Error.Error()
 		}
-		var msg string
 		if err = readString(d, &msg); err == nil {
 			resp.Error = nil
 			if msg != "" {
@@ -486,7 +501,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 }
 
 // decodeError wraps a decoding error in kind, and one of a body that is
-// not JSON at all in ErrMalformedFrame first.
+// not JSON at all, or gives a name twice, in ErrMalformedFrame first.
 func decodeError(kind, err error) error {
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) || errors.Is(err, errDuplicateName) {
