@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -19,6 +20,7 @@ import (
 // Wire messages are decoded by github.com/go-json-experiment/json, which
 // refuses invalid UTF-8 and duplicate names (encoding/json passes them on)
 // and costs a third as much as encoding/json (figures: in the commit).
+// Member names are matched as encoding/json matches them (see wireFields).
 
 // nullValue is JSON's null, read only.
 var nullValue = jsontext.Value("null")
@@ -98,6 +100,204 @@ func appendRaw(b []byte, raw, checked *json.RawMessage) ([]byte, error) {
 // what is kept (strings, args, result) is copied out of the frame body.
 // It checks what json.Unmarshal would: valid JSON and UTF-8, no duplicate
 // names, and the type of each member it knows; it skips the others.
+//
+// One frame, one meaning: member names are matched as encoding/json (the
+// original acomm's decoder, and most Go peers') matches them to a struct's
+// fields, regardless of case, so that {"ID":"a"} is the id a to both; and
+// a name given twice in any mix of case ({"id":"a","ID":"b"}: a to a
+// decoder that keeps the first, b to encoding/json, which keeps the last)
+// is refused, as jsontext refuses exact duplicates. Acknowledgements, which
+// are let through with duplicates (see decodeAck), keep the last, as
+// encoding/json does, null included (it leaves a string as it was).
+
+// wireFields are the member names of one kind of wire object, as written
+// and under foldName.
+type wireFields struct {
+	names, folded []string
+	// exact returns the index of the field written name, or noField; a
+	// switch on constant names, which the compiler makes a few loads and
+	// compares (a loop over names calls memequal for each: 6% of a
+	// decode). nil: the loop.
+	exact func(name []byte) int
+}
+
+// newWireFields returns the fields of an object with members names (at
+// most 64), which exact, if not nil, says as written.
+func newWireFields(exact func([]byte) int, names ...string) *wireFields {
+	f := &wireFields{names: names, exact: exact}
+	for i, n := range names {
+		f.folded = append(f.folded, string(foldName(nil, []byte(n))))
+		if exact != nil && exact([]byte(n)) != i {
+			panic("acomm: wire field " + n + " out of place")
+		}
+	}
+	return f
+}
+
+// The members of each kind of wire object, and their indexes there (a
+// member is told to its reader by index: a switch on its name, after the
+// match, would cost as much again).
+var (
+	requestFields = newWireFields(requestField, "id", "task", "responsehook", "args", "timeout_ms", "meta", "answer_in_ack")
+	// responseFields are the first of ackFields.
+	responseFields = newWireFields(responseField, "id", "result", "stream_url", "error", "features")
+	ackFields      = newWireFields(ackField, "id", "result", "stream_url", "error", "features", "answer")
+	// urlFields are those of a url.URL as encoding/json writes it: strings,
+	// then booleans, then User.
+	urlFields = newWireFields(nil, "Scheme", "Opaque", "Host", "Path", "RawPath", "RawQuery", "Fragment",
+		"RawFragment", "ForceQuery", "OmitHost", "User")
+)
+
+const (
+	noField = -1 // a member of no field
+
+	reqID, reqTask, reqHook, reqArgs, reqTimeout, reqMeta, reqAnswerInAck = 0, 1, 2, 3, 4, 5, 6
+	respID, respResult, respStream, respError, respFeatures, ackAnswer    = 0, 1, 2, 3, 4, 5
+	urlStrings, urlBools, urlUser                                         = 8, 10, 10 // ends; User
+)
+
+// requestField is the exact of requestFields.
+func requestField(name []byte) int {
+	switch string(name) {
+	case "id":
+		return reqID
+	case "task":
+		return reqTask
+	case "responsehook":
+		return reqHook
+	case "args":
+		return reqArgs
+	case "timeout_ms":
+		return reqTimeout
+	case "meta":
+		return reqMeta
+	case "answer_in_ack":
+		return reqAnswerInAck
+	}
+	return noField
+}
+
+// responseField is the exact of responseFields.
+func responseField(name []byte) int {
+	switch string(name) {
+	case "id":
+		return respID
+	case "result":
+		return respResult
+	case "stream_url":
+		return respStream
+	case "error":
+		return respError
+	case "features":
+		return respFeatures
+	}
+	return noField
+}
+
+// ackField is the exact of ackFields.
+func ackField(name []byte) int {
+	if string(name) == "answer" {
+		return ackAnswer
+	}
+	return responseField(name)
+}
+
+// errDuplicateName refuses an object whose member names match twice.
+var errDuplicateName = errors.New("member given twice (names match regardless of case)")
+
+// foldName appends name to b under the case fold encoding/json matches
+// names with (its fold.go, Go 1.26): ASCII letters to upper case, any
+// other rune to the smallest rune of its unicode.SimpleFold orbit, so
+// the Kelvin sign K folds with k and the long s ſ with s, but the dotted
+// İ with nothing else.
+func foldName(b, name []byte) []byte {
+	for i := 0; i < len(name); {
+		if c := name[i]; c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(name[i:])
+		b = utf8.AppendRune(b, foldRune(r))
+		i += n
+	}
+	return b
+}
+
+// foldRune returns the smallest rune of r's unicode.SimpleFold orbit.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// objectNames matches the member names of one object to its fields.
+type objectNames struct {
+	fields *wireFields
+	dups   bool                // names given twice are let through
+	seen   uint64              // the fields met (their bits)
+	others map[string]struct{} // the other names met, folded (made on the first)
+}
+
+// match returns the index of the field name designates (noField for
+// none), as encoding/json matches it: exactly, or else under foldName; and
+// errDuplicateName when name matches a name met before (unless duplicates
+// are let through).
+func (o *objectNames) match(name []byte) (int, error) {
+	if o.fields.exact != nil {
+		if i := o.fields.exact(name); i != noField {
+			return o.field(i)
+		}
+	} else {
+		for i, n := range o.fields.names {
+			if string(name) == n {
+				return o.field(i)
+			}
+		}
+	}
+	return o.matchFolded(name)
+}
+
+// field returns field i, met; errDuplicateName if it was met before
+// (unless duplicates are let through).
+func (o *objectNames) field(i int) (int, error) {
+	if !o.dups {
+		if o.seen&(1<<i) != 0 {
+			return noField, errDuplicateName
+		}
+		o.seen |= 1 << i
+	}
+	return i, nil
+}
+
+// matchFolded is match for a name that is none of the fields' as written.
+func (o *objectNames) matchFolded(name []byte) (int, error) {
+	var buf [64]byte
+	key := foldName(buf[:0], name)
+	for i, n := range o.fields.folded {
+		if string(key) == n {
+			return o.field(i)
+		}
+	}
+	if o.dups {
+		return noField, nil
+	}
+	if _, ok := o.others[string(key)]; ok {
+		return noField, errDuplicateName
+	}
+	if o.others == nil {
+		o.others = make(map[string]struct{})
+	}
+	o.others[string(key)] = struct{}{}
+	return noField, nil
+}
 
 // wireDecoder is a pooled decoder, reading from buf without copying it.
 type wireDecoder struct {
@@ -107,14 +307,20 @@ type wireDecoder struct {
 
 var wireDecoders = sync.Pool{New: func() any { return new(wireDecoder) }}
 
-// decodeObject reads body, a JSON object (or null), calling member for
-// each of its members with its name; member reads (or skips) its value.
-// A body that is not one JSON value gives a *jsontext.SyntacticError.
-func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) error, opts ...jsontext.Options) error {
+// decodeObject reads body, a JSON object (or null) with members fields,
+// calling member for each of its members with the index of the field it
+// matches (noField for none); member reads (or skips) its value. A name given twice, in any
+// mix of case, is refused unless dups. A body that is not one JSON value
+// gives a *jsontext.SyntacticError.
+func decodeObject(body []byte, fields *wireFields, dups bool, member func(d *jsontext.Decoder, field int) error) error {
 	w := wireDecoders.Get().(*wireDecoder)
 	w.buf = *bytes.NewBuffer(body)
-	w.dec.Reset(&w.buf, opts...)
-	err := readObject(&w.dec, member)
+	if dups {
+		w.dec.Reset(&w.buf, jsontext.AllowDuplicateNames(true))
+	} else {
+		w.dec.Reset(&w.buf)
+	}
+	err := readObject(&w.dec, fields, dups, member)
 	if err == io.EOF { // (an empty body: no clean end)
 		err = &jsontext.SyntacticError{ByteOffset: w.dec.InputOffset(), Err: io.ErrUnexpectedEOF}
 	}
@@ -132,7 +338,7 @@ func decodeObject(body []byte, member func(d *jsontext.Decoder, name []byte) err
 }
 
 // readObject reads a JSON object (or null) from d; see decodeObject.
-func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byte) error) error {
+func readObject(d *jsontext.Decoder, fields *wireFields, dups bool, member func(d *jsontext.Decoder, field int) error) error {
 	tok, err := d.ReadToken()
 	switch {
 	case err != nil:
@@ -142,6 +348,7 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 	case tok.Kind() != '{':
 		return fmt.Errorf("want an object, got %v", tok.Kind())
 	}
+	names := objectNames{fields: fields, dups: dups}
 	for d.PeekKind() != '}' {
 		v, err := d.ReadValue() // the name, quoted
 		if err != nil {
@@ -151,7 +358,11 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 		if bytes.IndexByte(name, '\\') >= 0 {
 			name, _ = jsontext.AppendUnquote(nil, v) // valid: read as a name
 		}
-		if err := member(d, name); err != nil {
+		field, err := names.match(name)
+		if err == nil {
+			err = member(d, field)
+		}
+		if err != nil {
 			if len(name) > 64 { // (a peer's text, in the refusal it is sent)
 				name = append(name[:61:61], "..."...)
 			}
@@ -162,18 +373,20 @@ func readObject(d *jsontext.Decoder, member func(d *jsontext.Decoder, name []byt
 	return err
 }
 
-// readString reads a string, or null as "".
-func readString(d *jsontext.Decoder) (string, error) {
+// readString reads a string into s; null leaves s as it is (as
+// encoding/json does).
+func readString(d *jsontext.Decoder, s *string) error {
 	tok, err := d.ReadToken()
 	switch {
 	case err != nil:
-		return "", err
+		return err
 	case tok.Kind() == '"':
-		return tok.String(), nil
+		*s = tok.String()
+		return nil
 	case tok.Kind() == 'n':
-		return "", nil
+		return nil
 	}
-	return "", fmt.Errorf("want a string, got %v", tok.Kind())
+	return fmt.Errorf("want a string, got %v", tok.Kind())
 }
 
 // readRaw reads any value, null as none, into memory of its own.
@@ -195,14 +408,14 @@ func decodeRequest(body []byte, req *Request) error {
 		ms     int64
 		urlErr error
 	)
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, requestFields, false, func(d *jsontext.Decoder, field int) error {
 		var err error
-		switch string(name) {
-		case "id":
-			w.ID, err = readString(d)
-		case "task":
-			w.Task, err = readString(d)
-		case "responsehook":
+		switch field {
+		case reqID:
+			err = readString(d, &w.ID)
+		case reqTask:
+			err = readString(d, &w.Task)
+		case reqHook:
 			var v jsontext.Value
 			if v, err = d.ReadValue(); err == nil {
 				w.ResponseHook, w.LegacyURLs, urlErr = readURL(v)
@@ -210,18 +423,18 @@ func decodeRequest(body []byte, req *Request) error {
 					urlErr = checkHookUser(w.ResponseHook)
 				}
 			}
-		case "args":
+		case reqArgs:
 			w.Args, err = readRaw(d)
-		case "timeout_ms":
+		case reqTimeout:
 			var v jsontext.Value
 			if v, err = d.ReadValue(); err == nil {
 				ms, hasMS, err = readTimeoutMS(v)
 			}
-		case "meta":
+		case reqMeta:
 			var meta map[string]string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &meta)
 			w.Meta = meta
-		case "answer_in_ack":
+		case reqAnswerInAck:
 			var tok jsontext.Token
 			if tok, err = d.ReadToken(); err == nil && tok.Kind() != 'n' {
 				if tok.Kind() != 't' && tok.Kind() != 'f' {
@@ -238,7 +451,7 @@ func decodeRequest(body []byte, req *Request) error {
 		return decodeError(ErrInvalidRequest, err)
 	}
 	if urlErr != nil {
-		return fmt.Errorf("%w: responsehook: %w", ErrInvalidRequest, urlErr)
+		return decodeError(ErrInvalidRequest, fmt.Errorf("responsehook: %w", urlErr))
 	}
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, w.ResponseHook, w.Args, w.LegacyURLs
 	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.answerInAck
@@ -254,20 +467,20 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	var features []string
 	var urlErr error
 	var r Response
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
-		if string(name) == "features" {
+	err := decodeObject(body, responseFields, false, func(d *jsontext.Decoder, field int) error {
+		if field == respFeatures {
 			var list []string // (its own: it escapes)
 			err := jsonv2.UnmarshalDecode(d, &list)
 			features = list
 			return err
 		}
-		return readResponseMember(d, name, &r, &urlErr)
+		return readResponseMember(d, field, &r, &urlErr)
 	})
 	switch {
 	case err != nil:
 		err = decodeError(ErrInvalidResponse, err)
 	case urlErr != nil:
-		err = fmt.Errorf("%w: stream_url: %w", ErrInvalidResponse, urlErr)
+		err = decodeError(ErrInvalidResponse, fmt.Errorf("stream_url: %w", urlErr))
 	}
 	if err != nil {
 		return nil, err
@@ -276,23 +489,27 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 	return features, nil
 }
 
-// readResponseMember reads the member name of a response into resp; an
+// readResponseMember reads the member of a response matching field into
+// resp (null leaves id and error as they are, as encoding/json does); an
 // invalid stream URL goes to urlErr.
-func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr *error) error {
+func readResponseMember(d *jsontext.Decoder, field int, resp *Response, urlErr *error) error {
 	var err error
-	switch string(name) {
-	case "id":
-		resp.ID, err = readString(d)
-	case "result":
+	switch field {
+	case respID:
+		err = readString(d, &resp.ID)
+	case respResult:
 		resp.Result, err = readRaw(d)
-	case "stream_url":
+	case respStream:
 		var v jsontext.Value
 		if v, err = d.ReadValue(); err == nil {
 			resp.StreamURL, resp.LegacyURLs, *urlErr = readURL(v)
 		}
-	case "error":
-		var msg string
-		if msg, err = readString(d); err == nil {
+	case respError:
+		msg := ""
+		if resp.Error != nil { // (null leaves it)
+			msg = resp.Error.Error()
+		}
+		if err = readString(d, &msg); err == nil {
 			resp.Error = nil
 			if msg != "" {
 				resp.Error = &RemoteError{Message: msg}
@@ -308,8 +525,10 @@ func readResponseMember(d *jsontext.Decoder, name []byte, resp *Response, urlErr
 // the answer it carries (see answer.go; decoded if wanted, else skipped),
 // and nil, a refusal (ErrRefused and the reason's sentinel) or an
 // ErrMalformedFrame error (and ErrInvalidResponse for the answer's).
-// Duplicate names are let through, as the original's decoder does: an
-// acknowledgement is what a peer says of itself.
+// Duplicate names, in any mix of case, are let through, the last
+// standing, as the original's decoder (encoding/json) does: an
+// acknowledgement is what a peer says of itself. (So are those of the
+// answer, which a second "answer" adds to, as encoding/json would.)
 func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
 	var (
 		features []string
@@ -317,19 +536,24 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		msg      string
 		urlErr   error
 	)
-	err := decodeObject(body, func(d *jsontext.Decoder, name []byte) error {
+	err := decodeObject(body, ackFields, true, func(d *jsontext.Decoder, field int) error {
 		var err error
 		switch {
-		case string(name) == "error":
-			msg, err = readString(d)
-		case string(name) == "features" && wantFeatures:
+		case field == respError:
+			err = readString(d, &msg)
+		case field == respFeatures && wantFeatures:
 			var list []string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &list)
 			features = list
-		case string(name) == "answer" && wantAnswer && d.PeekKind() != 'n':
-			answer = &Response{}
-			err = readObject(d, func(d *jsontext.Decoder, name []byte) error {
-				return readResponseMember(d, name, answer, &urlErr)
+		case field == ackAnswer && wantAnswer && d.PeekKind() == 'n':
+			answer = nil
+			err = d.SkipValue()
+		case field == ackAnswer && wantAnswer:
+			if answer == nil {
+				answer = &Response{}
+			}
+			err = readObject(d, responseFields, true, func(d *jsontext.Decoder, field int) error {
+				return readResponseMember(d, field, answer, &urlErr)
 			})
 			if err != nil {
 				err = fmt.Errorf("%w: %w", ErrInvalidResponse, err)
@@ -338,7 +562,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 			err = d.SkipValue()
 		}
 		return err
-	}, jsontext.AllowDuplicateNames(true))
+	})
 	if err == nil && urlErr != nil {
 		err = fmt.Errorf("answer: %w: stream_url: %w", ErrInvalidResponse, urlErr)
 	}
@@ -352,10 +576,10 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 }
 
 // decodeError wraps a decoding error in kind, and one of a body that is
-// not JSON at all in ErrMalformedFrame first.
+// not JSON at all, or gives a name twice, in ErrMalformedFrame first.
 func decodeError(kind, err error) error {
 	var se *jsontext.SyntacticError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) || errors.Is(err, errDuplicateName) {
 		return fmt.Errorf("%w: %w: %w", ErrMalformedFrame, kind, err)
 	}
 	return fmt.Errorf("%w: %w", kind, err)
@@ -378,8 +602,10 @@ func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
 // readURL reads a URL in either form and says if it was an object. The URL
 // is what its text says, which is what gets dialed, so a check of its parts
 // checks the destination: an object whose parts say otherwise (Opaque or
-// RawPath beside Host and Path) or lost its user info ({}) is refused, as
-// is an opaque http(s) URL. null, "" and "#" give nil.
+// RawPath beside Host and Path), whose text reads back as another (a
+// scheme in upper case, which an encoding/json peer keeps as it is) or that
+// lost its user info ({}) is refused, as is an opaque http(s) URL. null, ""
+// and "#" give nil.
 func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 	switch legacy = v.Kind() == '{'; {
 	case legacy:
@@ -387,7 +613,7 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 		if o, err = readURLObject(v); err == nil {
 			u, err = url.Parse(o.String())
 		}
-		if err == nil && (!strings.EqualFold(u.Scheme, o.Scheme) || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
+		if err == nil && (u.String() != o.String() || u.Host != o.Host || u.Opaque != o.Opaque || u.Path != o.Path) {
 			err = fmt.Errorf("%q is not what its parts say", o.String())
 		}
 	case v.Kind() == '"':
@@ -411,38 +637,25 @@ func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
 }
 
 // readURLObject reads the object form of a URL as encoding/json fills a
-// url.URL (names matched regardless of case, others skipped, null leaves
+// url.URL (names matched as wireFields says, others skipped, null leaves
 // a member as it is), except that user info is refused: json gives it as
-// {}, which has lost it.
+// {}, which has lost it; and so is a name given twice, in any case.
 func readURLObject(v jsontext.Value) (url.URL, error) {
 	var o url.URL
-	strs := [...]struct {
-		name string
-		to   *string
-	}{{"Scheme", &o.Scheme}, {"Opaque", &o.Opaque}, {"Host", &o.Host}, {"Path", &o.Path}, {"RawPath", &o.RawPath},
-		{"RawQuery", &o.RawQuery}, {"Fragment", &o.Fragment}, {"RawFragment", &o.RawFragment}}
-	bools := [...]struct {
-		name string
-		to   *bool
-	}{{"ForceQuery", &o.ForceQuery}, {"OmitHost", &o.OmitHost}}
-	err := decodeObject(v, func(d *jsontext.Decoder, name []byte) error {
-		n := string(name)
+	// (in the order of urlFields)
+	strs := [urlStrings]*string{&o.Scheme, &o.Opaque, &o.Host, &o.Path, &o.RawPath, &o.RawQuery, &o.Fragment, &o.RawFragment}
+	bools := [urlBools - urlStrings]*bool{&o.ForceQuery, &o.OmitHost}
+	err := decodeObject(v, urlFields, false, func(d *jsontext.Decoder, field int) error {
 		var s *string
 		var b *bool
-		for _, f := range strs {
-			if strings.EqualFold(n, f.name) {
-				s = f.to
-			}
-		}
-		for _, f := range bools {
-			if strings.EqualFold(n, f.name) {
-				b = f.to
-			}
-		}
 		switch {
-		case s == nil && b == nil && strings.EqualFold(n, "User") && d.PeekKind() != 'n':
+		case field == urlUser && d.PeekKind() != 'n':
 			return errors.New("user info in a url object")
-		case s == nil && b == nil:
+		case field >= 0 && field < urlStrings:
+			s = strs[field]
+		case field >= urlStrings && field < urlBools:
+			b = bools[field-urlStrings]
+		default:
 			return d.SkipValue()
 		}
 		tok, err := d.ReadToken()

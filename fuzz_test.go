@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"testing"
 	"testing/iotest"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
@@ -247,6 +248,164 @@ func FuzzURLJSON(f *testing.F) {
 			require.NoError(t, err, "re-decoding %s", b)
 			assert.Equal(t, u.String(), urlString(back.StreamURL))
 			assert.Equal(t, legacy, back.LegacyURLs)
+		}
+	})
+}
+
+// The differential fuzz: a frame means the same to us as to encoding/json,
+// which the original acomm and most Go peers decode with, whenever both
+// accept it. The plain structs below are the wire types such a peer
+// declares (the original's, and our extensions as it would add them).
+
+// plainURL is a URL as a peer decoding with encoding/json reads it: the
+// object form into a url.URL, as the original acomm did, and the string
+// form with url.Parse.
+type plainURL struct{ u *url.URL }
+
+// UnmarshalJSON reads either form (encoding/json calls it for neither null
+// nor, so, a nil URL).
+func (p *plainURL) UnmarshalJSON(b []byte) error {
+	if b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		u, err := url.Parse(s)
+		p.u = u
+		return err
+	}
+	p.u = new(url.URL)
+	return json.Unmarshal(b, p.u)
+}
+
+// plainRequest is a request as encoding/json reads it.
+type plainRequest struct {
+	ID           string            `json:"id"`
+	Task         string            `json:"task"`
+	ResponseHook *plainURL         `json:"responsehook"`
+	Args         *json.RawMessage  `json:"args"`
+	TimeoutMS    *int64            `json:"timeout_ms"`
+	Meta         map[string]string `json:"meta"`
+	AnswerInAck  bool              `json:"answer_in_ack"`
+}
+
+// plainResponse is a response as encoding/json reads it.
+type plainResponse struct {
+	ID        string           `json:"id"`
+	Result    *json.RawMessage `json:"result"`
+	StreamURL *plainURL        `json:"stream_url"`
+	Error     string           `json:"error"`
+	Features  []string         `json:"features"`
+}
+
+// plainAck is an acknowledgement as encoding/json reads it.
+type plainAck struct {
+	Error    string         `json:"error"`
+	Features []string       `json:"features"`
+	Answer   *plainResponse `json:"answer"`
+}
+
+// plainURLString is what a plain URL says: "" for none or an empty one.
+func plainURLString(p *plainURL) string {
+	if p == nil || p.u == nil {
+		return ""
+	}
+	return p.u.String()
+}
+
+// ourURLString is what our decoded URL says, as plainURLString.
+func ourURLString(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return u.String()
+}
+
+// assertSameResponse checks that ours says what plain does.
+func assertSameResponse(t *testing.T, plain *plainResponse, ours *Response, data []byte) {
+	t.Helper()
+	assert.Equal(t, plain.ID, ours.ID, "id of %q", data)
+	assert.Equal(t, rawString(plain.Result), rawString(ours.Result), "result of %q", data)
+	assert.Equal(t, plainURLString(plain.StreamURL), ourURLString(ours.StreamURL), "stream url of %q", data)
+	assert.Equal(t, plain.Error, errString(ours.Error), "error of %q", data)
+}
+
+func FuzzWireMeaning(f *testing.F) {
+	for _, s := range []string{
+		seedRequest, seedLegacyRequest, seedResponse, seedLegacyResp,
+		// issue 17 item 2: names in another case, given twice in any case
+		`{"id":"a","ID":"b"}`,
+		`{"id":"x7","result":8,"RESULT":9}`,
+		`{"id":"x9","error":"","ERROR":"boom"}`,
+		`{"Id":"x4","result":1}`,
+		`{"ID":"a","Task":"t","ResponseHook":{"scheme":"unix","path":"/x.sock"}}`,
+		`{"id":"1","task":"t","responsehook":{"Scheme":"unix","Path":"/a.sock","PATH":"/b.sock"}}`,
+		// encoding/json's fold: the Kelvin sign K is k, the long s ſ is s;
+		// the dotted İ and the dotless ı are neither i nor I
+		`{"id":"1","taſk":"t","Stream_URL":"unix:///s","error":"e"}`,
+		`{"id":"1","tas\u212a":"t","ta\u017fk":"u"}`,
+		`{"İd":"1","ıd":"2","id":"3"}`,
+		`{"\u0049D":"1","answer_in_ack":true,"Timeout_MS":5,"META":{"k":"v","K":"w"}}`,
+		// acknowledgements: the last stands, null leaves a string as it was
+		`{"error":"","ERROR":"boom"}`,
+		`{"error":"boom","Error":null}`,
+		`{"Error":"","Features":["pipeline","answer-in-ack"],"ANSWER":{"ID":"1","Result":[1],"result":null}}`,
+		`{"answer":{"id":"1","result":2},"Answer":{"error":"e"}}`,
+		`{"answer":{"id":"1"},"answer":null,"features":["a"],"FEATURES":null}`,
+		`{"x":1,"X":2}`, `null`, `[]`, `{"id":null,"task":7}`,
+	} {
+		f.Add([]byte(s))
+	}
+
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var plainReq plainRequest
+		var req Request
+		before := time.Now()
+		if decodeRequest(data, &req) == nil && json.Unmarshal(data, &plainReq) == nil {
+			assert.Equal(t, plainReq.ID, req.ID, "id of %q", data)
+			assert.Equal(t, plainReq.Task, req.Task, "task of %q", data)
+			assert.Equal(t, plainURLString(plainReq.ResponseHook), ourURLString(req.ResponseHook), "hook of %q", data)
+			assert.Equal(t, rawString(plainReq.Args), rawString(req.Args), "args of %q", data)
+			assert.Equal(t, len(plainReq.Meta), len(req.Meta), "meta of %q", data)
+			for k, v := range plainReq.Meta {
+				assert.Equal(t, v, req.Meta[k], "meta %q of %q", k, data)
+			}
+			assert.Equal(t, plainReq.AnswerInAck, req.answerInAck, "answer_in_ack of %q", data)
+			deadline, has := req.Deadline()
+			if assert.Equal(t, plainReq.TimeoutMS != nil, has, "timeout_ms of %q", data) && has {
+				ms := min(max(*plainReq.TimeoutMS, 0), maxTimeoutMS)
+				want := before.Add(time.Duration(ms) * time.Millisecond)
+				assert.WithinDuration(t, want, deadline, time.Second, "timeout_ms of %q", data)
+			}
+		}
+
+		var plainResp plainResponse
+		var resp Response
+		features, err := decodeResponse(data, &resp)
+		if err == nil && json.Unmarshal(data, &plainResp) == nil {
+			assertSameResponse(t, &plainResp, &resp, data)
+			assert.Equal(t, len(plainResp.Features), len(features), "features of %q", data)
+			for i := range min(len(features), len(plainResp.Features)) {
+				assert.Equal(t, plainResp.Features[i], features[i], "features of %q", data)
+			}
+		}
+
+		var ack plainAck
+		features, answer, err := decodeAck(data, true, true)
+		if !errors.Is(err, ErrMalformedFrame) && json.Unmarshal(data, &ack) == nil {
+			var re *RemoteError
+			if errors.As(err, &re) {
+				assert.Equal(t, ack.Error, re.Message, "refusal of %q", data)
+			} else {
+				assert.Empty(t, ack.Error, "refusal of %q", data)
+				if assert.Equal(t, ack.Answer != nil, answer != nil, "answer of %q", data) && answer != nil {
+					assertSameResponse(t, ack.Answer, answer, data)
+				}
+			}
+			assert.Equal(t, len(ack.Features), len(features), "features of %q", data)
+			for i := range min(len(features), len(ack.Features)) {
+				assert.Equal(t, ack.Features[i], features[i], "features of %q", data)
+			}
 		}
 	})
 }

@@ -23,7 +23,10 @@ type ResponseHandler func(*Request, *Response)
 //
 // On the wire a Request is the JSON object
 // {"id": ..., "task": ..., "responsehook": "unix:///path", "args": ...},
-// with "timeout_ms" (see Deadline) and "meta" when set.
+// with "timeout_ms" (see Deadline) and "meta" when set. Its member names
+// are read regardless of case, as encoding/json reads them, and a frame
+// that gives one twice, in any mix of case, is malformed (README.md,
+// "Wire format").
 type Request struct {
 	ID             string           `json:"id"`
 	Task           string           `json:"task"`
@@ -168,9 +171,10 @@ func (req *Request) MarshalJSON() ([]byte, error) {
 	return appendRequest(nil, req, req.LegacyURLs)
 }
 
-// UnmarshalJSON unmarshals a Request from its wire form. The response hook
-// may be a string or the original acomm's object form. It does not
-// validate; see Validate.
+// UnmarshalJSON unmarshals a Request from its wire form, matching member
+// names regardless of case and refusing one given twice (ErrMalformedFrame).
+// The response hook may be a string or the original acomm's object form.
+// It does not validate; see Validate.
 func (req *Request) UnmarshalJSON(data []byte) error {
 	return decodeRequest(data, req)
 }

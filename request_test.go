@@ -323,6 +323,9 @@ func TestRequestWireDecode(t *testing.T) {
 		{"legacy hook with user info object", `{"id":"1","task":"t","responsehook":{"Scheme":"http","User":{},"Host":"h","Path":"/p"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"legacy hook with an opaque destination", `{"id":"1","task":"t","responsehook":{"Scheme":"http","Host":"allowed.example","Opaque":"//127.0.0.1:9/admin"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"legacy unix hook with both path and opaque", `{"id":"1","task":"t","responsehook":{"Scheme":"unix","Path":"/run/a.sock","Opaque":"b.sock"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
+		// Issue 17 item 2: an encoding/json peer keeps the scheme as it is
+		// ("UNIX", no unix hook to it); its text reads back as another URL.
+		{"legacy hook with an upper-case scheme", `{"id":"1","task":"t","responsehook":{"Scheme":"UNIX","Path":"/run/a.sock"}}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"opaque http hook", `{"id":"1","task":"t","responsehook":"http:h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"string hook with user info", `{"id":"1","task":"t","responsehook":"http://allowed.example@127.0.0.1:9/admin"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},
 		{"string hook with a password", `{"id":"1","task":"t","responsehook":"https://u:p@h/p"}`, []error{acomm.ErrInvalidRequest, acomm.ErrInvalidURL}},

@@ -12,7 +12,9 @@ import (
 //
 // On the wire a Response is the JSON object
 // {"id": ..., "result": ..., "stream_url": "unix:///path" or null,
-// "error": "" or a message}.
+// "error": "" or a message}. Its member names are read regardless of case,
+// as encoding/json reads them, and a frame that gives one twice, in any
+// mix of case, is malformed (README.md, "Wire format").
 type Response struct {
 	ID        string           `json:"id"`
 	Result    *json.RawMessage `json:"result"`
@@ -57,9 +59,10 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 	return appendResponse(nil, r, r.LegacyURLs)
 }
 
-// UnmarshalJSON unmarshals JSON data into a Response. A non-empty error
-// message becomes a *RemoteError; the stream URL may be a string or the
-// original acomm's object form.
+// UnmarshalJSON unmarshals JSON data into a Response, matching member names
+// regardless of case and refusing one given twice (ErrMalformedFrame). A
+// non-empty error message becomes a *RemoteError; the stream URL may be a
+// string or the original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
 	_, err := decodeResponse(data, r)
 	return err
