@@ -49,10 +49,11 @@ const (
 const minCancelWait = 100 * time.Millisecond
 
 // WithGracePeriod sets how long a Server's Stop lets running handlers
-// finish before it cancels their context (default DefaultGracePeriod).
-// Zero cancels them at once.
+// finish before it cancels their context, and how long a UnixListener's
+// Shutdown waits for the connections it handed out before it closes them
+// (default DefaultGracePeriod). Zero cancels or closes them at once.
 func WithGracePeriod(d time.Duration) Option {
-	return option("WithGracePeriod", forServer, func(c *config) error {
+	return option("WithGracePeriod", forServer|forListener, func(c *config) error {
 		if d < 0 {
 			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
 		}

@@ -194,6 +194,41 @@ func TestUnixListenerShutdown(t *testing.T) {
 	}
 }
 
+// UnixListener.Shutdown without a deadline is bounded as a Server's is:
+// it waits for the connections handed out for the grace period
+// (WithGracePeriod, default DefaultGracePeriod), then closes those still
+// open and returns; a connection finished in time is not cut.
+func TestUnixListenerShutdownGrace(t *testing.T) {
+	cases := map[string]struct {
+		done bool // the connection is finished with DoneConn within the grace period
+	}{
+		"connection kept past the grace period": {},
+		"connection finished in time":           {done: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			ul := newListener(t, 0, acomm.WithGracePeriod(50*time.Millisecond))
+			client := dialUnix(t, ul.Addr())
+			conn := ul.NextConn()
+			require.NotNil(t, conn)
+			if tc.done {
+				ul.DoneConn(conn)
+			}
+			err := waitFor(t, chanOfValue(func() error { return ul.Shutdown(context.Background()) }), 5*time.Second, "Shutdown")
+			require.NoError(t, err, "the grace period is the stop's own bound, not a failure")
+			_, err = client.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "connection closed")
+			_, err = os.Stat(ul.Addr())
+			require.ErrorIs(t, err, os.ErrNotExist)
+		})
+	}
+	t.Run("not applicable elsewhere", func(t *testing.T) {
+		tr, err := acomm.NewTracker(sockPath(t, "t.sock"), nil, 0)
+		require.NoError(t, err)
+		require.ErrorIs(t, tr.Configure(acomm.WithGracePeriod(time.Second)), acomm.ErrOptionNotApplicable)
+	})
+}
+
 // closeIfOpen closes ch unless it is closed.
 func closeIfOpen(ch chan struct{}) {
 	select {
