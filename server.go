@@ -114,8 +114,8 @@ type Server struct {
 	ctx       context.Context // handlers' context; cancelled by Stop
 	cancel    context.CancelFunc
 	jobs      map[*job]struct{} // handlers running, answer not yet sent
-	byID      map[string]*job   // the jobs, by request ID; see cancelNotice
-	early     idRing            // cancel notices that came before their request
+	byID      map[string]*job   // the jobs, by request ID, chained by sameID; see cancelNotice
+	early     idRing            // cancel notices that came before their request, by earlyKey
 	answers   chan struct{}     // slots for immediate answers; see answerNow
 	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
 	stopDone  chan struct{}     // closed when the stop finishes
@@ -132,6 +132,7 @@ type job struct {
 	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
 	cancel   context.CancelFunc
 	byCaller atomic.Bool // cancelled by a cancel notice
+	sameID   *job        // the next job whose request has the same ID; see byID
 
 	srv      *Server
 	ack      ackRef       // set when the response may go in the acknowledgement
@@ -366,7 +367,7 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 	if len(s.jobs) >= s.cfg.maxHandlers {
 		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
 	}
-	if s.early.take(req.ID) {
+	if len(s.early.set) > 0 && s.early.take(earlyKey(req.ID, req.ResponseHook.String())) {
 		s.stats.cancelled.Add(1)
 		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
 	}
@@ -378,8 +379,30 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 		ctx, j.cancel = context.WithCancel(s.ctx)
 	}
 	s.jobs[j] = struct{}{}
+	j.sameID = s.byID[req.ID]
 	s.byID[req.ID] = j
 	return j, ctx, nil
+}
+
+// forgetLocked removes j from the jobs and from byID. s.mu must be held.
+func (s *Server) forgetLocked(j *job) {
+	delete(s.jobs, j)
+	id := j.req.ID
+	head := s.byID[id]
+	if head == j {
+		if j.sameID == nil {
+			delete(s.byID, id)
+		} else {
+			s.byID[id] = j.sameID
+		}
+		return
+	}
+	for p := head; p != nil; p = p.sameID {
+		if p.sameID == j {
+			p.sameID = j.sameID
+			return
+		}
+	}
 }
 
 // release forgets j, and tells Stop when no job is left.
@@ -387,10 +410,7 @@ func (s *Server) release(j *job) {
 	j.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.jobs, j)
-	if s.byID[j.req.ID] == j {
-		delete(s.byID, j.req.ID)
-	}
+	s.forgetLocked(j)
 	if len(s.jobs) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -584,10 +604,7 @@ func (s *Server) abandon() {
 	for j := range s.jobs {
 		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
 			abandoned = append(abandoned, j)
-			delete(s.jobs, j)
-			if s.byID[j.req.ID] == j {
-				delete(s.byID, j.req.ID)
-			}
+			s.forgetLocked(j)
 		}
 	}
 	if len(s.jobs) == 0 && s.idle != nil {
