@@ -45,6 +45,25 @@ func noticeFrame(id, hook string) string {
 	return `{"id":"notice-` + id + `","task":"acomm.cancel","responsehook":"` + hook + `","args":{"id":"` + id + `"}}`
 }
 
+// startOwned starts a tracker and a server whose task "work" runs an
+// ownedHandler, and a request of the tracker's running there: it returns
+// them, an exchanger of frames with the server, and the channel of the
+// request's answer.
+func startOwned(t *testing.T) (*acomm.Tracker, *acomm.Server, *ownedHandler, func(*testing.T, string) *acomm.Response, *acomm.Request, <-chan result) {
+	t.Helper()
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, tr)
+	h := newOwnedHandler(t)
+	srv.Handle("work", h.handle)
+	exchange := frameExchanger(t, srv.Addr())
+	got := make(chan result, 1)
+	req := newRequest(t, tr, "work", nil, got)
+	require.NoError(t, tr.TrackRequest(req, 10*time.Second))
+	require.NoError(t, acomm.Send(srv.URL(), req))
+	waitFor(t, h.started, 5*time.Second, "the handler to start")
+	return tr, srv, h, exchange, req, got
+}
+
 // A Server takes a cancel notice only from the request's owner: a notice
 // must name the request's id and carry its response hook, whether it
 // comes while the request runs or before it arrives, and it cancels only
@@ -53,18 +72,7 @@ func TestServerCancelOnlyByOwner(t *testing.T) {
 	const stranger = "unix:///elsewhere/stranger.sock"
 
 	t.Run("a stranger's notice does not cancel a running request", func(t *testing.T) {
-		tr := newTracker(t, nil, 10*time.Second)
-		srv := srvStart(t, tr)
-		h := newOwnedHandler(t)
-		srv.Handle("work", h.handle)
-		exchange := frameExchanger(t, srv.Addr())
-
-		got := make(chan result, 1)
-		req := newRequest(t, tr, "work", nil, got)
-		require.NoError(t, tr.TrackRequest(req, 10*time.Second))
-		require.NoError(t, acomm.Send(srv.URL(), req))
-		waitFor(t, h.started, 5*time.Second, "the handler to start")
-
+		tr, srv, h, exchange, req, got := startOwned(t)
 		require.NoError(t, exchange(t, noticeFrame(req.ID, stranger)).Error, "acknowledged all the same")
 		require.NoError(t, exchange(t, `{"id":"n-nohook","task":"acomm.cancel","args":{"id":"`+req.ID+`"}}`).Error)
 		close(h.release)
@@ -75,18 +83,7 @@ func TestServerCancelOnlyByOwner(t *testing.T) {
 	})
 
 	t.Run("the owner's notice cancels it", func(t *testing.T) {
-		tr := newTracker(t, nil, 10*time.Second)
-		srv := srvStart(t, tr)
-		h := newOwnedHandler(t)
-		srv.Handle("work", h.handle)
-		exchange := frameExchanger(t, srv.Addr())
-
-		got := make(chan result, 1)
-		req := newRequest(t, tr, "work", nil, got)
-		require.NoError(t, tr.TrackRequest(req, 10*time.Second))
-		require.NoError(t, acomm.Send(srv.URL(), req))
-		waitFor(t, h.started, 5*time.Second, "the handler to start")
-
+		tr, _, h, exchange, req, got := startOwned(t)
 		require.NoError(t, exchange(t, noticeFrame(req.ID, tr.URL().String())).Error)
 		assert.Equal(t, tr.URL().String()+" "+context.Canceled.Error(), waitFor(t, h.ended, 5*time.Second, "the handler to end"))
 		r := waitFor(t, got, 5*time.Second, "the answer")
