@@ -97,9 +97,10 @@ type trackedRequest struct {
 	cancels   bool      // dest's acknowledgement of it listed "cancel"
 	async     *callSend // Call's send, when it runs on its own: see postCall
 	timeout   time.Duration
-	byCaller  bool  // timeout is what was left of the caller's deadline
-	index     int32 // in the timeouts heap
-	inline    bool  // the handlers never block: run them on any goroutine
+	byCaller  bool   // timeout is what was left of the caller's deadline
+	index     int32  // in the timeouts heap
+	inline    bool   // the handlers never block: run them on any goroutine
+	binding   uint64 // its hook capability's binding; 0 for none (see BindHook)
 }
 
 // timeoutEntry is an entry of the timeouts heap: the deadline is kept
@@ -410,6 +411,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, byCaller: byCaller, forwardTo: forwardTo, dest: dest, inline: inline}
+	var rebound *url.URL
+	if forwardTo == nil {
+		rebound, tr.binding = t.hookKey.rebind(req) // hookcap.go
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -425,6 +430,9 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
 	}
 	t.stats.tracked.Add(1)
+	if rebound != nil {
+		req.ResponseHook = rebound
+	}
 	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
@@ -536,7 +544,13 @@ func (t *Tracker) HandleResponse(resp *Response) {
 	if resp == nil {
 		return
 	}
-	tr := t.take(resp.ID)
+	t.handleTaken(t.take(resp.ID), resp)
+}
+
+// handleTaken handles resp, the response to tr, which the caller took (see
+// take), on the calling goroutine; a nil tr (the request was not tracked)
+// drops it.
+func (t *Tracker) handleTaken(tr *trackedRequest, resp *Response) {
 	if tr == nil {
 		t.stats.droppedUnknown.Add(1)
 		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")

@@ -155,7 +155,9 @@ func (c *caller) callBridge(ctx context.Context, dest *url.URL, task string, pay
 	if err != nil {
 		return nil, usageErr("%w", err)
 	}
-	// Only the bridge sent this request may answer it at our hook.
+	// Only the bridge sent this request may answer it at our hook:
+	// TrackRequest binds the hook to this request, and the request goes
+	// out with that hook.
 	req.ResponseHook = c.tracker.BindHook(req.ResponseHook, req.ID)
 	if err := c.tracker.TrackRequest(req, time.Until(deadlineOf(ctx))); err != nil {
 		return nil, err
