@@ -26,7 +26,9 @@ import (
 // (with %w, at the start of the message) for callers to match it.
 //
 // ctx is cancelled when the server stops and the grace period has run out;
-// a handler that may run long should watch it. A returned stream is served
+// a handler that may run long should watch it. It also names the server:
+// a handler stops its own server with Shutdown(ctx), which then returns at
+// once (see Server.Stop). A returned stream is served
 // once through the server's tracker (see NewServer) and closed after it
 // has been read; it is closed unread when the response carries an error.
 type TaskHandler func(ctx context.Context, req *Request) (result interface{}, stream io.ReadCloser, err error)
@@ -49,11 +51,13 @@ const (
 const minCancelWait = 100 * time.Millisecond
 
 // WithGracePeriod sets how long a Server's Stop lets running handlers
-// finish before it cancels their context, and how long a UnixListener's
-// Shutdown waits for the connections it handed out before it closes them
-// (default DefaultGracePeriod). Zero cancels or closes them at once.
+// finish before it cancels their context, how long a UnixListener's
+// Shutdown waits for the connections it handed out before it closes them,
+// and how long a Tracker's Stop, once no request is tracked, waits for
+// response handlers that may be blocked in it (see Tracker.Stop) (default
+// DefaultGracePeriod). Zero cancels, closes or stops waiting at once.
 func WithGracePeriod(d time.Duration) Option {
-	return option("WithGracePeriod", forServer|forListener, func(c *config) error {
+	return option("WithGracePeriod", forAll, func(c *config) error {
 		if d < 0 {
 			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
 		}
@@ -124,6 +128,16 @@ type Server struct {
 	stats   serverCounters
 	bg      sync.WaitGroup // accept loop, connections, immediate answers
 	workers *workerPool    // run the handlers
+}
+
+// handlerOf is the key of the value that a Server's handlers' context
+// carries: the server, so that its Shutdown knows a call from one of them.
+type handlerOf struct{}
+
+// calledFromHandler reports whether ctx is (or derives from) the context
+// of one of s's task handlers.
+func (s *Server) calledFromHandler(ctx context.Context) bool {
+	return ctx.Value(handlerOf{}) == s
 }
 
 // job is one running handler.
@@ -247,7 +261,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.ul = ul
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), handlerOf{}, s))
 	s.jobs = make(map[*job]struct{})
 	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
@@ -463,7 +477,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return runTaskHandler(ctx, s.wrap(h), req)
+	return s.wrap(h)(ctx, req)
 }
 
 // response builds the response to req from what its handler returned. It
@@ -534,9 +548,14 @@ func (s *Server) respond(req *Request, resp *Response) {
 // Requests that arrive while the server stops are answered with
 // ErrServerStopped. Stopping a server that was not started does nothing;
 // Stop may be called more than once and from several goroutines, each
-// call returning when the server has stopped. Called from a task handler,
-// Stop begins the stop and returns at once: the stop waits for that
-// handler as for the others.
+// call returning when the server has stopped.
+//
+// A task handler that stops its own server should call Shutdown with its
+// context, which returns at once. Stop cannot tell that it was called
+// from a handler, and waits as above: for the handler that called it too,
+// which cannot return before Stop does, so that Stop returns only when
+// the stop abandons that handler (after the grace period and a further
+// one, at least 100ms), and its caller is answered with ErrServerStopped.
 func (s *Server) Stop() {
 	_ = s.Shutdown(context.Background())
 }
@@ -546,8 +565,13 @@ func (s *Server) Stop() {
 // answers their callers with ErrServerStopped, abandons them, and returns
 // ctx.Err() at once, leaving the sending of those answers to finish in the
 // background. Several calls may run at once; each returns when the server
-// has stopped or its own ctx ends. Called from a task handler, Shutdown
-// begins the stop and returns nil at once, as Stop does.
+// has stopped or its own ctx ends.
+//
+// Given the context of one of the server's task handlers (or a context
+// derived from it), Shutdown knows that it is called from that handler:
+// it begins the stop and returns nil at once, and the stop waits for that
+// handler as for the others. Given any other context, it waits as Stop
+// does, also from a handler (see Stop).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.state {
@@ -568,7 +592,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done, hurry := s.stopDone, s.stopHurry
 	s.mu.Unlock()
-	if calledFrom(taskHandlerFunc) {
+	if s.calledFromHandler(ctx) {
 		return nil // the stop waits for this handler: it cannot wait for the stop
 	}
 	return waitStopped(ctx, done, func() { closeOnce(&s.mu, hurry) })
