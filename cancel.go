@@ -69,10 +69,14 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	if !tr.cancels && !t.peerHas(dest, featureCancel) || !t.takeCancelSlot(tr.req.ID) {
 		return
 	}
+	hook := tr.req.ResponseHook
+	if tr.forwardTo != nil {
+		hook = t.hook // a proxied request goes out with the tracker's socket (ProxyUnix)
+	}
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
-		t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
+		t.cancelWithSlot(dest, tr.req.ID, hook)
 	}()
 }
 

@@ -138,3 +138,25 @@ func TestServerCancelOnlyByOwner(t *testing.T) {
 		require.NoError(t, r.resp.Error)
 	})
 }
+
+// A request proxied through a tracker (ProxyUnix) reaches its service with
+// the tracker's socket as its hook: the tracker's notice carries that hook,
+// so removing the request cancels it there.
+func TestProxiedRequestCancelledByItsTracker(t *testing.T) {
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, nil)
+	h := newOwnedHandler(t)
+	srv.Handle("work", h.handle)
+
+	req, err := acomm.NewRequest("work", "http://caller.example/hook", nil, nil, nil)
+	require.NoError(t, err)
+	proxied, err := tr.ProxyUnix(req, 10*time.Second)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, tr.Send(ctx, srv.URL(), proxied))
+	assert.Equal(t, tr.URL().String(), waitFor(t, h.started, 5*time.Second, "the handler to start"))
+
+	require.True(t, tr.RemoveRequest(req))
+	assert.Equal(t, tr.URL().String()+" "+context.Canceled.Error(), waitFor(t, h.ended, 5*time.Second, "the handler to be cancelled"))
+}
