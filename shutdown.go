@@ -40,7 +40,10 @@ import (
 //     Those calls return nil, and the stop finishes in the background when
 //     the handlers return. A handler that started after a call began
 //     cannot be its caller and is waited for without bound, as is every
-//     handler by a call that began while none was running.
+//     handler by a call that began while none was running. What this
+//     cannot tell apart: an outside call made while a handler runs is
+//     taken for a possible caller of that handler, and once nothing is
+//     tracked and the grace period is over, returns before it.
 //
 // So a handler of one component stopping another is an outside caller of
 // the other, whose Stop waits as any other: its own handlers are not its

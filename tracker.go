@@ -674,14 +674,18 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 // A response handler may stop its own tracker. Stop cannot tell that it
 // was called from a handler: it waits as above, except that once no
 // request is tracked and the grace period (WithGracePeriod, default
-// DefaultGracePeriod) is over, it stops waiting for handlers that were
-// already running when it was called, if each of them could be blocked in
-// a Stop or Shutdown call (see the README, "Shutting down"); it then
-// returns, and the stop finishes when they return (until then Start
-// fails). So Stop from a handler returns once nothing else is tracked and
-// the grace period is over; a handler that starts after Stop was called
-// is waited for without bound. Stop of another tracker from a handler is
-// like any other Stop of it.
+// DefaultGracePeriod) is over, it stops waiting for the handlers that
+// were already running when it was called, as soon as each handler still
+// running was running when one of the Stop or Shutdown calls waiting
+// began, a different call for each (each handler may then be blocked in
+// one of them; see the README, "Shutting down"). It then returns, and the
+// stop finishes when the handlers return (until then Start fails). So
+// Stop from a handler returns once nothing else is tracked and the grace
+// period is over; a handler that starts after Stop was called is waited
+// for without bound; and an outside Stop made while a handler runs may
+// return before that handler, once nothing is tracked and the grace
+// period is over. Stop of another tracker from a handler is like any
+// other Stop of it.
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
