@@ -24,8 +24,9 @@ import (
 // receiver matches a notice to a request by id and hook (see
 // Server.cancelNotice and the bridge's serveCancel). The receiver
 // acknowledges the notice and sends no response; a Server cancels the
-// context of the handler running the request. The handler's eventual answer is sent as usual
-// and dropped by the tracker, which no longer tracks the request.
+// context of the handler running the request. The handler's eventual
+// answer is sent as usual and dropped by the tracker, which no longer
+// tracks the request.
 
 // CancelTask is the reserved task of the cancel notice, whose args are
 // {"id": "<id of the request to cancel>"} and whose response hook must be

@@ -28,9 +28,9 @@ import (
 // ctx is cancelled when the server stops and the grace period has run out;
 // a handler that may run long should watch it. It also names the server:
 // a handler stops its own server with Shutdown(ctx), which then returns at
-// once (see Server.Stop). A returned stream is served
-// once through the server's tracker (see NewServer) and closed after it
-// has been read; it is closed unread when the response carries an error.
+// once (see Server.Stop). A returned stream is served once through the
+// server's tracker (see NewServer) and closed after it has been read; it
+// is closed unread when the response carries an error.
 type TaskHandler func(ctx context.Context, req *Request) (result interface{}, stream io.ReadCloser, err error)
 
 // Defaults of the Server's settings.
