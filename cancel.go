@@ -19,13 +19,18 @@ import (
 // with Call or MultiRequest.SendAll (the caller's context ended, the
 // request timed out, it was removed, or the tracker was shut down), and
 // only to a peer whose acknowledgements advertised the "cancel" feature,
-// so original peers never see one. The receiver acknowledges the notice
-// and sends no response; a Server cancels the context of the handler
-// running the request. The handler's eventual answer is sent as usual
-// and dropped by the tracker, which no longer tracks the request.
+// so original peers never see one. The notice's response hook is the
+// cancelled request's own: only the request's owner may cancel it, and a
+// receiver matches a notice to a request by id and hook (see
+// Server.cancelNotice and the bridge's serveCancel). The receiver
+// acknowledges the notice and sends no response; a Server cancels the
+// context of the handler running the request. The handler's eventual
+// answer is sent as usual and dropped by the tracker, which no longer
+// tracks the request.
 
 // CancelTask is the reserved task of the cancel notice, whose args are
-// {"id": "<id of the request to cancel>"}.
+// {"id": "<id of the request to cancel>"} and whose response hook must be
+// that request's own: a notice cancels only the request with both.
 const CancelTask = "acomm.cancel"
 
 // featureCancel is the feature a receiver advertises in its
@@ -65,11 +70,15 @@ func (t *Tracker) notifyCancel(tr *trackedRequest) {
 	if !tr.cancels && !t.peerHas(dest, featureCancel) || !t.firstNotice(tr.req.ID) {
 		return
 	}
+	hook := tr.req.ResponseHook
+	if tr.forwardTo != nil {
+		hook = t.hook // a proxied request goes out with the tracker's socket (ProxyUnix)
+	}
 	t.bg.Add(1)
 	go func() {
 		defer t.bg.Done()
 		if t.takeCancelSlot(tr.req.ID) {
-			t.cancelWithSlot(dest, tr.req.ID, tr.req.ResponseHook)
+			t.cancelWithSlot(dest, tr.req.ID, hook)
 		}
 	}()
 }
@@ -204,23 +213,19 @@ func (s *callSend) leave() {
 }
 
 // sendCancel sends the cancel notice for the request id, whose response
-// hook was reqHook, to dest. To an http(s) peer (a bridge) the notice
-// carries the request's own hook, which a bridge asks of a cancel so that
-// only the request's caller may cancel it (a hook of Call's carries the
-// request's capability).
+// hook was reqHook, to dest. The notice carries the request's own hook,
+// which a receiver asks of a cancel so that only the request's owner may
+// cancel it (a hook of Call's for a bridge carries the request's
+// capability).
 func (t *Tracker) sendCancel(dest *url.URL, id string, reqHook *url.URL) error {
 	args, err := json.Marshal(cancelArgs{ID: id})
 	if err != nil {
 		return err
 	}
 	raw := json.RawMessage(args)
-	hook := t.hook
-	switch {
-	case dest.Scheme == "unix":
-	case reqHook != nil && reqHook.Scheme != "unix":
-		hook = reqHook
-	case t.cfg.httpHook != nil:
-		hook = t.cfg.httpHook
+	hook := reqHook
+	if hook == nil {
+		hook = t.hook
 	}
 	notice := &Request{ID: newID(), Task: CancelTask, ResponseHook: hook, Args: &raw, LegacyURLs: t.cfg.legacyURLs}
 	ctx, cancel := context.WithTimeout(context.Background(), min(cancelNoticeTimeout, t.cfg.ioTimeout))
@@ -324,7 +329,11 @@ func mayBeDelivered(err error) bool {
 
 // cancelNotice handles an acomm.cancel notice: it cancels the handler of
 // the request it names, or, when that request has not arrived yet,
-// remembers that it is cancelled.
+// remembers that it is cancelled. Only the request's owner may cancel it:
+// the notice must carry the request's response hook as well as its id,
+// and cancels only the request (or, early, the one to come) with both. A
+// notice that matches nothing is acknowledged all the same, telling
+// nobody which ids are in flight.
 func (s *Server) cancelNotice(notice *Request) error {
 	var args cancelArgs
 	if err := notice.UnmarshalArgs(&args); err != nil {
@@ -333,22 +342,33 @@ func (s *Server) cancelNotice(notice *Request) error {
 	if args.ID == "" {
 		return fmt.Errorf("%w: %s: missing id in args", ErrInvalidRequest, CancelTask)
 	}
+	if notice.ResponseHook == nil {
+		return nil // no owner named: it matches no request
+	}
+	owner := notice.ResponseHook.String()
+	var matched []*job
 	s.mu.Lock()
-	j := s.byID[args.ID]
-	if j == nil {
-		if s.state == serverRunning {
-			s.early.add(args.ID)
+	for j := s.byID[args.ID]; j != nil; j = j.sameID {
+		if j.req.ResponseHook.String() == owner {
+			matched = append(matched, j)
 		}
-		s.mu.Unlock()
-		return nil
+	}
+	if matched == nil && s.state == serverRunning {
+		s.early.add(earlyKey(args.ID, owner))
 	}
 	s.mu.Unlock()
-	if j.byCaller.CompareAndSwap(false, true) {
-		s.stats.cancelled.Add(1)
-		j.cancel()
+	for _, j := range matched {
+		if j.byCaller.CompareAndSwap(false, true) {
+			s.stats.cancelled.Add(1)
+			j.cancel()
+		}
 	}
 	return nil
 }
+
+// earlyKey is the key in a Server's early notices of the request with id
+// whose response hook is owner.
+func earlyKey(id, owner string) string { return id + "\x00" + owner }
 
 // contextError returns the error to answer a request with when its
 // handler returned err after ctx, the handler's context, ended.
@@ -398,6 +418,9 @@ func (r *idRing) add(id string) {
 
 // take reports whether id is in the set, and removes it.
 func (r *idRing) take(id string) bool {
+	if len(r.set) == 0 {
+		return false
+	}
 	if _, ok := r.set[id]; !ok {
 		return false
 	}

@@ -42,7 +42,9 @@
 // As gRPC does, a request carries its caller's deadline (Request.Deadline,
 // the handler's context deadline) and metadata beside its args
 // (Request.Meta, ContextWithMeta), and a caller that gives up tells the
-// service, whose handler's context is then cancelled (CancelTask).
+// service, whose handler's context is then cancelled (CancelTask; only
+// the request's owner, the sender of a notice carrying the request's own
+// response hook, may cancel it).
 // Server.Use and WithCallMiddleware wrap every handler and every Call, for
 // logging, metrics, authorization or tracing in one place.
 //

@@ -27,7 +27,20 @@ func TestBindHook(t *testing.T) {
 	assert.False(t, tr.HookBound(hook, "id-1"))
 	assert.False(t, tr.HookBound(nil, "id-1"))
 	assert.Nil(t, tr.BindHook(nil, "id-1"))
-	assert.Equal(t, bound.String(), tr.BindHook(hook, "id-1").String(), "stable for the tracker's life")
+	assert.Equal(t, bound.String(), tr.BindHook(hook, "id-1").String(), "stable while no request with the id is tracked")
+
+	// Tracking binds it to the one request tracked.
+	req, err := acomm.NewRequest("x", bound.String(), nil, nil, nil)
+	require.NoError(t, err)
+	req.ID = "id-1"
+	require.NoError(t, tr.TrackRequest(req, 0))
+	assert.NotEqual(t, bound.String(), req.ResponseHook.String(), "bound afresh when tracked")
+	assert.Equal(t, "1", req.ResponseHook.Query().Get("x"), "the query is kept")
+	assert.True(t, tr.HookBound(req.ResponseHook, "id-1"))
+	assert.False(t, tr.HookBound(bound, "id-1"), "not the tracked request's")
+	assert.Equal(t, req.ResponseHook.String(), tr.BindHook(hook, "id-1").String(), "binding the tracked request gives its own")
+	require.True(t, tr.RemoveRequest(req))
+	assert.True(t, tr.HookBound(req.ResponseHook, "id-1"), "no longer tracked: its late answer is taken (and dropped)")
 }
 
 // TestForwardNoRedirect checks that a tracker forwarding a proxied

@@ -47,10 +47,10 @@ func TestConfigureOptionApplicability(t *testing.T) {
 	applies := map[string]map[string]bool{
 		"Tracker": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
 			"WithStreamIdleTimeout", "WithLegacyURLs", "WithMaxConns", "WithMaxTracked", "WithHTTPHook", "WithPeerCheck",
-			"WithMaxStreams", "WithListener", "WithCallMiddleware"),
+			"WithMaxStreams", "WithListener", "WithCallMiddleware", "WithGracePeriod"),
 		"Server": set("WithLogger", "WithMaxFrameSize", "WithIOTimeout", "WithIdleTimeout", "WithSocketMode",
 			"WithMaxConns", "WithPeerCheck", "WithGracePeriod", "WithMaxHandlers", "WithoutIntrospection", "WithListener"),
-		"UnixListener": set("WithLogger", "WithSocketMode", "WithMaxConns", "WithPeerCheck", "WithListener"),
+		"UnixListener": set("WithLogger", "WithSocketMode", "WithMaxConns", "WithPeerCheck", "WithListener", "WithGracePeriod"),
 	}
 	configure := map[string]func(t *testing.T) func(...acomm.Option) error{
 		"Tracker": func(t *testing.T) func(...acomm.Option) error {

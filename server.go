@@ -26,9 +26,11 @@ import (
 // (with %w, at the start of the message) for callers to match it.
 //
 // ctx is cancelled when the server stops and the grace period has run out;
-// a handler that may run long should watch it. A returned stream is served
-// once through the server's tracker (see NewServer) and closed after it
-// has been read; it is closed unread when the response carries an error.
+// a handler that may run long should watch it. It also names the server:
+// a handler stops its own server with Shutdown(ctx), which then returns at
+// once (see Server.Stop). A returned stream is served once through the
+// server's tracker (see NewServer) and closed after it has been read; it
+// is closed unread when the response carries an error.
 type TaskHandler func(ctx context.Context, req *Request) (result interface{}, stream io.ReadCloser, err error)
 
 // Defaults of the Server's settings.
@@ -49,10 +51,13 @@ const (
 const minCancelWait = 100 * time.Millisecond
 
 // WithGracePeriod sets how long a Server's Stop lets running handlers
-// finish before it cancels their context (default DefaultGracePeriod).
-// Zero cancels them at once.
+// finish before it cancels their context, how long a UnixListener's
+// Shutdown waits for the connections it handed out before it closes them,
+// and how long a Tracker's Stop, once no request is tracked, waits for
+// response handlers that may be blocked in it (see Tracker.Stop) (default
+// DefaultGracePeriod). Zero cancels, closes or stops waiting at once.
 func WithGracePeriod(d time.Duration) Option {
-	return option("WithGracePeriod", forServer, func(c *config) error {
+	return option("WithGracePeriod", forAll, func(c *config) error {
 		if d < 0 {
 			return fmt.Errorf("%w: grace period %s", ErrInvalidArgument, d)
 		}
@@ -113,8 +118,8 @@ type Server struct {
 	ctx       context.Context // handlers' context; cancelled by Stop
 	cancel    context.CancelFunc
 	jobs      map[*job]struct{} // handlers running, answer not yet sent
-	byID      map[string]*job   // the jobs, by request ID; see cancelNotice
-	early     idRing            // cancel notices that came before their request
+	byID      map[string]*job   // the jobs, by request ID, chained by sameID; see cancelNotice
+	early     idRing            // cancel notices that came before their request, by earlyKey
 	answers   chan struct{}     // slots for immediate answers; see answerNow
 	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
 	stopDone  chan struct{}     // closed when the stop finishes
@@ -125,12 +130,23 @@ type Server struct {
 	workers *workerPool    // run the handlers
 }
 
+// handlerOf is the key of the value that a Server's handlers' context
+// carries: the server, so that its Shutdown knows a call from one of them.
+type handlerOf struct{}
+
+// calledFromHandler reports whether ctx is (or derives from) the context
+// of one of s's task handlers.
+func (s *Server) calledFromHandler(ctx context.Context) bool {
+	return ctx.Value(handlerOf{}) == s
+}
+
 // job is one running handler.
 type job struct {
 	req      *Request
 	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
 	cancel   context.CancelFunc
 	byCaller atomic.Bool // cancelled by a cancel notice
+	sameID   *job        // the next job whose request has the same ID; see byID
 
 	srv      *Server
 	ack      ackRef       // set when the response may go in the acknowledgement
@@ -256,7 +272,7 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.ul = ul
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), handlerOf{}, s))
 	s.jobs = make(map[*job]struct{})
 	s.byID = make(map[string]*job)
 	s.answers = make(chan struct{}, s.cfg.maxHandlers)
@@ -380,7 +396,7 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 	if len(s.jobs) >= s.cfg.maxHandlers {
 		return nil, nil, fmt.Errorf("%w: task %q refused: %d handlers running", ErrBusy, req.Task, len(s.jobs))
 	}
-	if s.early.take(req.ID) {
+	if len(s.early.set) > 0 && s.early.take(earlyKey(req.ID, req.ResponseHook.String())) {
 		s.stats.cancelled.Add(1)
 		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
 	}
@@ -392,8 +408,30 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 		ctx, j.cancel = context.WithCancel(s.ctx)
 	}
 	s.jobs[j] = struct{}{}
+	j.sameID = s.byID[req.ID]
 	s.byID[req.ID] = j
 	return j, ctx, nil
+}
+
+// forgetLocked removes j from the jobs and from byID. s.mu must be held.
+func (s *Server) forgetLocked(j *job) {
+	delete(s.jobs, j)
+	id := j.req.ID
+	head := s.byID[id]
+	if head == j {
+		if j.sameID == nil {
+			delete(s.byID, id)
+		} else {
+			s.byID[id] = j.sameID
+		}
+		return
+	}
+	for p := head; p != nil; p = p.sameID {
+		if p.sameID == j {
+			p.sameID = j.sameID
+			return
+		}
+	}
 }
 
 // release forgets j, and tells Stop when no job is left.
@@ -401,10 +439,7 @@ func (s *Server) release(j *job) {
 	j.cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.jobs, j)
-	if s.byID[j.req.ID] == j {
-		delete(s.byID, j.req.ID)
-	}
+	s.forgetLocked(j)
 	if len(s.jobs) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -457,7 +492,7 @@ func (s *Server) invoke(ctx context.Context, h TaskHandler, req *Request) (resul
 			result, stream, err = nil, nil, fmt.Errorf("%w: task %q", ErrHandlerPanic, req.Task)
 		}
 	}()
-	return runTaskHandler(ctx, s.wrap(h), req)
+	return s.wrap(h)(ctx, req)
 }
 
 // response builds the response to req from what its handler returned. It
@@ -528,9 +563,14 @@ func (s *Server) respond(req *Request, resp *Response) {
 // Requests that arrive while the server stops are answered with
 // ErrServerStopped. Stopping a server that was not started does nothing;
 // Stop may be called more than once and from several goroutines, each
-// call returning when the server has stopped. Called from a task handler,
-// Stop begins the stop and returns at once: the stop waits for that
-// handler as for the others.
+// call returning when the server has stopped.
+//
+// A task handler that stops its own server should call Shutdown with its
+// context, which returns at once. Stop cannot tell that it was called
+// from a handler, and waits as above: for the handler that called it too,
+// which cannot return before Stop does, so that Stop returns only when
+// the stop abandons that handler (after the grace period and a further
+// one, at least 100ms), and its caller is answered with ErrServerStopped.
 func (s *Server) Stop() {
 	_ = s.Shutdown(context.Background())
 }
@@ -540,8 +580,13 @@ func (s *Server) Stop() {
 // answers their callers with ErrServerStopped, abandons them, and returns
 // ctx.Err() at once, leaving the sending of those answers to finish in the
 // background. Several calls may run at once; each returns when the server
-// has stopped or its own ctx ends. Called from a task handler, Shutdown
-// begins the stop and returns nil at once, as Stop does.
+// has stopped or its own ctx ends.
+//
+// Given the context of one of the server's task handlers (or a context
+// derived from it), Shutdown knows that it is called from that handler:
+// it begins the stop and returns nil at once, and the stop waits for that
+// handler as for the others. Given any other context, it waits as Stop
+// does, also from a handler (see Stop).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	switch s.state {
@@ -562,7 +607,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done, hurry := s.stopDone, s.stopHurry
 	s.mu.Unlock()
-	if calledFrom(taskHandlerFunc) {
+	if s.calledFromHandler(ctx) {
 		return nil // the stop waits for this handler: it cannot wait for the stop
 	}
 	return waitStopped(ctx, done, func() { closeOnce(&s.mu, hurry) })
@@ -598,10 +643,7 @@ func (s *Server) abandon() {
 	for j := range s.jobs {
 		if j.state.CompareAndSwap(jobRunning, jobAbandoned) {
 			abandoned = append(abandoned, j)
-			delete(s.jobs, j)
-			if s.byID[j.req.ID] == j {
-				delete(s.byID, j.req.ID)
-			}
+			s.forgetLocked(j)
 		}
 	}
 	if len(s.jobs) == 0 && s.idle != nil {

@@ -2,6 +2,7 @@ package acomm_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"testing"
@@ -25,9 +26,10 @@ var stopCalls = map[string]func(stop func(), shutdown func(context.Context) erro
 	},
 }
 
-// Stop and Shutdown called from a tracker's response handler return
-// without waiting for that handler, however the handler was reached, and
-// the tracker finishes stopping once it returns.
+// Stop and Shutdown called from a tracker's response handler return once
+// nothing is tracked and the grace period is over, without waiting for
+// that handler, however the handler was reached, and the tracker finishes
+// stopping once it returns.
 func TestTrackerStopFromHandler(t *testing.T) {
 	deliveries := map[string]func(t *testing.T, tr *acomm.Tracker, req *acomm.Request){
 		"response on the socket": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
@@ -41,11 +43,20 @@ func TestTrackerStopFromHandler(t *testing.T) {
 		"timeout": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
 			require.NoError(t, tr.TrackRequest(req, time.Millisecond))
 		},
+		"abandoned by a Shutdown out of time": func(t *testing.T, tr *acomm.Tracker, req *acomm.Request) {
+			require.NoError(t, tr.TrackRequest(req, 0))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			gaveUp := chanOfValue(func() error { return tr.Shutdown(ctx) })
+			t.Cleanup(func() {
+				cancel()
+				<-gaveUp // bounded by ctx
+			})
+		},
 	}
 	for how, deliver := range deliveries {
 		for name, call := range stopCalls {
 			t.Run(how+"/"+name, func(t *testing.T) {
-				tr := newTracker(t, nil, time.Minute)
+				tr := newTracker(t, nil, time.Minute, acomm.WithGracePeriod(10*time.Millisecond))
 				returned := make(chan error, 1)
 				h := func(*acomm.Request, *acomm.Response) {
 					returned <- call(tr.Stop, tr.Shutdown)
@@ -54,9 +65,14 @@ func TestTrackerStopFromHandler(t *testing.T) {
 				require.NoError(t, err)
 				deliver(t, tr, req)
 				require.NoError(t, waitFor(t, returned, 5*time.Second, "Stop inside the handler"))
-				waitFor(t, chanOf(tr.Stop), 5*time.Second, "the stop, after the handler")
-				_, err = os.Stat(tr.Addr())
-				require.ErrorIs(t, err, os.ErrNotExist)
+				// The stop finishes once the handler returns. A Stop
+				// made now, while the handler may still be running,
+				// may return first (see Tracker.Stop): the socket's
+				// removal says when.
+				require.Eventually(t, func() bool {
+					_, err := os.Stat(tr.Addr())
+					return errors.Is(err, os.ErrNotExist)
+				}, 5*time.Second, time.Millisecond, "the stop, after the handler")
 				require.ErrorIs(t, tr.TrackRequest(req, 0), acomm.ErrNotStarted)
 			})
 		}
@@ -105,24 +121,54 @@ func TestTrackerShutdownBlockedHandler(t *testing.T) {
 	}
 }
 
-// Stop and Shutdown called from a server's task handler return without
-// waiting for that handler; the handler's answer still reaches its caller.
+// Shutdown called from a server's task handler with the handler's context
+// (or one derived from it) returns at once, whatever the grace period, and
+// the handler's answer reaches its caller. Stop, or Shutdown with another
+// context, cannot tell it was called from the handler: it returns when the
+// stop abandons the handler, after the grace period and a further one, and
+// the caller is answered with ErrServerStopped; it does not deadlock.
 func TestServerStopFromHandler(t *testing.T) {
-	for name, call := range stopCalls {
+	const short, long = 10 * time.Millisecond, time.Minute
+	cases := map[string]struct {
+		grace     time.Duration
+		stop      func(ctx context.Context, srv *acomm.Server) error
+		abandoned bool // the handler's caller is answered ErrServerStopped
+	}{
+		"Shutdown with the handler's context": {long, func(ctx context.Context, srv *acomm.Server) error {
+			return srv.Shutdown(ctx)
+		}, false},
+		"Shutdown with a context derived from it": {long, func(ctx context.Context, srv *acomm.Server) error {
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			return srv.Shutdown(ctx)
+		}, false},
+		"Stop": {short, func(_ context.Context, srv *acomm.Server) error {
+			srv.Stop()
+			return nil
+		}, true},
+		"Shutdown with another context": {short, func(_ context.Context, srv *acomm.Server) error {
+			return srv.Shutdown(context.Background())
+		}, true},
+	}
+	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			tr := newTracker(t, nil, 5*time.Second)
-			srv := srvStart(t, nil)
+			srv := srvStart(t, nil, acomm.WithGracePeriod(tc.grace))
 			returned := make(chan error, 1)
-			srv.Handle("stop", func(context.Context, *acomm.Request) (interface{}, io.ReadCloser, error) {
-				returned <- call(srv.Stop, srv.Shutdown)
+			srv.Handle("stop", func(ctx context.Context, _ *acomm.Request) (interface{}, io.ReadCloser, error) {
+				returned <- tc.stop(ctx, srv)
 				return "stopping", nil, nil
 			})
 			res := waitFor(t, callAsync(tr, srv, "stop", nil), 10*time.Second, "response")
-			require.NoError(t, res.err)
-			require.NoError(t, waitFor(t, returned, time.Second, "Stop inside the handler"))
-			var s string
-			require.NoError(t, res.resp.UnmarshalResult(&s))
-			require.Equal(t, "stopping", s)
+			require.NoError(t, waitFor(t, returned, 5*time.Second, "Stop inside the handler"))
+			if tc.abandoned {
+				require.ErrorIs(t, res.err, acomm.ErrServerStopped)
+			} else {
+				require.NoError(t, res.err)
+				var s string
+				require.NoError(t, res.resp.UnmarshalResult(&s))
+				require.Equal(t, "stopping", s)
+			}
 			waitFor(t, chanOf(srv.Stop), 5*time.Second, "the stop, after the handler")
 			_, err := os.Stat(srv.Addr())
 			require.ErrorIs(t, err, os.ErrNotExist)
@@ -190,6 +236,36 @@ func TestUnixListenerShutdown(t *testing.T) {
 			_, err = os.Stat(ul.Addr())
 			require.ErrorIs(t, err, os.ErrNotExist)
 			require.NoError(t, ul.Shutdown(context.Background()), "stopped")
+		})
+	}
+}
+
+// UnixListener.Shutdown without a deadline is bounded as a Server's is:
+// it waits for the connections handed out for the grace period
+// (WithGracePeriod, default DefaultGracePeriod), then closes those still
+// open and returns; a connection finished in time is not cut.
+func TestUnixListenerShutdownGrace(t *testing.T) {
+	cases := map[string]struct {
+		done bool // the connection is finished with DoneConn within the grace period
+	}{
+		"connection kept past the grace period": {},
+		"connection finished in time":           {done: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			ul := newListener(t, 0, acomm.WithGracePeriod(50*time.Millisecond))
+			client := dialUnix(t, ul.Addr())
+			conn := ul.NextConn()
+			require.NotNil(t, conn)
+			if tc.done {
+				ul.DoneConn(conn)
+			}
+			err := waitFor(t, chanOfValue(func() error { return ul.Shutdown(context.Background()) }), 5*time.Second, "Shutdown")
+			require.NoError(t, err, "the grace period is the stop's own bound, not a failure")
+			_, err = client.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "connection closed")
+			_, err = os.Stat(ul.Addr())
+			require.ErrorIs(t, err, os.ErrNotExist)
 		})
 	}
 }

@@ -70,7 +70,10 @@ type Tracker struct {
 	stopHurry        chan struct{}          // closed when a Shutdown gives up waiting
 	workers          *workerPool            // run SendAll's sends; made by Start
 
+	untracked chan struct{} // closed once nothing is tracked while stopping; protected by mu
+
 	stats   trackerCounters
+	waiters stopWaiters    // response handlers running and Stop calls waiting; see shutdown.go
 	pending sync.WaitGroup // one count per tracked request until handled
 	bg      sync.WaitGroup // background goroutines
 	timerWG sync.WaitGroup // one count per scheduled or running onTimer
@@ -97,9 +100,10 @@ type trackedRequest struct {
 	cancels   bool      // dest's acknowledgement of it listed "cancel"
 	async     *callSend // Call's send, when it runs on its own: see postCall
 	timeout   time.Duration
-	byCaller  bool  // timeout is what was left of the caller's deadline
-	index     int32 // in the timeouts heap
-	inline    bool  // the handlers never block: run them on any goroutine
+	byCaller  bool   // timeout is what was left of the caller's deadline
+	index     int32  // in the timeouts heap
+	inline    bool   // the handlers never block: run them on any goroutine
+	binding   uint64 // its hook capability's binding; 0 for none (see BindHook)
 }
 
 // timeoutEntry is an entry of the timeouts heap: the deadline is kept
@@ -226,7 +230,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 // WithSocketMode, WithMaxConns, WithPeerCheck (its response socket and
 // stream sockets), WithListener (its response socket),
 // WithStreamIdleTimeout, WithMaxStreams, WithLegacyURLs, WithMaxTracked,
-// WithHTTPHook and WithCallMiddleware. Any other option fails with an
+// WithHTTPHook, WithCallMiddleware and WithGracePeriod (see Stop). Any other option fails with an
 // error matching ErrOptionNotApplicable, and an invalid one with
 // ErrInvalidArgument; on error no option is applied. It fails with
 // ErrAlreadyStarted on a running tracker.
@@ -410,6 +414,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		return fmt.Errorf("%w: %w: id is not valid UTF-8", ErrInvalidRequest, ErrInvalidArgument)
 	}
 	tr := &trackedRequest{req: req, timeout: timeout, byCaller: byCaller, forwardTo: forwardTo, dest: dest, inline: inline}
+	var rebound *url.URL
+	if forwardTo == nil {
+		rebound, tr.binding = t.hookKey.rebind(req) // hookcap.go
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state != stateRunning {
@@ -425,6 +433,9 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		return fmt.Errorf("%w: %d requests tracked", ErrTooManyRequests, len(t.requests))
 	}
 	t.stats.tracked.Add(1)
+	if rebound != nil {
+		req.ResponseHook = rebound
+	}
 	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
@@ -497,6 +508,16 @@ func (t *Tracker) untrackLocked(tr *trackedRequest) {
 		t.requests = make(map[string]*trackedRequest)
 		t.requestsPeak = 0
 	}
+	t.noteUntrackedLocked()
+}
+
+// noteUntrackedLocked closes t.untracked when the tracker stops and
+// nothing is tracked any more. t.mu must be held.
+func (t *Tracker) noteUntrackedLocked() {
+	if t.untracked != nil && len(t.requests) == 0 {
+		close(t.untracked)
+		t.untracked = nil
+	}
 }
 
 // take removes and returns the tracked request with id. The caller that
@@ -536,7 +557,13 @@ func (t *Tracker) HandleResponse(resp *Response) {
 	if resp == nil {
 		return
 	}
-	tr := t.take(resp.ID)
+	t.handleTaken(t.take(resp.ID), resp)
+}
+
+// handleTaken handles resp, the response to tr, which the caller took (see
+// take), on the calling goroutine; a nil tr (the request was not tracked)
+// drops it.
+func (t *Tracker) handleTaken(tr *trackedRequest, resp *Response) {
 	if tr == nil {
 		t.stats.droppedUnknown.Add(1)
 		t.log().WithField("id", resp.ID).Debug("dropped response for untracked request")
@@ -558,7 +585,11 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		}
 	}()
 	if tr.forwardTo == nil {
-		runResponseHandler(tr.req, resp)
+		if !tr.inline { // the user's handlers, not Call's or MultiRequest's
+			seq := t.waiters.started()
+			defer t.waiters.ended(seq)
+		}
+		tr.req.HandleResponse(resp)
 		return
 	}
 	fwd := *resp
@@ -639,10 +670,22 @@ func (t *Tracker) ProxyUnix(req *Request, timeout time.Duration) (*Request, erro
 // out and its handler returns first, then the response listener and every
 // stream listener are closed and their socket files removed. Stop returns
 // at once when idle. Stopping a tracker that is not running does nothing.
-// Called from a response handler, Stop begins the stop and returns at
-// once: the stop waits for that handler, and finishes after it returns.
-// (It tells by the calling goroutine's stack: this holds in a handler of
-// any Tracker, but not in another goroutine that the handler waits for.)
+//
+// A response handler may stop its own tracker. Stop cannot tell that it
+// was called from a handler: it waits as above, except that once no
+// request is tracked and the grace period (WithGracePeriod, default
+// DefaultGracePeriod) is over, it stops waiting for the handlers that
+// were already running when it was called, as soon as each handler still
+// running was running when one of the Stop or Shutdown calls waiting
+// began, a different call for each (each handler may then be blocked in
+// one of them; see the README, "Shutting down"). It then returns, and the
+// stop finishes when the handlers return (until then Start fails). So
+// Stop from a handler returns once nothing else is tracked and the grace
+// period is over; a handler that starts after Stop was called is waited
+// for without bound; and an outside Stop made while a handler runs may
+// return before that handler, once nothing is tracked and the grace
+// period is over. Stop of another tracker from a handler is like any
+// other Stop of it.
 func (t *Tracker) Stop() {
 	_ = t.Shutdown(context.Background())
 }
@@ -654,9 +697,9 @@ func (t *Tracker) Stop() {
 // ErrTrackerStopped, and the stop finishes when the handlers running
 // return. Until then Start fails. Several calls may run at once; each
 // returns when the tracker has stopped or its own ctx ends. Called from a
-// response handler, Shutdown begins the stop and returns nil at once, as
-// Stop does.
+// response handler, Shutdown returns as Stop does (or when ctx ends).
 func (t *Tracker) Shutdown(ctx context.Context) error {
+	entry, handlers := t.waiters.began()
 	t.mu.Lock()
 	switch t.state {
 	case stateNew:
@@ -666,31 +709,55 @@ func (t *Tracker) Shutdown(ctx context.Context) error {
 		t.state = stateStopping
 		t.stopDone = make(chan struct{})
 		t.stopHurry = make(chan struct{})
-		go t.teardown(t.responseListener, t.stopDone, t.stopHurry)
+		untracked := make(chan struct{})
+		t.untracked = untracked
+		t.noteUntrackedLocked()
+		go t.teardown(t.responseListener, untracked, t.stopDone, t.stopHurry)
 	}
 	done, hurry := t.stopDone, t.stopHurry
 	t.mu.Unlock()
-	if calledFrom(responseHandlerFunc) {
-		return nil // the stop waits for this handler: it cannot wait for the stop
-	}
-	return waitStopped(ctx, done, func() { closeOnce(&t.mu, hurry) })
+	return t.waiters.wait(ctx, entry, handlers, done, func() { closeOnce(&t.mu, hurry) })
 }
 
 // teardown stops the tracker: it waits until every tracked request is
 // handled (or, once hurry is closed, hands those left ErrTrackerStopped),
 // then closes the listeners, waits for the background goroutines and
-// closes done.
-func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
+// closes done. Once nothing is tracked (untracked is closed) and the
+// grace period is over, it tells the Stop calls waiting (see
+// stopWaiters).
+func (t *Tracker) teardown(ul *UnixListener, untracked, done, hurry chan struct{}) {
 	idle := make(chan struct{})
 	go func() {
 		t.pending.Wait()
 		close(idle)
 	}()
-	select {
-	case <-idle:
-	case <-hurry:
-		t.failOutstanding()
-		<-idle
+	var grace *time.Timer
+	var graceOver <-chan time.Time
+wait:
+	for {
+		select {
+		case <-idle:
+			break wait
+		case <-hurry:
+			// Not on this goroutine: a handler it runs may call Stop,
+			// which waits for what this loop does next.
+			hurry = nil
+			t.bg.Add(1)
+			go func() {
+				defer t.bg.Done()
+				t.failOutstanding()
+			}()
+		case <-untracked:
+			untracked = nil
+			grace = time.NewTimer(t.cfg.gracePeriod)
+			graceOver = grace.C
+		case <-graceOver:
+			graceOver = nil
+			t.waiters.onlyHandlersLeft()
+		}
+	}
+	if grace != nil {
+		grace.Stop()
 	}
 
 	// Nothing is tracked any more: disarm the timer, and wait for a run
@@ -721,8 +788,10 @@ func (t *Tracker) teardown(ul *UnixListener, done, hurry chan struct{}) {
 	workers.close()
 	unannounceAll(t)
 
+	t.waiters.reset()
 	t.mu.Lock()
 	t.removeTmpDir()
+	t.untracked = nil
 	t.state = stateNew
 	close(done)
 	t.mu.Unlock()
@@ -760,6 +829,7 @@ func (t *Tracker) failOutstanding() {
 	t.timeouts = nil
 	t.requests = make(map[string]*trackedRequest)
 	t.requestsPeak = 0
+	t.noteUntrackedLocked()
 	t.mu.Unlock()
 	t.stats.abandoned.Add(uint64(len(outstanding)))
 	// Proxied requests are answered over HTTP: do it side by side, so

@@ -68,8 +68,8 @@ func NewUnixListener(socketPath string, acceptLimit int) *UnixListener {
 }
 
 // Configure applies options before Start. These apply to a UnixListener:
-// WithLogger, WithSocketMode, WithMaxConns, WithPeerCheck and
-// WithListener. Any other option (those about frames, which a
+// WithLogger, WithSocketMode, WithMaxConns, WithPeerCheck, WithListener
+// and WithGracePeriod. Any other option (those about frames, which a
 // UnixListener leaves to its user) fails with an error matching
 // ErrOptionNotApplicable, and an invalid one with ErrInvalidArgument; on
 // error no option is applied. It fails with ErrAlreadyStarted on a running
@@ -384,27 +384,28 @@ func (ul *UnixListener) DoneConn(conn net.Conn) {
 // listener that is not running does nothing; a Stop called while another
 // is under way returns when that one has finished.
 func (ul *UnixListener) Stop(timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if stopped, _ := ul.shutdown(ctx); stopped != nil {
+	if stopped, _ := ul.shutdown(context.Background(), timeout); stopped != nil {
 		<-stopped // the stop under way, which has a bound of its own
 	}
 }
 
 // Shutdown stops listening for new connections and removes the socket
 // file, then waits for the connections handed out by NextConn to be
-// finished with DoneConn. When ctx ends first, it closes those still open
-// and returns ctx.Err(). Shutting down a listener that is not running
-// does nothing; a call made while another is under way returns when that
-// one has finished or its own ctx ends.
+// finished with DoneConn, for the grace period at most (WithGracePeriod,
+// default DefaultGracePeriod, as a Server waits for its handlers): it
+// then closes those still open, and the stop is done. When ctx ends first,
+// it closes them at once and returns ctx.Err(). Shutting down a listener
+// that is not running does nothing; a call made while another is under
+// way returns when that one has finished or its own ctx ends.
 func (ul *UnixListener) Shutdown(ctx context.Context) error {
-	_, err := ul.shutdown(ctx)
+	_, err := ul.shutdown(ctx, ul.cfg.gracePeriod)
 	return err
 }
 
-// shutdown is Shutdown; it also returns the channel closed when the stop
-// has finished (nil when the listener never ran).
-func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
+// shutdown is Shutdown, waiting for the connections for grace at most;
+// it also returns the channel closed when the stop has finished (nil when
+// the listener never ran).
+func (ul *UnixListener) shutdown(ctx context.Context, grace time.Duration) (chan struct{}, error) {
 	ul.mu.Lock()
 	if !ul.running {
 		stopped := ul.stopped
@@ -435,9 +436,9 @@ func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
 		ul.connWG.Wait()
 		close(idle)
 	}()
-	err := waitStopped(ctx, idle, func() {
-		// Out of time: close what is left and count it done, so the
-		// stop never depends on a handler that forgets DoneConn.
+	// Out of time: close what is left and count it done, so the stop
+	// never depends on a user that forgets DoneConn.
+	cut := func() {
 		ul.mu.Lock()
 		for c := range ul.conns {
 			_ = c.Close()
@@ -445,7 +446,16 @@ func (ul *UnixListener) shutdown(ctx context.Context) (chan struct{}, error) {
 			ul.connWG.Done()
 		}
 		ul.mu.Unlock()
-	})
+	}
+	var err error
+	if !waitClosed(idle, ctx.Done(), grace) {
+		select {
+		case <-idle:
+		default:
+			err = ctx.Err() // nil when the grace period ran out
+			cut()
+		}
+	}
 	<-idle
 	return stopped, err
 }

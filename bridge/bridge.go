@@ -50,9 +50,10 @@ const DefaultMaxBodyBytes = 4 << 20
 //     the bridge delivers it to the caller's hook, with a unix stream_url
 //     rewritten to the tracker's HTTP stream URL.
 //   - POST /responses takes a Response for a request tracked by the
-//     tracker and hands it to Tracker.HandleResponse, when the URL it was
-//     posted to is bound to the request (acomm.Tracker.BindHook; Call
-//     binds the tracker's WithHTTPHook URL itself): a tracker can send a
+//     tracker and hands it to the request's handlers, when the URL it was
+//     posted to is bound to that one tracked request
+//     (acomm.Tracker.BindHook and HandleBoundResponse; Call binds the
+//     tracker's WithHTTPHook URL itself): a tracker can send a
 //     request to a remote bridge with an http hook pointing back at its own
 //     bridge's /responses and have its handlers run as for unix responses.
 //   - GET /stream?addr=unix:///... serves, once, a stream that the
@@ -496,14 +497,14 @@ func (b *Bridge) serveResponses(w http.ResponseWriter, r *http.Request) {
 		b.refuse(w, r, http.StatusBadRequest, fmt.Errorf("%w: unix stream urls are not accepted over http", acomm.ErrInvalidResponse))
 		return
 	}
-	if !b.Tracker.HookBound(r.URL, resp.ID) {
+	// The handler runs before the answer, so a sender that gets the
+	// acknowledgement knows it has run. Like a unix socket, the bridge
+	// acknowledges a response for a request no longer tracked and drops
+	// it (when bound to it).
+	if !b.Tracker.HandleBoundResponse(r.URL, resp) {
 		b.refuse(w, r, http.StatusForbidden, fmt.Errorf("%w: id %q", ErrUnboundResponse, resp.ID))
 		return
 	}
-	// The handler runs before the answer, so a sender that gets the
-	// acknowledgement knows it has run. Like a unix socket, the bridge
-	// acknowledges a response for an untracked request and drops it.
-	b.Tracker.HandleResponse(resp)
 	writeAck(w, resp.ID)
 }
 

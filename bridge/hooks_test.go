@@ -103,6 +103,18 @@ func TestHookPolicy(t *testing.T) {
 		{"0.0.0.0", false}, {"::", false},
 		{"224.0.0.1", false}, {"ff02::1", false}, {"::ffff:127.0.0.1", false},
 		{"192.0.2.10", true}, {"10.1.2.3", true}, {"2001:db8::1", true},
+		// The rest of 0.0.0.0/8 ("this network"), which Linux dials as
+		// the local host.
+		{"0.0.0.1", false}, {"0.1.2.3", false}, {"0.255.255.255", false},
+		{"::ffff:0.1.2.3", false},
+		// NAT64 (64:ff9b::/96) spellings of refused IPv4 addresses.
+		{"64:ff9b::127.0.0.1", false}, {"64:ff9b::a9fe:a9fe", false},
+		{"64:ff9b::0.1.2.3", false}, {"64:ff9b::224.0.0.1", false},
+		{"64:ff9b::192.0.2.10", true},
+		// IPv4-compatible (::a.b.c.d) spellings of them.
+		{"::127.0.0.1", false}, {"::169.254.169.254", false},
+		{"::0.1.2.3", false}, {"::224.0.0.1", false},
+		{"::192.0.2.10", true},
 	} {
 		t.Run(tt.addr, func(t *testing.T) {
 			err := p.CheckAddr(netip.MustParseAddr(tt.addr))
@@ -121,6 +133,12 @@ func TestHookPolicy(t *testing.T) {
 	assert.NoError(t, q.CheckAddr(netip.MustParseAddr("10.1.2.3")), "allow wins over deny")
 	assert.ErrorIs(t, q.CheckAddr(netip.MustParseAddr("10.1.2.4")), bridge.ErrHookForbidden)
 	assert.ErrorIs(t, q.CheckAddr(netip.MustParseAddr("::1")), bridge.ErrHookForbidden)
+	for _, spelling := range []string{"10.1.2.4", "::ffff:10.1.2.4", "64:ff9b::10.1.2.4", "::10.1.2.4"} {
+		assert.ErrorIs(t, q.CheckAddr(netip.MustParseAddr(spelling)), bridge.ErrHookForbidden, "denied in every spelling: %s", spelling)
+	}
+	for _, spelling := range []string{"127.0.0.9", "::ffff:127.0.0.9", "64:ff9b::127.0.0.9", "::127.0.0.9"} {
+		assert.NoError(t, q.CheckAddr(netip.MustParseAddr(spelling)), "allowed in every spelling: %s", spelling)
+	}
 	for _, bad := range []string{"", "a b", "10.0.0.0/33", "http://x", ".."} {
 		assert.ErrorIs(t, q.AllowHook(bad), acomm.ErrInvalidArgument, bad)
 	}

@@ -14,10 +14,12 @@ import (
 )
 
 // HookPolicy says which addresses a bridge may deliver answers to. The
-// zero value refuses loopback, link-local, unspecified and multicast
-// addresses, which a caller on another machine has no business making the
-// bridge reach (the bridge's own host, cloud metadata services at
-// 169.254.169.254), and allows every other address.
+// zero value refuses loopback, link-local, unspecified (0.0.0.0/8, ::)
+// and multicast addresses, in every IPv6 spelling of the IPv4 ones
+// (IPv4-mapped, NAT64, IPv4-compatible; see CheckAddr), which a caller on
+// another machine has no business making the bridge reach (the bridge's
+// own host, cloud metadata services at 169.254.169.254), and allows every
+// other address.
 //
 // The check is made on the address actually dialed, after name
 // resolution, inside the dialer (see DialContext): a name that resolves to
@@ -87,34 +89,78 @@ func (p *HookPolicy) hostAllowed(host string) bool {
 
 // CheckAddr returns an error matching ErrHookForbidden when the policy
 // refuses a delivery to a.
+//
+// An IPv6 address that spells an IPv4 address, IPv4-mapped
+// (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d, RFC 6052) or IPv4-compatible
+// (::a.b.c.d, with a.b.c.d not 0.0.0.0 or 0.0.0.1), is checked as that
+// IPv4 address as well as in its own right: Allow or Deny of either form
+// applies, and it is refused by default if either form is.
 func (p *HookPolicy) CheckAddr(a netip.Addr) error {
 	a = a.Unmap()
-	for _, pfx := range p.Allow {
-		if pfx.Contains(a) {
-			return nil
+	v4, embeds := embeddedIPv4(a)
+	in := func(pfxs []netip.Prefix) bool {
+		for _, pfx := range pfxs {
+			if pfx.Contains(a) || embeds && pfx.Contains(v4) {
+				return true
+			}
 		}
+		return false
 	}
-	for _, pfx := range p.Deny {
-		if pfx.Contains(a) {
-			return fmt.Errorf("%w: address %s is denied", ErrHookForbidden, a)
-		}
+	if in(p.Allow) {
+		return nil
 	}
-	var kind string
-	switch {
-	case !a.IsValid():
-		kind = "invalid"
-	case a.IsLoopback():
-		kind = "loopback"
-	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
-		kind = "link-local"
-	case a.IsUnspecified():
-		kind = "unspecified"
-	case a.IsMulticast():
-		kind = "multicast"
-	default:
+	if in(p.Deny) {
+		return fmt.Errorf("%w: address %s is denied", ErrHookForbidden, a)
+	}
+	kind := refusedKind(a)
+	if kind == "" && embeds {
+		kind = refusedKind(v4)
+	}
+	if kind == "" {
 		return nil
 	}
 	return fmt.Errorf("%w: %s address %s (see --allow-hook)", ErrHookForbidden, kind, a)
+}
+
+// Prefixes of the IPv6 spellings of IPv4 addresses that CheckAddr checks
+// as IPv4 (IPv4-mapped ones are unmapped first), and the IPv4 block that
+// names this host's network.
+var (
+	nat64Prefix   = netip.MustParsePrefix("64:ff9b::/96")
+	v4CompatLow   = netip.MustParsePrefix("::/96")
+	thisNetworkV4 = netip.MustParsePrefix("0.0.0.0/8")
+)
+
+// embeddedIPv4 returns the IPv4 address that a, an unmapped address,
+// spells in the NAT64 or the IPv4-compatible form. :: and ::1 are the
+// IPv6 unspecified and loopback addresses, not IPv4-compatible ones.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() || !nat64Prefix.Contains(a) && !v4CompatLow.Contains(a) {
+		return netip.Addr{}, false
+	}
+	if a.IsUnspecified() || a.IsLoopback() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	return netip.AddrFrom4([4]byte(b[12:])), true
+}
+
+// refusedKind names why a is refused by default, or returns "".
+func refusedKind(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "invalid"
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
+		return "link-local"
+	case a.IsUnspecified(), thisNetworkV4.Contains(a):
+		// 0.0.0.0/8 is "this network": Linux dials it as this host.
+		return "unspecified"
+	case a.IsMulticast():
+		return "multicast"
+	}
+	return ""
 }
 
 // checkHost vets a hook's host before anything is dialed: an address
