@@ -45,11 +45,15 @@ func TestSharedLinkCallerGivingUpBreaksNothing(t *testing.T) {
 		bigWG.Add(1)
 		go func() {
 			defer bigWG.Done()
+			// Paced: marshalling 1 MiB back to back under -race would
+			// starve the small calls of CPU, which is not what is tested.
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
 			for {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-tick.C:
 				}
 				d := time.Duration(1+rand.IntN(60)) * time.Millisecond
 				ctx, cancel := context.WithTimeout(context.Background(), d)
