@@ -245,8 +245,11 @@ func (s *frameServer) moveReadingLocked() {
 
 // frameSizeError returns err as a *FrameSizeError, or nil.
 func frameSizeError(err error) *FrameSizeError {
+	if err == nil {
+		return nil // (before fse: &fse escapes, a heap allocation per frame)
+	}
 	var fse *FrameSizeError
-	if err != nil && errors.As(err, &fse) {
+	if errors.As(err, &fse) {
 		return fse
 	}
 	return nil
