@@ -625,7 +625,7 @@ func TestServeFramesTimeouts(t *testing.T) {
 			}
 			go func() {
 				defer close(served)
-				serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64))
+				serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil)
 			}()
 			if tc.maxFrame > 0 {
 				assert.ErrorIs(t, readAck(t, client).Error, ErrFrameTooLarge)
@@ -673,7 +673,7 @@ func startServeFrames(t *testing.T, cfg *config, handle frameHandler) (net.Conn,
 	go func() {
 		defer close(served)
 		defer server.Close()
-		serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64))
+		serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil)
 	}()
 	t.Cleanup(func() {
 		_ = client.Close()

@@ -185,7 +185,10 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	}
 	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
 	if err != nil {
-		return cmp.Or(ctx.Err(), fmt.Errorf("%w: %w", ErrUnreachable, err)) // err names the path
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", ErrUnreachable, err) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), body: make([]byte, 0, 256), once: true}
 	ex, _ := l.exchange(ctx, frame, timeout, onAnswer)
@@ -193,7 +196,13 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	case err = <-ex.done:
 	default:
 	}
-	err = cmp.Or(ctx.Err(), err) // it ended first
+	if ctx.Err() != nil { // it ended first
+		if errors.Is(err, ErrNotDelivered) {
+			err = fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
+		} else {
+			err = ctx.Err()
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || !adoptLink(l) {
@@ -293,9 +302,10 @@ func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Dur
 			return
 		}
 		vec := l.takeBatchLocked()
+		// (The deadline is set before wake may cut it: under l.mu.)
+		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		l.writer = mine
 		l.mu.Unlock()
-		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
 		n := 0
 		if err == nil {
 			n, err = l.write(vec)

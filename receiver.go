@@ -86,9 +86,9 @@ type frameServer struct {
 	br       *bufio.Reader
 	handle   frameHandler
 	refused  *atomic.Uint64
-	readers  sync.WaitGroup // the goroutines reading: see runHere
-	rdl      time.Time      // the read deadline set on conn
-	body     []byte         // holds a frame's body while it is handled
+	end      func()    // run once the connection is over
+	rdl      time.Time // the read deadline set on conn
+	body     []byte    // holds a frame's body while it is handled
 
 	mu      sync.Mutex  // protects the fields below
 	cond    sync.Cond   // signalled when waiting drops to 0, or slots shrink
@@ -124,24 +124,35 @@ type ackSlot struct {
 // Frames that arrived together are handled in turn, and their
 // acknowledgements, listing baseFeatures and extra, go out in one write
 // before their after funcs run. An oversized frame is refused, skipped.
-// It returns once every frame read is acknowledged (or the write failed).
-func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, extra ...string) {
+// Once every frame read is acknowledged (or the write failed), it runs
+// end (if not nil) and returns. A heldJob that outlasts its budget moves
+// the reading to a new goroutine, which then ends the connection: the
+// held goroutine returns once its handler does, as a worker would, and
+// end may have run before, or run after, as the connection goes on.
+func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, end func(), extra ...string) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
-	defer func() { br.Reset(nil); readerPool.Put(br) }()
 	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...),
-		br: br, handle: countingHandler(handle, refused), refused: refused, body: make([]byte, 0, 1<<10)}
+		br: br, handle: countingHandler(handle, refused), refused: refused, end: end, body: make([]byte, 0, 1<<10)}
 	s.cond.L = &s.mu
-	defer s.drain()
-	s.readers.Add(1)
 	s.read()
-	s.readers.Wait()
 }
 
 // read is serveFrames's loop: it reads frames until the connection ends,
-// or until the reading moves to another goroutine (see runHere).
+// then ends it, or until the reading moves to another goroutine (see
+// runHere), which then does.
 func (s *frameServer) read() {
-	defer s.readers.Done()
+	moved := false
+	defer func() {
+		if !moved {
+			s.drain()
+			s.br.Reset(nil)
+			readerPool.Put(s.br)
+			if s.end != nil {
+				s.end()
+			}
+		}
+	}()
 	br, cfg, log, handle, refused := s.br, s.cfg, s.log, s.handle, s.refused
 	for {
 		if br.Buffered() == 0 {
@@ -197,6 +208,7 @@ func (s *frameServer) read() {
 			if b := answer(ackRef{s: s, seq: seq, here: here}); b != nil {
 				s.setBudget(seq, b)
 				if j, ok := b.(heldJob); ok && here && !s.runHere(j, a.due) {
+					moved = true
 					return // another goroutine reads on
 				}
 			}
@@ -220,6 +232,7 @@ func (s *frameServer) runHere(j heldJob, due time.Time) bool {
 	s.runs++
 	run := s.runs
 	s.held, s.heldDue = run, due
+	s.checkHeldLocked(time.Now()) // (the budget may have passed already)
 	s.mu.Unlock()
 	j.runHeld()
 	s.mu.Lock()
@@ -234,12 +247,27 @@ func (s *frameServer) runHere(j heldJob, due time.Time) bool {
 	return true
 }
 
+// checkHeldLocked moves the reading to a new goroutine if the reader runs
+// a heldJob past its due, or else has the timer set for that due. Its
+// caller holds s.mu.
+func (s *frameServer) checkHeldLocked(now time.Time) {
+	switch {
+	case s.held == 0:
+	case !now.Before(s.heldDue):
+		s.moveReadingLocked()
+	default:
+		s.armLocked(s.heldDue) // (or for an earlier due, which checks again)
+	}
+}
+
 // moveReadingLocked starts a new goroutine reading the connection, the
-// reader being held up by a slow heldJob. Its caller holds s.mu.
+// reader being held up by a slow heldJob; the held goroutine, once its
+// handler returns, leaves, and the new reader ends the connection: like
+// a worker's, the handler does not keep the connection's end (and a
+// Server's Stop) waiting. Its caller holds s.mu.
 func (s *frameServer) moveReadingLocked() {
 	s.moved = append(s.moved, s.held)
 	s.held, s.busy = 0, false
-	s.readers.Add(1) // the held reader has not counted down yet
 	go s.read()
 }
 
@@ -320,9 +348,7 @@ func (s *frameServer) budgetsDue() {
 			filled++
 		}
 	}
-	if s.held != 0 && !now.Before(s.heldDue) {
-		s.moveReadingLocked()
-	}
+	s.checkHeldLocked(now)
 	if filled == 0 {
 		s.mu.Unlock()
 		return

@@ -99,7 +99,7 @@ func TestServeFramesAnswerBudgets(t *testing.T) {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			serveFrames(server, &cfg, log, handle, &refused)
+			serveFrames(server, &cfg, log, handle, &refused, nil)
 			_ = server.Close()
 		}()
 		const n = 1500

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"math"
 	"net/url"
 	"path/filepath"
 	"runtime/debug"
@@ -289,11 +289,10 @@ func (s *Server) accept(ul *UnixListener) {
 	defer s.bg.Done()
 	for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
 		s.bg.Add(1)
-		go func(conn net.Conn) {
-			defer s.bg.Done()
-			defer ul.DoneConn(conn)
-			serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, featureCancel, featureAnswerInAck)
-		}(conn)
+		go serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, func() {
+			ul.DoneConn(conn)
+			s.bg.Done()
+		}, featureCancel, featureAnswerInAck)
 	}
 }
 
@@ -616,7 +615,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // teardown stops the server: see Stop. Closing hurry skips what is left
 // of the grace periods.
 func (s *Server) teardown(idle, done, hurry chan struct{}) {
-	s.ul.Stop(0)
+	// The listener stops accepting at once; its connections stay open
+	// while the handlers finish (frames read meanwhile are answered
+	// ErrServerStopped), so that the acknowledgements still due, answers
+	// in them included, go out before the connections close.
+	cut, stopCut := context.WithCancel(context.Background())
+	defer stopCut()
+	listenerDone := make(chan struct{})
+	go func() {
+		defer close(listenerDone)
+		_, _ = s.ul.shutdown(cut, math.MaxInt64)
+	}()
 	grace := s.cfg.gracePeriod
 	if !waitClosed(idle, hurry, grace) {
 		s.cancel()
@@ -624,6 +633,13 @@ func (s *Server) teardown(idle, done, hurry chan struct{}) {
 			s.abandon()
 			<-idle // the responses being sent when the handlers returned
 		}
+	}
+	// Readers see the end of their input, write what is due, and close;
+	// a connection that is not done within minCancelWait is cut.
+	s.ul.closeReads()
+	if !waitClosed(listenerDone, hurry, minCancelWait) {
+		stopCut()
+		<-listenerDone
 	}
 	s.cancel()
 	s.bg.Wait()

@@ -3,6 +3,7 @@ package acomm_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"testing"
@@ -151,28 +152,37 @@ func TestServerStopFromHandler(t *testing.T) {
 		}, true},
 	}
 	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			tr := newTracker(t, nil, 5*time.Second)
-			srv := srvStart(t, nil, acomm.WithGracePeriod(tc.grace))
-			returned := make(chan error, 1)
-			srv.Handle("stop", func(ctx context.Context, _ *acomm.Request) (interface{}, io.ReadCloser, error) {
-				returned <- tc.stop(ctx, srv)
-				return "stopping", nil, nil
+		// On a kept link (after a first call), the lone call is run by
+		// the connection's reader itself (a held job).
+		for _, kept := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/kept link %v", name, kept), func(t *testing.T) {
+				tr := newTracker(t, nil, 5*time.Second)
+				srv := srvStart(t, nil, acomm.WithGracePeriod(tc.grace))
+				returned := make(chan error, 1)
+				srv.Handle("stop", func(ctx context.Context, _ *acomm.Request) (interface{}, io.ReadCloser, error) {
+					returned <- tc.stop(ctx, srv)
+					return "stopping", nil, nil
+				})
+				srv.Handle("ping", srvEcho)
+				if kept {
+					_, err := tr.Call(context.Background(), srv.URL(), "ping", "x")
+					require.NoError(t, err)
+				}
+				res := waitFor(t, callAsync(tr, srv, "stop", nil), 10*time.Second, "response")
+				require.NoError(t, waitFor(t, returned, 5*time.Second, "Stop inside the handler"))
+				if tc.abandoned {
+					require.ErrorIs(t, res.err, acomm.ErrServerStopped)
+				} else {
+					require.NoError(t, res.err)
+					var s string
+					require.NoError(t, res.resp.UnmarshalResult(&s))
+					require.Equal(t, "stopping", s)
+				}
+				waitFor(t, chanOf(srv.Stop), 5*time.Second, "the stop, after the handler")
+				_, err := os.Stat(srv.Addr())
+				require.ErrorIs(t, err, os.ErrNotExist)
 			})
-			res := waitFor(t, callAsync(tr, srv, "stop", nil), 10*time.Second, "response")
-			require.NoError(t, waitFor(t, returned, 5*time.Second, "Stop inside the handler"))
-			if tc.abandoned {
-				require.ErrorIs(t, res.err, acomm.ErrServerStopped)
-			} else {
-				require.NoError(t, res.err)
-				var s string
-				require.NoError(t, res.resp.UnmarshalResult(&s))
-				require.Equal(t, "stopping", s)
-			}
-			waitFor(t, chanOf(srv.Stop), 5*time.Second, "the stop, after the handler")
-			_, err := os.Stat(srv.Addr())
-			require.ErrorIs(t, err, os.ErrNotExist)
-		})
+		}
 	}
 }
 

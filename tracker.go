@@ -310,7 +310,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer t.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame, &t.stats.refusedFrames)
+			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame, &t.stats.refusedFrames, nil)
 		}(conn)
 	}
 }

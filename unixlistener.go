@@ -360,6 +360,21 @@ func (ul *UnixListener) NextConn() net.Conn {
 	return <-ch
 }
 
+// closeReads shuts the reading side of the connections handed out by
+// NextConn: their readers see the end of their input (and finish what
+// they owe their peers, then call DoneConn).
+func (ul *UnixListener) closeReads() {
+	ul.mu.Lock()
+	defer ul.mu.Unlock()
+	for c := range ul.conns {
+		if uc, ok := c.(interface{ CloseRead() error }); ok {
+			_ = uc.CloseRead()
+		} else {
+			_ = c.Close()
+		}
+	}
+}
+
 // DoneConn completes the handling of a connection: it closes the
 // connection and lets Stop know it is finished. Calling it more than once
 // for a connection is harmless.
