@@ -548,16 +548,17 @@ func (s *Server) respond(req *Request, resp *Response) {
 	s.stats.responded.Add(1)
 }
 
-// Stop stops the server. It stops accepting connections, closes those
-// open (a request whose acknowledgement was written is still answered)
-// and removes the socket. It then lets running handlers finish for the
-// grace period (WithGracePeriod), cancels the context of those still
-// running, and waits for them to return and their responses to be sent;
-// a handler cancelled this way is answered with an error matching
-// ErrServerStopped unless it returns a result. A handler that ignores its
-// context for a further grace period (at least 100ms) is abandoned: Stop
-// answers its caller with ErrServerStopped and returns, and its result,
-// when it finally returns, is dropped.
+// Stop stops the server. It stops accepting connections and removes the
+// socket. It then lets running handlers finish for the grace period
+// (WithGracePeriod), cancels the context of those still running, and
+// waits for them to return and their responses to be sent; a handler
+// cancelled this way is answered with an error matching ErrServerStopped
+// unless it returns a result. A handler that ignores its context for a
+// further grace period (at least 100ms) is abandoned: Stop answers its
+// caller with ErrServerStopped and returns, and its result, when it
+// finally returns, is dropped. The open connections stay open meanwhile,
+// so that every acknowledgement due goes out; then they stop being read,
+// and those not done within 100ms are closed.
 //
 // Requests that arrive while the server stops are answered with
 // ErrServerStopped. Stopping a server that was not started does nothing;
