@@ -236,15 +236,7 @@ func (t *Tracker) sendCancel(dest *url.URL, id string, reqHook *url.URL) error {
 // peerHas reports whether the receiver at dest listed feature in its
 // latest acknowledgement.
 func (t *Tracker) peerHas(dest *url.URL, feature string) bool {
-	var features []string
-	if dest.Scheme == "unix" {
-		features = peerFeatures(unixPath(dest))
-	} else {
-		httpFeatures.Lock()
-		features = httpFeatures.m[httpPeerKey(dest)]
-		httpFeatures.Unlock()
-	}
-	return slices.Contains(features, feature)
+	return slices.Contains(featuresOf(dest), feature)
 }
 
 // httpFeatures are the features that http(s) receivers (bridges) listed in

@@ -291,9 +291,10 @@ const maxWriteBatch = 64 << 10
 // flushLocked writes the frames waiting to be written, within the link's
 // I/O timeout, one batch to a write. The link is shared, so ctx, its
 // caller's, bounds only the caller's wait: when it ends, the writing goes
-// on in a goroutine of its own, and mine, the caller's frame, is dropped if
-// its writing has not begun. A connection for one frame is not shared: ctx
-// cuts its write. Its caller holds l.mu.
+// on in a goroutine of its own; mine, the caller's frame, is dropped from
+// a write it cut short if its writing had not begun (one still waiting,
+// its sender takes back: see pending.withdraw). A connection for one frame
+// is not shared: ctx cuts its write. Its caller holds l.mu.
 func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Duration) {
 	for !l.flushing && l.unsent > 0 && !l.dead {
 		l.flushing = true

@@ -13,13 +13,19 @@ import (
 // yet; for an http(s) receiver, such as an acomm bridge, its latest. It
 // lets tools show what a peer and this process agreed on.
 func PeerFeatures(dest *url.URL) []string {
-	switch {
-	case dest == nil:
+	if dest == nil {
 		return nil
-	case dest.Scheme == "unix":
-		return slices.Clone(peerFeatures(unixPath(dest)))
+	}
+	return slices.Clone(featuresOf(dest))
+}
+
+// featuresOf returns the features that the receiver at dest listed (see
+// PeerFeatures), not to be modified.
+func featuresOf(dest *url.URL) []string {
+	if dest.Scheme == "unix" {
+		return peerFeatures(unixPath(dest))
 	}
 	httpFeatures.Lock()
 	defer httpFeatures.Unlock()
-	return slices.Clone(httpFeatures.m[httpPeerKey(dest)])
+	return httpFeatures.m[httpPeerKey(dest)]
 }
