@@ -381,11 +381,11 @@ func scriptedPeer(t *testing.T, first, rest func(conn net.Conn, body []byte) err
 			if err != nil {
 				return
 			}
-			frames <- body
 			ack := rest
-			if once.CompareAndSwap(false, true) {
+			if once.CompareAndSwap(false, true) { // before frames tells of it
 				ack = first
 			}
+			frames <- body
 			if ack(conn, body) != nil {
 				return
 			}
