@@ -52,10 +52,6 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if err := checkURL(dest); err != nil {
 		return nil, err
 	}
-	raw, err := marshalRaw(args)
-	if err != nil {
-		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
-	}
 	ch := make(chan *Response, 1) // the tracker hands over exactly one response
 	h := func(_ *Request, resp *Response) { ch <- resp }
 	id := newID()
@@ -67,15 +63,21 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		ID:             id,
 		Task:           task,
 		ResponseHook:   hook,
-		Args:           raw,
 		SuccessHandler: h,
 		ErrorHandler:   h,
 		LegacyURLs:     t.cfg.legacyURLs,
 		Meta:           metaFromContext(ctx),
-		argsChecked:    raw,
 	}
+	raw, err := marshalRawInto(args, &req.argsMem)
+	if err != nil {
+		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
+	}
+	req.Args, req.argsChecked = raw, raw
 	if err := req.Validate(); err != nil {
 		return nil, err
+	}
+	if hook == t.hook { // (req is not handed out: it stays so)
+		req.hookText = t.hookText
 	}
 	if dest.Scheme == "unix" {
 		req.onAnswer = t.takeAnswer(id) // a Server may answer in the ack: see answer.go

@@ -38,13 +38,12 @@ func rawValue(raw *json.RawMessage) jsontext.Value {
 
 // appendRequest appends the wire JSON of req to b (URLs as objects if legacy).
 func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
-	hook, err := urlValue(req.ResponseHook, legacy)
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), req.ID)
 	b, err2 := jsontext.AppendQuote(append(b, `,"task":`...), req.Task)
-	b = append(append(b, `,"responsehook":`...), hook...)
+	b, err := appendURL(append(b, `,"responsehook":`...), req.ResponseHook, req.hookText, legacy)
 	b, err3 := appendRaw(append(b, `,"args":`...), req.Args, req.argsChecked)
 	if !req.deadline.IsZero() {
-		b = append(append(b, `,"timeout_ms":`...), timeoutValue(req.deadline)...)
+		b = appendTimeout(append(b, `,"timeout_ms":`...), req.deadline)
 	}
 	meta, err4 := metaValue(req.Meta)
 	if meta != nil {
@@ -59,10 +58,9 @@ func appendRequest(b []byte, req *Request, legacy bool) ([]byte, error) {
 // appendResponse appends the wire JSON of resp to b (URLs as objects if
 // legacy); an acknowledgement lists features.
 func appendResponse(b []byte, resp *Response, legacy bool, features ...string) ([]byte, error) {
-	stream, err := urlValue(resp.StreamURL, legacy)
 	b, err1 := jsontext.AppendQuote(append(b, `{"id":`...), resp.ID)
 	b, err2 := appendRaw(append(b, `,"result":`...), resp.Result, resp.resultChecked)
-	b = append(append(b, `,"stream_url":`...), stream...)
+	b, err := appendURL(append(b, `,"stream_url":`...), resp.StreamURL, "", legacy)
 	msg := ""
 	if resp.Error != nil {
 		msg = resp.Error.Error()
@@ -389,19 +387,32 @@ func readString(d *jsontext.Decoder, s *string) error {
 	return fmt.Errorf("want a string, got %v", tok.Kind())
 }
 
-// readRaw reads any value, null as none, into memory of its own.
-func readRaw(d *jsontext.Decoder) (*json.RawMessage, error) {
+// readRaw reads any value, null as none, into memory of its own, which
+// *mem then holds if mem is not nil: a hidden field of the message it is
+// for, saving an allocation of the slice header on the paths inside the
+// package. (The decoders behind UnmarshalJSON pass nil, so that a message
+// decoded there is deeply equal to one made with NewRequest.)
+func readRaw(d *jsontext.Decoder, mem *json.RawMessage) (*json.RawMessage, error) {
 	v, err := d.ReadValue()
 	if err != nil || v.Kind() == 'n' {
 		return nil, err
 	}
-	raw := json.RawMessage(bytes.Clone(v))
-	return &raw, nil
+	if mem == nil {
+		mem = new(json.RawMessage)
+	}
+	*mem = json.RawMessage(bytes.Clone(v))
+	return mem, nil
 }
 
 // decodeRequest decodes the wire JSON of a request into req. Errors match
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
+	return decodeRequestMem(body, req, nil)
+}
+
+// decodeRequestMem is decodeRequest, keeping the args in *argsMem when it
+// is not nil (see readRaw).
+func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage) error {
 	var (
 		w      Request
 		hasMS  bool
@@ -424,7 +435,7 @@ func decodeRequest(body []byte, req *Request) error {
 				}
 			}
 		case reqArgs:
-			w.Args, err = readRaw(d)
+			w.Args, err = readRaw(d, argsMem)
 		case reqTimeout:
 			var v jsontext.Value
 			if v, err = d.ReadValue(); err == nil {
@@ -474,7 +485,7 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 			features = list
 			return err
 		}
-		return readResponseMember(d, field, &r, &urlErr)
+		return readResponseMember(d, field, &r, nil, &urlErr)
 	})
 	switch {
 	case err != nil:
@@ -490,15 +501,16 @@ func decodeResponse(body []byte, resp *Response) ([]string, error) {
 }
 
 // readResponseMember reads the member of a response matching field into
-// resp (null leaves id and error as they are, as encoding/json does); an
-// invalid stream URL goes to urlErr.
-func readResponseMember(d *jsontext.Decoder, field int, resp *Response, urlErr *error) error {
+// resp (null leaves id and error as they are, as encoding/json does),
+// the result into *resultMem if not nil (see readRaw); an invalid stream
+// URL goes to urlErr.
+func readResponseMember(d *jsontext.Decoder, field int, resp *Response, resultMem *json.RawMessage, urlErr *error) error {
 	var err error
 	switch field {
 	case respID:
 		err = readString(d, &resp.ID)
 	case respResult:
-		resp.Result, err = readRaw(d)
+		resp.Result, err = readRaw(d, resultMem)
 	case respStream:
 		var v jsontext.Value
 		if v, err = d.ReadValue(); err == nil {
@@ -553,7 +565,7 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 				answer = &Response{}
 			}
 			err = readObject(d, responseFields, true, func(d *jsontext.Decoder, field int) error {
-				return readResponseMember(d, field, answer, &urlErr)
+				return readResponseMember(d, field, answer, &answer.resultMem, &urlErr)
 			})
 			if err != nil {
 				err = fmt.Errorf("%w: %w", ErrInvalidResponse, err)
@@ -590,13 +602,22 @@ func decodeError(kind, err error) error {
 
 // urlValue returns the wire JSON of u in the form chosen; null for nil.
 func urlValue(u *url.URL, legacy bool) (jsontext.Value, error) {
+	return appendURL(nil, u, "", legacy)
+}
+
+// appendURL appends u's wire value to b, as urlValue gives it; text, if
+// not "", is u.String(), known already.
+func appendURL(b []byte, u *url.URL, text string, legacy bool) ([]byte, error) {
 	switch {
 	case u == nil:
-		return nullValue, nil
+		return append(b, nullValue...), nil
 	case legacy:
-		return json.Marshal(u)
+		v, err := json.Marshal(u)
+		return append(b, v...), err
+	case text == "":
+		text = u.String()
 	}
-	return jsontext.AppendQuote(nil, u.String())
+	return jsontext.AppendQuote(b, text)
 }
 
 // readURL reads a URL in either form and says if it was an object. The URL

@@ -54,10 +54,10 @@ func timeoutMS(d, now time.Time) int64 {
 	return int64((left + time.Millisecond/2) / time.Millisecond)
 }
 
-// timeoutValue returns the wire value of timeout_ms for deadline d: the
-// time left now.
-func timeoutValue(d time.Time) jsontext.Value {
-	return strconv.AppendInt(nil, timeoutMS(d, time.Now()), 10)
+// appendTimeout appends the wire value of timeout_ms for deadline d to b:
+// the time left now.
+func appendTimeout(b []byte, d time.Time) []byte {
+	return strconv.AppendInt(b, timeoutMS(d, time.Now()), 10)
 }
 
 // readTimeoutMS reads the value of timeout_ms: an integer, or null (or

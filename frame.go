@@ -33,16 +33,23 @@ const (
 // ErrTruncatedFrame inside it, a *FrameSizeError with the body unread if
 // it is longer than max (<= 0: DefaultMaxFrameSize). A body that fits in
 // buf's capacity is read into buf (the caller must be done with it before
-// the next read); a larger one gets memory of its own.
+// the next read); a larger one gets memory of its own. The header is read
+// into buf too when it fits (r being an interface, a header of its own
+// would be a heap allocation per frame).
 func readFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
-	var hdr [frameHeaderSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	var hdr []byte
+	if cap(buf) >= frameHeaderSize {
+		hdr = buf[:frameHeaderSize]
+	} else {
+		hdr = make([]byte, frameHeaderSize)
+	}
+	if _, err := io.ReadFull(r, hdr); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, truncated(err, "in header")
 		}
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
 	if max <= 0 {
 		max = DefaultMaxFrameSize
 	}

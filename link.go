@@ -46,6 +46,7 @@ type link struct {
 	qmem     []*exchange // queue's memory, from its front
 	unsent   int         // how many of the last in queue wait to be written
 	vec      net.Buffers // the frames of the write under way
+	wvec     net.Buffers // what of vec is left to write, in write
 	flushing bool        // a write is under way (its writer writes out next)
 	reading  bool        // someone reads acknowledgements
 	peeker   *exchange   // whose sender waits for an acknowledgement to begin
@@ -363,7 +364,11 @@ func (l *link) write(vec net.Buffers) (int, error) {
 	if len(vec) == 1 {
 		return l.conn.Write(vec[0])
 	}
-	n, err := vec.WriteTo(l.conn)
+	// WriteTo takes the slice's address: as a field of l's, not as vec,
+	// which would then move to the heap on every call.
+	l.wvec = vec
+	n, err := l.wvec.WriteTo(l.conn)
+	l.wvec = nil
 	return int(n), err
 }
 

@@ -90,21 +90,22 @@ type frameServer struct {
 	rdl      time.Time // the read deadline set on conn
 	body     []byte    // holds a frame's body while it is handled
 
-	mu      sync.Mutex  // protects the fields below
-	cond    sync.Cond   // signalled when waiting drops to 0, or slots shrink
-	slots   []ackSlot   // acknowledgements not yet written, oldest first
-	head    uint64      // the number of slots written (or dropped)
-	waiting int         // slots awaiting their fill
-	timer   *time.Timer // tells the ackBudgets of slots past due
-	armed   bool        // timer is set for the oldest waiting slot's due
-	busy    bool        // the reader handles frames read, and flushes after
-	held    uint64      // the run of a heldJob by the reader, if any: see runHere
-	heldDue time.Time   // when that job's acknowledgement is due
-	runs    uint64      // runHere's count of runs
-	moved   []uint64    // the runs that the reading moved away from, not yet over
-	wdl     time.Time   // the write deadline set on conn
-	out     []byte      // acknowledgements being encoded
-	failed  bool        // a write failed: nothing more is written
+	mu      sync.Mutex    // protects the fields below
+	cond    sync.Cond     // signalled when waiting drops to 0, or slots shrink
+	slots   []ackSlot     // acknowledgements not yet written, oldest first
+	head    uint64        // the number of slots written (or dropped)
+	waiting int           // slots awaiting their fill
+	timer   *time.Timer   // tells the ackBudgets of slots past due
+	armed   bool          // timer is set for the oldest waiting slot's due
+	busy    bool          // the reader handles frames read, and flushes after
+	held    uint64        // the run of a heldJob by the reader, if any: see runHere
+	heldDue time.Time     // when that job's acknowledgement is due
+	runs    uint64        // runHere's count of runs
+	moved   []uint64      // the runs that the reading moved away from, not yet over
+	wdl     time.Time     // the write deadline set on conn
+	out     []byte        // acknowledgements being encoded
+	ackOut  ackWithAnswer // the one encode codes; see there
+	failed  bool          // a write failed: nothing more is written
 }
 
 // ackSlot is an acknowledgement in the queue.
@@ -518,7 +519,11 @@ func (s *frameServer) encode(a *ackSlot) {
 		s.out = out
 		return
 	}
-	out, err := appendFrame(s.out, &ackWithAnswer{id: a.id, answer: a.answer}, false, s.cfg.maxFrameSize, s.features...)
+	// (s.ackOut, not a new ackWithAnswer: it would escape, an allocation
+	// per answer.)
+	s.ackOut = ackWithAnswer{id: a.id, answer: a.answer}
+	out, err := appendFrame(s.out, &s.ackOut, false, s.cfg.maxFrameSize, s.features...)
+	s.ackOut = ackWithAnswer{}
 	if err != nil { // as Server.respond does
 		s.log.WithError(err).WithField("id", a.id).Warn("response cannot be sent; sending an error instead")
 		err = fmt.Errorf("%w: the response cannot be sent: %w", ErrInvalidResponse, err)

@@ -56,6 +56,8 @@ type Request struct {
 	callerDeadline bool      // deadline is a received frame's timeout_ms
 
 	argsChecked *json.RawMessage // Args as marshalRaw returned it to Call: valid JSON
+	argsMem     json.RawMessage  // what Args points to, if made inside the package (see readRaw)
+	hookText    string           // ResponseHook.String(), if known (see Tracker.call); "" if not
 	answerInAck bool             // received: its sender takes the answer in the ack
 	onAnswer    func(*Response)  // sent: takes an answer found in the ack (see answer.go)
 }
@@ -140,6 +142,13 @@ func unixPath(u *url.URL) string {
 
 // marshalRaw marshals v into a RawMessage; nil stays nil.
 func marshalRaw(v interface{}) (*json.RawMessage, error) {
+	return marshalRawInto(v, nil)
+}
+
+// marshalRawInto is marshalRaw, keeping JSON made of v (not v's own
+// *json.RawMessage) in *mem when mem is not nil: a field of the request
+// or response that it is for, instead of a heap allocation of its own.
+func marshalRawInto(v interface{}, mem *json.RawMessage) (*json.RawMessage, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -154,15 +163,19 @@ func marshalRaw(v interface{}) (*json.RawMessage, error) {
 		}
 		return r, nil
 	}
+	if mem == nil {
+		mem = new(json.RawMessage)
+	}
 	if r, ok := v.(json.RawMessage); ok {
-		return marshalRaw(&r)
+		*mem = r
+		return marshalRawInto(mem, nil)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	raw := json.RawMessage(b)
-	return &raw, nil
+	*mem = b
+	return mem, nil
 }
 
 // MarshalJSON marshals a Request into its wire form, with the response

@@ -27,6 +27,7 @@ type Response struct {
 	LegacyURLs bool `json:"-"`
 
 	resultChecked *json.RawMessage // Result as marshalRaw returned it to Server: valid JSON
+	resultMem     json.RawMessage  // what Result points to, if made inside the package (see readRaw)
 }
 
 // NewResponse creates a new Response instance based on a Request. The

@@ -302,7 +302,7 @@ func (s *Server) accept(ul *UnixListener) {
 // acknowledgement by then.
 func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
 	req := &Request{}
-	if err := decodeRequest(body, req); err != nil {
+	if err := decodeRequestMem(body, req, &req.argsMem); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}
@@ -506,11 +506,12 @@ func (s *Server) response(req *Request, result interface{}, stream io.ReadCloser
 	if err != nil {
 		return fail(err)
 	}
-	raw, err := marshalRaw(result) // checks raw JSON too
+	resp := &Response{ID: req.ID, LegacyURLs: req.LegacyURLs}
+	raw, err := marshalRawInto(result, &resp.resultMem) // checks raw JSON too
 	if err != nil {
 		return fail(fmt.Errorf("%w: task %q: result: %w", ErrInvalidResponse, req.Task, err))
 	}
-	resp := &Response{ID: req.ID, Result: raw, LegacyURLs: req.LegacyURLs, resultChecked: raw}
+	resp.Result, resp.resultChecked = raw, raw
 	if stream != nil {
 		if s.tracker == nil {
 			return fail(fmt.Errorf("%w: task %q returned a stream, but the server has no tracker to serve it", ErrInvalidResponse, req.Task))
