@@ -352,7 +352,7 @@ func (s *Server) cancelNotice(notice *Request) error {
 	for _, j := range matched {
 		if j.byCaller.CompareAndSwap(false, true) {
 			s.stats.cancelled.Add(1)
-			j.cancel()
+			j.ctx.end()
 		}
 	}
 	return nil

@@ -143,26 +143,25 @@ func (s *Server) calledFromHandler(ctx context.Context) bool {
 // job is one running handler.
 type job struct {
 	req      *Request
-	state    atomic.Int32 // jobRunning, then jobAnswering or jobAbandoned
-	cancel   context.CancelFunc
-	byCaller atomic.Bool // cancelled by a cancel notice
-	sameID   *job        // the next job whose request has the same ID; see byID
+	state    atomic.Int32   // jobRunning, then jobAnswering or jobAbandoned
+	ctx      handlerContext // the handler's; ctx.end cancels it
+	byCaller atomic.Bool    // cancelled by a cancel notice
+	sameID   *job           // the next job whose request has the same ID; see byID
 
 	srv      *Server
 	ack      ackRef       // set when the response may go in the acknowledgement
 	ackState atomic.Int32 // ackWaiting, then ackAnswered or ackByHook
 	resp     *Response    // the response put in the acknowledgement
 
-	ctx context.Context // for runHeld: its handler's context
-	h   TaskHandler     // and the handler
+	h TaskHandler // for runHeld: the handler
 }
 
 // runHeld runs the job's handler on the calling goroutine: the
 // connection's reader, which was told it may (see heldJob).
 func (j *job) runHeld() {
-	ctx, h := j.ctx, j.h
-	j.ctx, j.h = nil, nil
-	j.srv.run(ctx, j, h)
+	h := j.h
+	j.h = nil
+	j.srv.run(&j.ctx, j, h)
 }
 
 // Job states: whoever moves a job out of jobRunning sends its response.
@@ -355,7 +354,7 @@ func (s *Server) start(req *Request, ack *ackRef) *job {
 	if ack != nil {
 		j.ack = *ack
 		if ack.here { // the connection's reader runs it: see heldJob
-			j.ctx, j.h = ctx, h
+			j.h = h
 			return j
 		}
 	}
@@ -400,16 +399,12 @@ func (s *Server) acquire(req *Request) (*job, context.Context, error) {
 		return nil, nil, fmt.Errorf("%w: task %q", errCancelledByCaller, req.Task)
 	}
 	j := &job{req: req, srv: s}
-	var ctx context.Context
-	if dl, ok := req.Deadline(); ok {
-		ctx, j.cancel = context.WithDeadline(s.ctx, dl)
-	} else {
-		ctx, j.cancel = context.WithCancel(s.ctx)
-	}
+	dl, _ := req.Deadline()
+	j.ctx.init(s.ctx, dl)
 	s.jobs[j] = struct{}{}
 	j.sameID = s.byID[req.ID]
 	s.byID[req.ID] = j
-	return j, ctx, nil
+	return j, &j.ctx, nil
 }
 
 // forgetLocked removes j from the jobs and from byID. s.mu must be held.
@@ -435,7 +430,7 @@ func (s *Server) forgetLocked(j *job) {
 
 // release forgets j, and tells Stop when no job is left.
 func (s *Server) release(j *job) {
-	j.cancel()
+	j.ctx.end()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forgetLocked(j)
