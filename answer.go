@@ -96,15 +96,14 @@ func (j *job) written(ok bool) {
 
 // takeAnswer hands a response found in the acknowledgement of the
 // request id, sent by Call, to the tracked request, as if it had come to
-// the tracker's socket.
-func (t *Tracker) takeAnswer(id string) func(*Response) {
-	return func(resp *Response) {
-		if resp.ID != id || resp.validate() != nil {
-			t.stats.droppedUnknown.Add(1)
-			return
-		}
-		t.handleReceived(resp)
+// the tracker's socket. (Requests take it as answerTaker, one method value
+// made at NewTracker, not a closure per request.)
+func (t *Tracker) takeAnswer(id string, resp *Response) {
+	if resp.ID != id || resp.validate() != nil {
+		t.stats.droppedUnknown.Add(1)
+		return
 	}
+	t.handleReceived(resp)
 }
 
 // isOwnHook reports whether u is the tracker's socket, so that a response

@@ -80,7 +80,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		req.hookText = t.hookText
 	}
 	if dest.Scheme == "unix" {
-		req.onAnswer = t.takeAnswer(id) // a Server may answer in the ack: see answer.go
+		req.onAnswer = t.answerTaker // a Server may answer in the ack: see answer.go
 	}
 
 	timeout, fromCtx := t.defaultTimeout, false
@@ -104,7 +104,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		defer async.leave()
 	}
 	var resp *Response
-	ack := p.done
+	ack := p.done()
 	if err == nil && ack == nil {
 		t.sentTo(req.ID, dest) // acknowledged already (http)
 	}
@@ -122,8 +122,8 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		}
 		select {
 		case resp = <-ch:
-		case err = <-ack:
-			ack = nil
+		case <-ack:
+			err, ack = p.err(), nil
 			if err == nil {
 				t.sentTo(req.ID, dest)
 			}

@@ -144,7 +144,7 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (pe
 		return p, nil, err
 	}
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s := &callSend{ack: make(chan error, 1), stop: stop}
+	s := &callSend{ack: outcome{done: make(chan struct{})}, stop: stop}
 	t.mu.Lock()
 	if tr := t.requests[req.ID]; tr != nil {
 		tr.async = s // read by notifyCancel after take, under t.mu
@@ -163,13 +163,13 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (pe
 		left, notify := s.left, s.notify
 		s.mu.Unlock()
 		if !left {
-			s.ack <- err
+			s.ack.set(err)
 		}
 		if notify && err == nil && t.peerHas(dest, featureCancel) && t.firstNotice(req.ID) && t.takeCancelSlot(req.ID) {
 			t.cancelWithSlot(dest, req.ID, req.ResponseHook)
 		}
 	}()
-	return pending{done: s.ack}, s, nil
+	return pending{out: &s.ack}, s, nil
 }
 
 // callSend is a send of postCall's that runs on its own goroutine. While
@@ -179,7 +179,7 @@ func (t *Tracker) postCall(ctx context.Context, dest *url.URL, req *Request) (pe
 // So a notice follows a request whether or not the peer was known when it
 // was sent, and only once.
 type callSend struct {
-	ack  chan error         // its outcome, while Call waits for it
+	ack  outcome            // its outcome, while Call waits for it
 	stop context.CancelFunc // cuts it short
 
 	mu     sync.Mutex // protects the fields below

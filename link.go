@@ -66,8 +66,29 @@ type exchange struct {
 	passed   uint8   // how many times small frames went before it; under mu
 	timeout  time.Duration
 	deadline time.Time
-	done     chan error
-	onAnswer func(*Response) // takes an answer found in the ack; nil: none asked
+	outcome  outcome
+	answer   answerTo // takes an answer found in the ack; zero: none asked
+}
+
+// answerTo takes an answer found in an acknowledgement: take(id, answer),
+// id being the request's. The zero answerTo asks for no answer.
+type answerTo struct {
+	id   string
+	take func(id string, answer *Response)
+}
+
+// outcome is how an exchange ended, which its sender waits for: done is
+// closed once err is set. (A chan error would be two allocations, its
+// buffer holding a pointer; a chan struct{} is one.)
+type outcome struct {
+	done chan struct{}
+	err  error
+}
+
+// set sets the outcome; once only.
+func (o *outcome) set(err error) {
+	o.err = err
+	close(o.done)
 }
 
 // exState is how far an exchange's frame was written.
@@ -137,12 +158,24 @@ func adoptLink(l *link) bool {
 }
 
 // pending is a frame handed to a link, whose acknowledgement's outcome
-// done gets; done is nil when the exchange is over already.
+// out gets; out is nil when the exchange is over already.
 type pending struct {
-	done <-chan error
-	l    *link
-	ex   *exchange
+	out *outcome
+	l   *link
+	ex  *exchange
 }
+
+// done is closed once the outcome is in; nil (never) when there is none
+// to wait for.
+func (p pending) done() <-chan struct{} {
+	if p.out == nil {
+		return nil
+	}
+	return p.out.done
+}
+
+// err is the outcome, once done is closed.
+func (p pending) err() error { return p.out.err }
 
 // withdraw takes the frame back, its sender having given up, and reports
 // whether the peer certainly never gets it: it was not written yet, and
@@ -161,9 +194,9 @@ func (p pending) withdraw() bool {
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (pending, error) {
 	l := linkFor(path)
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
-	var onAnswer func(*Response)
+	var onAnswer answerTo
 	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && l != nil && slices.Contains(l.features, featureAnswerInAck) {
-		payload, onAnswer = answerInAck{req}, req.onAnswer
+		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
 	}
 	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
 	if err != nil {
@@ -171,7 +204,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 	}
 	if l != nil {
 		if ex, ok := l.exchange(ctx, frame, cfg.ioTimeout, onAnswer); ok {
-			return pending{done: ex.done, l: l, ex: ex}, nil
+			return pending{out: &ex.outcome, l: l, ex: ex}, nil
 		}
 	}
 	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
@@ -179,7 +212,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 
 // exchangeOnce sends frame on a connection of its own, within ctx and
 // timeout; onAnswer takes an answer found in the acknowledgement.
-func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration, onAnswer func(*Response)) error {
+func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration, onAnswer answerTo) error {
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
 		dl = cd
@@ -194,7 +227,8 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, 512), body: make([]byte, 0, 256), once: true}
 	ex, _ := l.exchange(ctx, frame, timeout, onAnswer)
 	select {
-	case err = <-ex.done:
+	case <-ex.outcome.done:
+		err = ex.outcome.err
 	default:
 	}
 	if ctx.Err() != nil { // it ended first
@@ -213,12 +247,12 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 }
 
 // exchange posts frame, and, if no other sender does, reads
-// acknowledgements until its own is in or ctx ends; ex.done gets its
+// acknowledgements until its own is in or ctx ends; ex.outcome gets its
 // outcome. ctx is watched by one registration (see exchange.wake). ok is
 // false when the link is dead.
-func (l *link) exchange(ctx context.Context, frame []byte, timeout time.Duration, onAnswer func(*Response)) (ex *exchange, ok bool) {
+func (l *link) exchange(ctx context.Context, frame []byte, timeout time.Duration, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{l: l, frame: frame, timeout: timeout, deadline: now.Add(timeout), done: make(chan error, 1), onAnswer: onAnswer}
+	ex = &exchange{l: l, frame: frame, timeout: timeout, deadline: now.Add(timeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
 	stop := afterFunc(ctx, ex.wake)
 	defer stop()
 	lead, ok := l.post(ctx, ex, now)
@@ -467,7 +501,7 @@ func (l *link) withdraw(ex *exchange) bool {
 
 // resend sends the exchange's frame on a connection of its own.
 func (ex *exchange) resend(path string) {
-	ex.done <- exchangeOnce(context.Background(), path, ex.frame, ex.timeout, ex.onAnswer)
+	ex.outcome.set(exchangeOnce(context.Background(), path, ex.frame, ex.timeout, ex.answer))
 }
 
 // failLocked closes and forgets the link. The frames written whole and
@@ -488,9 +522,9 @@ func (l *link) failLocked(err error) {
 	for _, ex := range l.queue {
 		switch {
 		case ex.state == exWritten || ex.state == exWriting:
-			ex.done <- fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err))
+			ex.outcome.set(fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err)))
 		case l.once:
-			ex.done <- fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err)
+			ex.outcome.set(fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err))
 		default:
 			go ex.resend(l.path)
 		}
@@ -545,7 +579,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			l.body = reuseBody(l.body, body)
 		}
 		l.mu.Lock()
-		wantAnswer := len(l.queue) > 0 && l.queue[0].onAnswer != nil
+		wantAnswer := len(l.queue) > 0 && l.queue[0].answer.take != nil
 		l.mu.Unlock()
 		features, answer, ackErr := decodeAck(body, once, wantAnswer)
 		l.mu.Lock()
@@ -565,10 +599,10 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			l.features = features
 		}
 		l.mu.Unlock()
-		if answer != nil && ex.onAnswer != nil {
-			ex.onAnswer(answer) // before done: whoever waits on both finds the answer first
+		if answer != nil && ex.answer.take != nil {
+			ex.answer.take(ex.answer.id, answer) // before done: whoever waits on both finds the answer first
 		}
-		ex.done <- ackErr
+		ex.outcome.set(ackErr)
 		if ex == mine {
 			l.mu.Lock()
 			if l.reading = len(l.queue) > 0; l.reading {

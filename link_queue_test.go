@@ -107,7 +107,8 @@ func TestLinkQueueMemoryDropsAckedFrames(t *testing.T) {
 			req := &Request{ID: id, Task: "t", ResponseHook: &url0}
 			c, err := postUnix(context.Background(), path, req, &cfg)
 			if err == nil {
-				err = <-c.done
+				<-c.done()
+				err = c.err()
 			}
 			ch <- err
 		}()
@@ -121,7 +122,8 @@ func TestLinkQueueMemoryDropsAckedFrames(t *testing.T) {
 		req := &Request{ID: "5", Task: "t", ResponseHook: &url0}
 		c, err := postUnix(context.Background(), path, req, &cfg)
 		if err == nil {
-			err = <-c.done
+			<-c.done()
+			err = c.err()
 		}
 		ch5 <- err
 	}()

@@ -75,7 +75,7 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 	req.SuccessHandler = m.handle
 	req.ErrorHandler = m.handle
 	if m.tracker.isOwnHook(req.ResponseHook) {
-		req.onAnswer = m.tracker.takeAnswer(req.ID) // see answer.go
+		req.onAnswer = m.tracker.answerTaker // see answer.go
 	}
 	if err := m.trackRequest(req); err != nil {
 		m.mu.Lock()

@@ -55,11 +55,11 @@ type Request struct {
 	deadline       time.Time // see Deadline
 	callerDeadline bool      // deadline is a received frame's timeout_ms
 
-	argsChecked *json.RawMessage // Args as marshalRaw returned it to Call: valid JSON
-	argsMem     json.RawMessage  // what Args points to, if made inside the package (see readRaw)
-	hookText    string           // ResponseHook.String(), if known (see Tracker.call); "" if not
-	answerInAck bool             // received: its sender takes the answer in the ack
-	onAnswer    func(*Response)  // sent: takes an answer found in the ack (see answer.go)
+	argsChecked *json.RawMessage                  // Args as marshalRaw returned it to Call: valid JSON
+	argsMem     json.RawMessage                   // what Args points to, if made inside the package (see readRaw)
+	hookText    string                            // ResponseHook.String(), if known (see Tracker.call); "" if not
+	answerInAck bool                              // received: its sender takes the answer in the ack
+	onAnswer    func(id string, answer *Response) // sent: takes an answer found in the ack, given the request's id (see answer.go)
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The

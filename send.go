@@ -68,12 +68,12 @@ func (t *Tracker) Send(ctx context.Context, addr *url.URL, payload interface{}) 
 // taken back: wrapped in ErrNotDelivered then.
 func sendMsg(ctx context.Context, addr *url.URL, payload any, cfg *config) error {
 	p, err := post(ctx, addr, payload, cfg)
-	if err != nil || p.done == nil {
+	if err != nil || p.out == nil {
 		return err
 	}
 	select {
-	case err := <-p.done:
-		return err
+	case <-p.done():
+		return p.err()
 	case <-ctx.Done():
 		return giveUp(ctx, p)
 	}

@@ -47,12 +47,13 @@ type Tracker struct {
 	httpStreamURL  *url.URL
 	defaultTimeout time.Duration
 
-	epoch    time.Time     // origin of the tracker's clock; see now
-	hook     *url.URL      // URL(), for the requests the tracker makes; never changed
-	hookText string        // hook.String(), which each of those frames carries
-	callFn   CallFunc      // Call wrapped in its middleware; nil for none
-	cancels  chan struct{} // slots for cancel notices in flight; see notifyCancel
-	noticed  idRing        // ids lately sent a cancel notice; protected by mu
+	epoch       time.Time                         // origin of the tracker's clock; see now
+	hook        *url.URL                          // URL(), for the requests the tracker makes; never changed
+	hookText    string                            // hook.String(), which each of those frames carries
+	answerTaker func(id string, answer *Response) // takeAnswer, for the onAnswer of requests
+	callFn      CallFunc                          // Call wrapped in its middleware; nil for none
+	cancels     chan struct{}                     // slots for cancel notices in flight; see notifyCancel
+	noticed     idRing                            // ids lately sent a cancel notice; protected by mu
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
@@ -223,6 +224,7 @@ func NewTracker(socketPath string, httpStreamURL *url.URL, defaultTimeout time.D
 	t.socketPath = socketPath
 	t.hook = t.URL()
 	t.hookText = t.hook.String()
+	t.answerTaker = t.takeAnswer
 	t.responseListener = NewUnixListener(socketPath, 0)
 	return t, nil
 }
