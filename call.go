@@ -52,8 +52,6 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if err := checkURL(dest); err != nil {
 		return nil, err
 	}
-	ch := make(chan *Response, 1) // the tracker hands over exactly one response
-	h := func(_ *Request, resp *Response) { ch <- resp }
 	id := newID()
 	hook := t.hook // only encoded: it may be shared
 	if dest.Scheme != "unix" && t.cfg.httpHook != nil {
@@ -63,10 +61,11 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		ID:             id,
 		Task:           task,
 		ResponseHook:   hook,
-		SuccessHandler: h,
-		ErrorHandler:   h,
+		SuccessHandler: callHandler,
+		ErrorHandler:   callHandler,
 		LegacyURLs:     t.cfg.legacyURLs,
 		Meta:           metaFromContext(ctx),
+		callDone:       make(chan struct{}), // the tracker hands over exactly one response
 	}
 	raw, err := marshalRawInto(args, &req.argsMem)
 	if err != nil {
@@ -116,12 +115,14 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 				return nil, err
 			}
 			// Answered (or timed out) while the send was failing or
-			// ctx ending: the response is on its way to ch.
-			resp = <-ch
+			// ctx ending: the response is on its way.
+			<-req.callDone
+			resp = req.callResp
 			break
 		}
 		select {
-		case resp = <-ch:
+		case <-req.callDone:
+			resp = req.callResp
 		case <-ack:
 			err, ack = p.err(), nil
 			if err == nil {
@@ -142,6 +143,14 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		return nil, ctx.Err()
 	}
 	return resp, resp.Error
+}
+
+// callHandler is both handlers of a request of Call's: it hands the
+// response to the waiting Call. (A function, not a closure per Call: the
+// request carries what it needs.)
+func callHandler(req *Request, resp *Response) {
+	req.callResp = resp
+	close(req.callDone)
 }
 
 // ctxTimeout reports whether err, the error of a response to a request

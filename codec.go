@@ -407,12 +407,13 @@ func readRaw(d *jsontext.Decoder, mem *json.RawMessage) (*json.RawMessage, error
 // decodeRequest decodes the wire JSON of a request into req. Errors match
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
-	return decodeRequestMem(body, req, nil)
+	return decodeRequestMem(body, req, nil, nil)
 }
 
 // decodeRequestMem is decodeRequest, keeping the args in *argsMem when it
-// is not nil (see readRaw).
-func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage) error {
+// is not nil (see readRaw), and reading the hook and the task through rep
+// when it is not nil (see repeats).
+func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage, rep *repeats) error {
 	var (
 		w      Request
 		hasMS  bool
@@ -425,11 +426,11 @@ func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage) error
 		case reqID:
 			err = readString(d, &w.ID)
 		case reqTask:
-			err = readString(d, &w.Task)
+			err = rep.readTask(d, &w.Task)
 		case reqHook:
 			var v jsontext.Value
 			if v, err = d.ReadValue(); err == nil {
-				w.ResponseHook, w.LegacyURLs, urlErr = readURL(v)
+				w.ResponseHook, w.LegacyURLs, urlErr = rep.readHook(v)
 				if urlErr == nil {
 					urlErr = checkHookUser(w.ResponseHook)
 				}

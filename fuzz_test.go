@@ -361,7 +361,21 @@ func FuzzWireMeaning(f *testing.F) {
 		var plainReq plainRequest
 		var req Request
 		before := time.Now()
-		if decodeRequest(data, &req) == nil && json.Unmarshal(data, &plainReq) == nil {
+		reqErr := decodeRequest(data, &req)
+		// A connection's repeats (a Server's decoding) read the frame the
+		// same, the first time and repeated.
+		rep := new(repeats)
+		for range 2 {
+			var again Request
+			err := decodeRequestMem(data, &again, &again.argsMem, rep)
+			if assert.Equal(t, reqErr == nil, err == nil, "decoding %q with repeats: %v", data, err) && err == nil {
+				assert.Equal(t, req.Task, again.Task, "task of %q with repeats", data)
+				assert.Equal(t, ourURLString(req.ResponseHook), ourURLString(again.ResponseHook), "hook of %q with repeats", data)
+				assert.Equal(t, req.LegacyURLs, again.LegacyURLs, "legacy of %q with repeats", data)
+				assert.Equal(t, rawString(req.Args), rawString(again.Args), "args of %q with repeats", data)
+			}
+		}
+		if reqErr == nil && json.Unmarshal(data, &plainReq) == nil {
 			assert.Equal(t, plainReq.ID, req.ID, "id of %q", data)
 			assert.Equal(t, plainReq.Task, req.Task, "task of %q", data)
 			assert.Equal(t, plainURLString(plainReq.ResponseHook), ourURLString(req.ResponseHook), "hook of %q", data)

@@ -55,9 +55,11 @@ type Request struct {
 	deadline       time.Time // see Deadline
 	callerDeadline bool      // deadline is a received frame's timeout_ms
 
-	argsChecked *json.RawMessage                  // Args as marshalRaw returned it to Call: valid JSON
-	argsMem     json.RawMessage                   // what Args points to, if made inside the package (see readRaw)
-	hookText    string                            // ResponseHook.String(), if known (see Tracker.call); "" if not
+	argsChecked *json.RawMessage // Args as marshalRaw returned it to Call: valid JSON
+	argsMem     json.RawMessage  // what Args points to, if made inside the package (see readRaw)
+	hookText    string           // ResponseHook.String(), if known (see Tracker.call); "" if not
+	callDone    chan struct{}    // closed by callHandler, Call's, once callResp is set
+	callResp    *Response
 	answerInAck bool                              // received: its sender takes the answer in the ack
 	onAnswer    func(id string, answer *Response) // sent: takes an answer found in the ack, given the request's id (see answer.go)
 }

@@ -288,20 +288,23 @@ func (s *Server) accept(ul *UnixListener) {
 	defer s.bg.Done()
 	for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
 		s.bg.Add(1)
-		go serveFrames(conn, &s.cfg, s.log(), s.receiveFrame, &s.stats.refusedFrames, func() {
+		rep := new(repeats) // the connection's: its reader's only
+		receive := func(body []byte) (string, error, func(), answerFunc) { return s.receiveFrame(body, rep) }
+		go serveFrames(conn, &s.cfg, s.log(), receive, &s.stats.refusedFrames, func() {
 			ul.DoneConn(conn)
 			s.bg.Done()
 		}, featureCancel, featureAnswerInAck)
 	}
 }
 
-// receiveFrame decodes and validates a request frame. An accepted request
+// receiveFrame decodes and validates a request frame, read on the
+// connection whose repeats rep is. An accepted request
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte) (string, error, func(), answerFunc) {
+func (s *Server) receiveFrame(body []byte, rep *repeats) (string, error, func(), answerFunc) {
 	req := &Request{}
-	if err := decodeRequestMem(body, req, &req.argsMem); err != nil {
+	if err := decodeRequestMem(body, req, &req.argsMem, rep); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}

@@ -438,7 +438,7 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 	}
 	t.stats.tracked.Add(1)
 	if rebound != nil {
-		req.ResponseHook = rebound
+		req.ResponseHook, req.hookText = rebound, ""
 	}
 	req.deadline = t.epoch.Add(time.Duration(at))
 	t.requests[req.ID] = tr
