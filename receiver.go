@@ -30,7 +30,8 @@ var baseFeatures = []string{featurePipeline, featureStringURLs}
 // overwritten by the next frame's): the ID for the acknowledgement, the
 // refusal reason (nil: accepted) and a func to run after the
 // acknowledgement is written, which must not block. Or, in place of
-// after, answer, called at once: see answerFunc.
+// after, answer, called at once: before the next frame is handled, on
+// the same goroutine (see answerFunc).
 type frameHandler func(body []byte) (id string, refusal error, after func(), answer answerFunc)
 
 // answerFunc starts handling a frame whose acknowledgement may carry the

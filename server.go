@@ -288,23 +288,31 @@ func (s *Server) accept(ul *UnixListener) {
 	defer s.bg.Done()
 	for conn := ul.NextConn(); conn != nil; conn = ul.NextConn() {
 		s.bg.Add(1)
-		rep := new(repeats) // the connection's: its reader's only
-		receive := func(body []byte) (string, error, func(), answerFunc) { return s.receiveFrame(body, rep) }
-		go serveFrames(conn, &s.cfg, s.log(), receive, &s.stats.refusedFrames, func() {
+		c := &serverConn{s: s}
+		c.answer = c.answerInAck
+		go serveFrames(conn, &s.cfg, s.log(), c.receiveFrame, &s.stats.refusedFrames, func() {
 			ul.DoneConn(conn)
 			s.bg.Done()
 		}, featureCancel, featureAnswerInAck)
 	}
 }
 
-// receiveFrame decodes and validates a request frame, read on the
-// connection whose repeats rep is. An accepted request
+// serverConn is what a Server keeps of one connection, for its reader.
+type serverConn struct {
+	s      *Server
+	rep    repeats    // the hook and the task of the last request read
+	next   *Request   // the request answer is for, once receiveFrame returns it
+	answer answerFunc // answerInAck: made once, not a closure per request
+}
+
+// receiveFrame decodes and validates a request frame. An accepted request
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (s *Server) receiveFrame(body []byte, rep *repeats) (string, error, func(), answerFunc) {
+func (c *serverConn) receiveFrame(body []byte) (string, error, func(), answerFunc) {
+	s := c.s
 	req := &Request{}
-	if err := decodeRequestMem(body, req, &req.argsMem, rep); err != nil {
+	if err := decodeRequestMem(body, req, &req.argsMem, &c.rep); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}
@@ -319,9 +327,17 @@ func (s *Server) receiveFrame(body []byte, rep *repeats) (string, error, func(),
 	s.stats.received.Add(1)
 	req.via = &s.cfg
 	if req.answerInAck {
-		return req.ID, nil, nil, func(ack ackRef) ackBudget { return s.answerInAck(req, ack) }
+		c.next = req // answer is called at once (see frameHandler)
+		return req.ID, nil, nil, c.answer
 	}
 	return req.ID, nil, func() { s.dispatch(req) }, nil
+}
+
+// answerInAck is the answerFunc of the request receiveFrame just returned.
+func (c *serverConn) answerInAck(ack ackRef) ackBudget {
+	req := c.next
+	c.next = nil
+	return c.s.answerInAck(req, ack)
 }
 
 // dispatch starts the handler of req, or answers it at once when there is
