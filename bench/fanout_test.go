@@ -34,6 +34,18 @@ const fanoutServices = 10
 //     dialing one of 10 raw echo servers, writing echoPayload as a raw
 //     frame, reading the echo and closing; ns/op is the time until all
 //     ten are done.
+//   - floor-kept-10x2: the floor of the fan-out to Servers, without acomm:
+//     a fan-out to a Server is, per service, two acknowledged frames one
+//     after the other (the request, then its response to the tracker's
+//     hook), all services at once. Here ten goroutines (one per raw echo
+//     server, each on a connection kept open) each do two floor-kept round
+//     trips in a row; ns/op is the time until all ten are done.
+//   - floor-dial-kept-10: the floor of the fan-outs to one-shot services,
+//     without acomm: per service, a frame on a connection of its own (the
+//     request, acknowledged on it), then one on a kept connection (its
+//     response to the tracker's hook), all services at once. Here ten
+//     goroutines each do a floor-dial round trip to one raw echo server,
+//     then a floor-kept round trip on a connection kept open to another.
 //
 // ./run gives it its own -benchtime (FANOUT_BENCHTIME): an op is ten round
 // trips or more.
@@ -56,6 +68,8 @@ var fanouts = []fanoutKind{
 	{"oneshot-send-all", acommFanout(true, oneShotDest)},
 	{"oneshot-send-each", acommFanout(false, oneShotDest)},
 	{"floor-dial-10", setupFloorDialFanout},
+	{"floor-kept-10x2", setupFloorKeptFanout},
+	{"floor-dial-kept-10", setupFloorDialKeptFanout},
 }
 
 // acommFanout is the setup of a MultiRequest fan-out: with SendAll if
@@ -173,5 +187,67 @@ func TestFanout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// setupFloorKeptFanout starts fanoutServices raw echo servers, keeps a
+// connection to each, and returns one floor-kept-10x2 fan-out to them: two
+// floor-kept round trips in a row on each connection, all at once.
+func setupFloorKeptFanout(tb testing.TB) func() error {
+	clients := make([]*frameClient, fanoutServices)
+	for i := range clients {
+		l, path := listenUnix(tb)
+		serveConns(tb, l, serveFrameEcho)
+		clients[i] = newFrameClient(dialUnix(tb, path))
+	}
+	errs := make([]error, fanoutServices)
+	return func() error {
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.roundTrip()
+				if errs[i] == nil {
+					errs[i] = c.roundTrip()
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+}
+
+// setupFloorDialKeptFanout starts fanoutServices raw echo servers to dial
+// and as many to keep a connection to, and returns one floor-dial-kept-10
+// fan-out: a floor-dial round trip then a floor-kept one, for each of the
+// ten at once.
+func setupFloorDialKeptFanout(tb testing.TB) func() error {
+	paths := make([]string, fanoutServices)
+	kept := make([]*frameClient, fanoutServices)
+	for i := range paths {
+		var l *net.UnixListener
+		l, paths[i] = listenUnix(tb)
+		serveConns(tb, l, serveFrameEcho)
+		l, path := listenUnix(tb)
+		serveConns(tb, l, serveFrameEcho)
+		kept[i] = newFrameClient(dialUnix(tb, path))
+	}
+	var d net.Dialer
+	errs := make([]error, fanoutServices)
+	return func() error {
+		var wg sync.WaitGroup
+		for i, path := range paths {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = dialRoundTrip(&d, path)
+				if errs[i] == nil {
+					errs[i] = kept[i].roundTrip()
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
 	}
 }

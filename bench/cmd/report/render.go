@@ -276,10 +276,10 @@ func svgPanel(w *strings.Builder, y int, title string, bars []bar) int {
 // svgTargets lists the targets from y down, each with a mark in the colour
 // of its verdict.
 func svgTargets(w *strings.Builder, y int, ts []target) {
-	fmt.Fprintf(w, `<text x="10" y="%d" font-size="14" font-weight="bold">Issue 16 targets (green: met, red: missed, grey: no data)</text>`+"\n", y+22)
+	fmt.Fprintf(w, `<text x="10" y="%d" font-size="14" font-weight="bold">Issue 16 targets (green: met, red: missed, amber: missed, past its floor in this run, grey: no data)</text>`+"\n", y+22)
 	y += svgTitleH
 	for _, t := range ts {
-		fill := map[verdict]string{met: "#16a34a", missed: "#dc2626", noData: "#9aa5b1"}[t.verdict]
+		fill := map[verdict]string{met: "#16a34a", missed: "#dc2626", pastFloor: "#d97706", noData: "#9aa5b1"}[t.verdict]
 		fmt.Fprintf(w, `<rect x="10" y="%d" width="%d" height="%d" fill="%s"/>`+"\n", y, svgBarH, svgBarH, fill)
 		fmt.Fprintf(w, `<text x="%d" y="%d">%s: %s</text>`+"\n", 10+svgBarH+8, y+svgBarH-3,
 			html.EscapeString(t.verdict.String()), html.EscapeString(t.short))

@@ -387,3 +387,58 @@ func TestTargetsWithoutBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetsPastFloor: a fan-out target that its own floor, measured in
+// the same run, misses too is "missed: past its floor", with the floor's
+// figures; a floor that meets it leaves a plain miss.
+func TestTargetsPastFloor(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		floors        string
+		server, oneSh verdict
+		wantInText    []string
+	}{
+		{"floors past the targets", `
+BenchmarkMultiRequestFanout10/floor-kept-10x2-2     	     200	     70000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	   80000 B/op	     300 allocs/op
+`, pastFloor, met, []string{"90.00 µs = 1.29× its floor, floor-kept-10x2", "floor-dial-kept-10 (", "340.00 µs = 1.36× floor-dial-10, and oneshot-send-all = 0.88× it"}},
+		{"one-shot fan-out past its floor", `
+BenchmarkMultiRequestFanout10/oneshot-send-all-2    	     200	    360000 ns/op	   47000 B/op	     650 allocs/op
+BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	   80000 B/op	     300 allocs/op
+`, missed, pastFloor, []string{"330.00 µs = 1.32× floor-dial-10", "= 0.97× it"}},
+		{"floors within the targets", `
+BenchmarkMultiRequestFanout10/floor-kept-10x2-2     	     200	     50000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    260000 ns/op	   80000 B/op	     300 allocs/op
+`, missed, met, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := parse(strings.NewReader(sample + c.floors))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]verdict{}
+			var all []string
+			for _, tg := range targets(r) {
+				all = append(all, tg.measured)
+				switch {
+				case strings.Contains(tg.name, "("+fanoutServer+")"):
+					got[fanoutServer] = tg.verdict
+				case strings.Contains(tg.name, "("+fanoutOneShot+")"):
+					got[fanoutOneShot] = tg.verdict
+				}
+			}
+			if got[fanoutServer] != c.server || got[fanoutOneShot] != c.oneSh {
+				t.Errorf("verdicts %v, want %v and %v", got, c.server, c.oneSh)
+			}
+			text := strings.Join(all, "\n")
+			for _, want := range c.wantInText {
+				if !strings.Contains(text, want) {
+					t.Errorf("no %q in:\n%s", want, text)
+				}
+			}
+		})
+	}
+	if got := floorJudge(false, false, math.NaN(), 1); got != missed {
+		t.Errorf("without a floor: %v", got)
+	}
+}
