@@ -161,18 +161,8 @@ func setupFloorDialFanout(tb testing.TB) func() error {
 		serveConns(tb, l, serveFrameEcho)
 	}
 	var d net.Dialer
-	errs := make([]error, fanoutServices)
 	return func() error {
-		var wg sync.WaitGroup
-		for i, path := range paths {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = dialRoundTrip(&d, path)
-			}()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return allAtOnce(func(i int) error { return dialRoundTrip(&d, paths[i]) })
 	}
 }
 
@@ -200,21 +190,13 @@ func setupFloorKeptFanout(tb testing.TB) func() error {
 		serveConns(tb, l, serveFrameEcho)
 		clients[i] = newFrameClient(dialUnix(tb, path))
 	}
-	errs := make([]error, fanoutServices)
 	return func() error {
-		var wg sync.WaitGroup
-		for i, c := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = c.roundTrip()
-				if errs[i] == nil {
-					errs[i] = c.roundTrip()
-				}
-			}()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return allAtOnce(func(i int) error {
+			if err := clients[i].roundTrip(); err != nil {
+				return err
+			}
+			return clients[i].roundTrip()
+		})
 	}
 }
 
@@ -234,20 +216,28 @@ func setupFloorDialKeptFanout(tb testing.TB) func() error {
 		kept[i] = newFrameClient(dialUnix(tb, path))
 	}
 	var d net.Dialer
-	errs := make([]error, fanoutServices)
 	return func() error {
-		var wg sync.WaitGroup
-		for i, path := range paths {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = dialRoundTrip(&d, path)
-				if errs[i] == nil {
-					errs[i] = kept[i].roundTrip()
-				}
-			}()
-		}
-		wg.Wait()
-		return errors.Join(errs...)
+		return allAtOnce(func(i int) error {
+			if err := dialRoundTrip(&d, paths[i]); err != nil {
+				return err
+			}
+			return kept[i].roundTrip()
+		})
 	}
+}
+
+// allAtOnce runs f(0) to f(fanoutServices-1), each on a goroutine of its
+// own, all at once, and returns once all are done, with their errors.
+func allAtOnce(f func(i int) error) error {
+	errs := make([]error, fanoutServices)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
