@@ -193,14 +193,9 @@ func (p pending) withdraw() bool {
 // done (at once if another sender reads the link's acknowledgements).
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (pending, error) {
 	l := linkFor(path)
-	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
-	var onAnswer answerTo
-	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && l != nil && slices.Contains(l.features, featureAnswerInAck) {
-		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
-	}
-	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
+	frame, onAnswer, err := frameFor(l, payload, cfg)
 	if err != nil {
-		return pending{}, fmt.Errorf("acomm: send frame: %w", err)
+		return pending{}, err
 	}
 	if l != nil {
 		if ex, ok := l.exchange(ctx, frame, cfg.ioTimeout, onAnswer); ok {
@@ -208,6 +203,49 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 		}
 	}
 	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
+}
+
+// frameFor encodes payload as a frame for l (nil: a peer not known yet),
+// in the form that l's peer takes; onAnswer takes an answer found in the
+// acknowledgement, if the frame asks for one.
+func frameFor(l *link, payload any, cfg *config) ([]byte, answerTo, error) {
+	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
+	var onAnswer answerTo
+	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && l != nil && slices.Contains(l.features, featureAnswerInAck) {
+		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
+	}
+	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
+	if err != nil {
+		return nil, answerTo{}, fmt.Errorf("acomm: send frame: %w", err)
+	}
+	return frame, onAnswer, nil
+}
+
+// postNoWait writes payload on the link to path, if there is one alive,
+// without waiting for anything: its outcome comes to the pending's done.
+// read, if not nil, reads the link's acknowledgements up to this one's,
+// the caller being the first to wait on the link: the caller must run it,
+// on any goroutine. ok is false when there is no live link to
+// path (post on a connection of its own then).
+func postNoWait(path string, payload any, cfg *config) (p pending, read func(), ok bool, err error) {
+	l := linkFor(path)
+	if l == nil {
+		return pending{}, nil, false, nil
+	}
+	frame, onAnswer, err := frameFor(l, payload, cfg)
+	if err != nil {
+		return pending{}, nil, true, err
+	}
+	now := time.Now()
+	ex := &exchange{l: l, frame: frame, timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
+	lead, ok := l.post(context.Background(), ex, now)
+	if !ok {
+		return pending{}, nil, false, nil
+	}
+	if lead {
+		read = func() { l.read(context.Background(), ex) } // (then hands the reading on, if others wait)
+	}
+	return pending{out: &ex.outcome, l: l, ex: ex}, read, true, nil
 }
 
 // exchangeOnce sends frame on a connection of its own, within ctx and

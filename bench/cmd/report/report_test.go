@@ -399,15 +399,15 @@ func TestTargetsPastFloor(t *testing.T) {
 		wantInText    []string
 	}{
 		{"floors past the targets", `
-BenchmarkMultiRequestFanout10/floor-kept-10x2-2     	     200	     70000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-kept-10-2       	     200	     70000 ns/op	   600 B/op	     11 allocs/op
 BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	   80000 B/op	     300 allocs/op
-`, pastFloor, met, []string{"90.00 µs = 1.29× its floor, floor-kept-10x2", "floor-dial-kept-10 (", "340.00 µs = 1.36× floor-dial-10, and oneshot-send-all = 0.88× it"}},
+`, pastFloor, met, []string{"90.00 µs = 1.29× its floor, floor-kept-10", "floor-dial-kept-10 (", "340.00 µs = 1.36× floor-dial-10, and oneshot-send-all = 0.88× it"}},
 		{"one-shot fan-out past its floor", `
 BenchmarkMultiRequestFanout10/oneshot-send-all-2    	     200	    360000 ns/op	   47000 B/op	     650 allocs/op
 BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	   80000 B/op	     300 allocs/op
 `, missed, pastFloor, []string{"330.00 µs = 1.32× floor-dial-10", "= 0.97× it"}},
 		{"floors within the targets", `
-BenchmarkMultiRequestFanout10/floor-kept-10x2-2     	     200	     50000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-kept-10-2       	     200	     50000 ns/op	   600 B/op	     11 allocs/op
 BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    260000 ns/op	   80000 B/op	     300 allocs/op
 `, missed, met, nil},
 	} {

@@ -36,7 +36,7 @@ const (
 	fanoutFloor   = "floor-dial-10"
 	// The floors of the fan-outs themselves, which show a target that no
 	// code can meet on the machine of the run (see pastFloor).
-	fanoutServerFloor  = "floor-kept-10x2"
+	fanoutServerFloor  = "floor-kept-10"
 	fanoutOneShotFloor = "floor-dial-kept-10"
 )
 
@@ -103,7 +103,7 @@ var fanoutCases = map[string]string{
 	fanoutOneShot:       "10 one-frame-per-connection services, SendAll",
 	"oneshot-send-each": "10 one-frame-per-connection services, Send each in turn",
 	fanoutFloor:         "ten concurrent floor-dials",
-	fanoutServerFloor:   "ten concurrent pairs of floor-kept round trips, one pair after the other",
+	fanoutServerFloor:   "ten concurrent floor-kept round trips",
 	fanoutOneShotFloor:  "ten concurrent floor-dials, each followed by a floor-kept round trip",
 }
 
