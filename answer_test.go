@@ -250,3 +250,58 @@ func TestHeldHandlerMovesReadingOn(t *testing.T) {
 		require.NoError(t, res.err)
 	}
 }
+
+// A request tracked with TrackRequest, whose hook is the tracker's own, is
+// answered in the acknowledgement of Send by a Server that can: one
+// exchange, the handler run once. A slow handler's acknowledgement goes
+// plain within the answer budget, so Send still returns at once, and its
+// response comes to the hook.
+func TestTrackRequestSendAnsweredInAck(t *testing.T) {
+	tr := newTracker(t, nil, 10*time.Second)
+	srv := srvStart(t, nil)
+	srv.Handle("echo", srvEcho)
+	release := make(chan struct{})
+	srv.Handle("slow", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		<-release
+		return "late", nil, nil
+	})
+	t.Cleanup(func() { close(release) })
+
+	send := func(task string, args any) (chan *acomm.Response, time.Duration) {
+		got := make(chan *acomm.Response, 2)
+		h := func(_ *acomm.Request, resp *acomm.Response) { got <- resp }
+		req, err := acomm.NewRequest(task, tr.URL().String(), args, h, h)
+		require.NoError(t, err)
+		require.NoError(t, tr.TrackRequest(req, 0))
+		start := time.Now()
+		require.NoError(t, acomm.Send(srv.URL(), req))
+		return got, time.Since(start)
+	}
+
+	for i := range 3 { // the first makes the link; then answers come in acks
+		got, _ := send("echo", i)
+		resp := waitFor(t, got, 5*time.Second, "the echo")
+		var n int
+		require.NoError(t, resp.UnmarshalResult(&n))
+		require.Equal(t, i, n)
+	}
+	require.NotZero(t, srv.Stats().AnsweredInAck, "no answer came in an acknowledgement")
+
+	got, took := send("slow", nil)
+	assert.Less(t, took, time.Second, "Send waited for a slow handler")
+	select {
+	case resp := <-got:
+		t.Fatalf("answered before the handler returned: %+v", resp)
+	case <-time.After(20 * time.Millisecond):
+	}
+	release <- struct{}{}
+	resp := waitFor(t, got, 5*time.Second, "the slow answer")
+	var s string
+	require.NoError(t, resp.UnmarshalResult(&s))
+	require.Equal(t, "late", s)
+	select {
+	case resp := <-got:
+		t.Fatalf("answered twice: %+v", resp)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

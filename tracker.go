@@ -441,6 +441,12 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		req.ResponseHook, req.hookText = rebound, ""
 	}
 	req.deadline = t.epoch.Add(time.Duration(at))
+	if !inline && forwardTo == nil && req.onAnswer == nil && t.isOwnHook(req.ResponseHook) {
+		// Answered at this tracker's socket: a Server that takes
+		// answer_in_ack may as well answer in the acknowledgement of
+		// Send (see answer.go), one exchange instead of two.
+		req.onAnswer = t.answerTaker
+	}
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
 		t.requestsPeak = n
