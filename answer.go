@@ -8,7 +8,8 @@ import (
 // Answer in the acknowledgement (README.md, "Wire format"): a Server lists
 // featureAnswerInAck in its acknowledgements. To such a peer, Tracker.Call
 // adds "answer_in_ack": true to its request, whose response hook is the
-// tracker itself. The Server starts the handler at once, and when it
+// tracker itself (as do the sends of requests of a MultiRequest, or
+// tracked with TrackRequest, whose hook is the tracker's own socket). The Server starts the handler at once, and when it
 // returns within answerBudget, the response goes in the request's
 // acknowledgement, as its "answer" member, instead of to the hook: one
 // frame and its acknowledgement fewer per call. The handler's goroutine
