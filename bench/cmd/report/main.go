@@ -30,14 +30,15 @@ func main() {
 	goVersion := flag.String("goversion", runtime.Version(), "Go version to report")
 	settings := flag.String("settings", "", "how the run was made, shown in the report")
 	load := flag.String("load", "", "load averages around the run, shown in the report")
+	date := flag.String("date", time.Now().UTC().Format("2006-01-02 15:04 MST"), "when the run began, shown in the report")
 	flag.Parse()
-	if err := run(*in, *benchstatFile, *out, *svg, *goVersion, *settings, *load); err != nil {
+	if err := run(*in, *benchstatFile, *out, *svg, *goVersion, *settings, *load, *date); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, benchstatFile, out, svg, goVersion, settings, load string) error {
+func run(in, benchstatFile, out, svg, goVersion, settings, load, date string) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -62,7 +63,7 @@ func run(in, benchstatFile, out, svg, goVersion, settings, load string) error {
 		cpuModel:  cpuModel("/proc/cpuinfo", r.config["cpu"]),
 		cpus:      runtime.NumCPU(),
 		goVersion: goVersion,
-		date:      time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		date:      date,
 		settings:  settings,
 		load:      load,
 	}

@@ -282,7 +282,7 @@ func TestRunWritesFiles(t *testing.T) {
 	// Relative paths, as ./run gives them: from bench/ to the repository
 	// root.
 	t.Chdir(filepath.Join(dir, "bench"))
-	if err := run("../latest.txt", "../missing.txt", "../BENCHMARKS.md", "results/chart.svg", "go1.99", "", "0.1 0.2 0.3 before, 1.0 0.5 0.4 after"); err != nil {
+	if err := run("../latest.txt", "../missing.txt", "../BENCHMARKS.md", "results/chart.svg", "go1.99", "", "0.1 0.2 0.3 before, 1.0 0.5 0.4 after", "2000-01-01 00:00 UTC"); err != nil {
 		t.Fatal(err)
 	}
 	md, err := os.ReadFile(out)
@@ -290,13 +290,14 @@ func TestRunWritesFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(md), "](bench/results/chart.svg)") || !strings.Contains(string(md), "benchstat was not available") ||
-		!strings.Contains(string(md), "| Load average (1, 5, 15 min) | 0.1 0.2 0.3 before, 1.0 0.5 0.4 after |") {
+		!strings.Contains(string(md), "| Load average (1, 5, 15 min) | 0.1 0.2 0.3 before, 1.0 0.5 0.4 after |") ||
+		!strings.Contains(string(md), "| Date | 2000-01-01 00:00 UTC |") {
 		t.Errorf("unexpected markdown:\n%s", md)
 	}
 	if _, err := os.Stat(svg); err != nil {
 		t.Error(err)
 	}
-	if err := run(filepath.Join(dir, "missing.txt"), "", out, svg, "", "", ""); err == nil {
+	if err := run(filepath.Join(dir, "missing.txt"), "", out, svg, "", "", "", ""); err == nil {
 		t.Error("run with a missing input succeeded")
 	}
 }
