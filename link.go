@@ -221,33 +221,6 @@ func frameFor(l *link, payload any, cfg *config) ([]byte, answerTo, error) {
 	return frame, onAnswer, nil
 }
 
-// postNoWait writes payload on the link to path, if there is one alive,
-// without waiting for anything: its outcome comes to the pending's done.
-// read, if not nil, reads the link's acknowledgements up to this one's,
-// the caller being the first to wait on the link: the caller must run it,
-// on any goroutine. ok is false when there is no live link to
-// path (post on a connection of its own then).
-func postNoWait(path string, payload any, cfg *config) (p pending, read func(), ok bool, err error) {
-	l := linkFor(path)
-	if l == nil {
-		return pending{}, nil, false, nil
-	}
-	frame, onAnswer, err := frameFor(l, payload, cfg)
-	if err != nil {
-		return pending{}, nil, true, err
-	}
-	now := time.Now()
-	ex := &exchange{l: l, frame: frame, timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
-	lead, ok := l.post(context.Background(), ex, now)
-	if !ok {
-		return pending{}, nil, false, nil
-	}
-	if lead {
-		read = func() { l.read(context.Background(), ex) } // (then hands the reading on, if others wait)
-	}
-	return pending{out: &ex.outcome, l: l, ex: ex}, read, true, nil
-}
-
 // exchangeOnce sends frame on a connection of its own, within ctx and
 // timeout; onAnswer takes an answer found in the acknowledgement.
 func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration, onAnswer answerTo) error {

@@ -204,38 +204,26 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 	}
 	m.mu.Unlock()
 
-	// Frames to peers with a live link are all written first, here,
-	// before any acknowledgement is waited for; what is left (reading
-	// those acknowledgements, where this send is the first to wait on a
-	// link, and the sends to peers without one) goes to workers, the
-	// calling goroutine being one of them. (A trace of the fan-out to 10
-	// Servers showed each send handed to a worker waiting ~36 µs for a
-	// CPU before its write: see BENCHMARKS.md.)
-	cfg := &m.tracker.cfg
-	var jobs []func()
-	posted := make([]pending, len(sends))
-	for i := range sends {
-		s := &sends[i]
-		if s.dest.Scheme == "unix" {
-			p, read, ok, err := postNoWait(unixPath(s.dest), s.req, cfg)
-			if ok {
-				posted[i], s.err = p, err
-				if read != nil {
-					jobs = append(jobs, read)
-				}
-				continue
-			}
-		}
-		jobs = append(jobs, func() { s.err = sendMsg(context.Background(), s.dest, s.req, cfg) })
-	}
+	// Workers take the next unsent request until none is left; the
+	// calling goroutine is one of them.
 	var next atomic.Int64
 	work := func() {
-		for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-			jobs[i]()
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(sends) {
+				return
+			}
+			s := &sends[i]
+			if err := sendMsg(context.Background(), s.dest, s.req, &m.tracker.cfg); err != nil {
+				m.RemoveRequest(s.req)
+				s.err = fmt.Errorf("acomm: send %q: %w", s.name, err)
+				continue
+			}
+			m.tracker.sentTo(s.req.ID, s.dest)
 		}
 	}
 	var wg sync.WaitGroup
-	for range min(len(jobs), sendAllParallelism) - 1 {
+	for range min(len(sends), sendAllParallelism) - 1 {
 		wg.Add(1)
 		m.tracker.goRun(func() {
 			defer wg.Done()
@@ -244,19 +232,6 @@ func (m *MultiRequest) SendAll(dests map[string]*url.URL) error {
 	}
 	work()
 	wg.Wait()
-	for i := range sends {
-		s := &sends[i]
-		if p := posted[i]; p.out != nil && s.err == nil {
-			<-p.done() // (bounded: the link's reader fails it past the I/O timeout)
-			s.err = p.err()
-		}
-		if s.err != nil {
-			m.RemoveRequest(s.req)
-			s.err = fmt.Errorf("acomm: send %q: %w", s.name, s.err)
-			continue
-		}
-		m.tracker.sentTo(s.req.ID, s.dest)
-	}
 
 	for i := range sends {
 		if sends[i].err != nil {

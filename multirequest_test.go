@@ -1,9 +1,14 @@
 package acomm_test
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,4 +217,59 @@ func TestMultiRequestSendAllErrors(t *testing.T) {
 	}
 	assert.Equal(t, int64(2), svc.received.Load())
 	assert.Equal(t, 0, tr.NumRequests())
+}
+
+// A peer that stops reading holds up only its own send: SendAll's sends to
+// a healthy Server on a link of its own are acknowledged and answered,
+// never failed by the stalled write's wait. (A SendAll that wrote every
+// frame from one goroutine before reading any ack failed them all with
+// ErrOutcomeUnknown, although the Server had answered every one.)
+func TestSendAllStalledPeerHoldsUpNoOther(t *testing.T) {
+	tr := newTracker(t, nil, 30*time.Second, acomm.WithIOTimeout(300*time.Millisecond))
+	srv := srvStart(t, nil)
+	srv.Handle("echo", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) { return "ok", nil, nil })
+	var first atomic.Bool
+	first.Store(true)
+	stalled := newFakePeer(t, func(conn net.Conn) {
+		if first.CompareAndSwap(true, false) { // acknowledges one frame, then reads nothing
+			if body, err := readRawFrame(conn); err == nil {
+				_ = writeAck(conn, body, pipelining...)
+			}
+		}
+		holdUntilClosed(conn)
+	})
+	// Both peers are known, with links.
+	_, err := tr.Call(context.Background(), srv.URL(), "echo", nil)
+	require.NoError(t, err)
+	require.NoError(t, tr.Send(context.Background(), stalled.url(), &acomm.Response{ID: "x"}))
+
+	multi := acomm.NewMultiRequest(tr, 0)
+	dests := map[string]*url.URL{}
+	for i := range 8 {
+		req, err := acomm.NewRequest("echo", tr.URL().String(), nil, nil, nil)
+		require.NoError(t, err)
+		name := fmt.Sprint("a", i)
+		require.NoError(t, multi.AddRequest(name, req))
+		dests[name] = srv.URL()
+	}
+	big, err := acomm.NewRequest("echo", tr.URL().String(), strings.Repeat("x", 8<<20), nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, multi.AddRequest("b", big))
+	dests["b"] = stalled.url()
+
+	err = multi.SendAll(dests)
+	require.Error(t, err, "the stalled peer's send")
+	for name := range dests {
+		if name != "b" {
+			assert.NotContains(t, err.Error(), fmt.Sprintf("%q", name), "a healthy send failed")
+		}
+	}
+	resps := multi.Responses()
+	ok := 0
+	for _, resp := range resps {
+		if resp.Error == nil {
+			ok++
+		}
+	}
+	assert.Equal(t, 8, ok, "answers from the healthy Server")
 }
