@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -304,4 +305,36 @@ func TestTrackRequestSendAnsweredInAck(t *testing.T) {
 		t.Fatalf("answered twice: %+v", resp)
 	case <-time.After(50 * time.Millisecond):
 	}
+}
+
+// A request tracked by one tracker, removed, then given another tracker's
+// hook and tracked there, is answered at that hook: the first tracker's
+// taking of answers in acknowledgements does not stay with it. Nor does it
+// when the hook is changed to one no tracker took.
+func TestRetrackedRequestAnsweredAtItsNewHook(t *testing.T) {
+	t1 := newTracker(t, nil, 5*time.Second)
+	t2 := newTracker(t, nil, 5*time.Second)
+	srv := srvStart(t, nil)
+	srv.Handle("echo", srvEcho)
+	_, err := t1.Call(context.Background(), srv.URL(), "echo", nil) // a link that answers in acks
+	require.NoError(t, err)
+
+	ch := make(chan result, 1)
+	req := newRequest(t, t1, "echo", 1, ch)
+	require.NoError(t, t1.TrackRequest(req, 0))
+	require.True(t, t1.RemoveRequest(req))
+	req.ResponseHook, err = url.Parse(t2.URL().String())
+	require.NoError(t, err)
+	require.NoError(t, t2.TrackRequest(req, 0))
+	require.NoError(t, acomm.Send(srv.URL(), req))
+	require.NoError(t, waitFor(t, ch, 5*time.Second, "the response at t2").resp.Error)
+
+	// A hook of the user's own, not tracked: the response goes there.
+	hook := newHookPeer(t)
+	req2 := newRequest(t, t1, "echo", 2, nil)
+	require.NoError(t, t1.TrackRequest(req2, 0))
+	require.True(t, t1.RemoveRequest(req2))
+	req2.ResponseHook = hook.url()
+	require.NoError(t, acomm.Send(srv.URL(), req2))
+	require.Eventually(t, func() bool { hook.mu.Lock(); defer hook.mu.Unlock(); return hook.ids[req2.ID] == 1 }, 5*time.Second, time.Millisecond)
 }

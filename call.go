@@ -79,7 +79,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 		req.hookText = t.hookText
 	}
 	if dest.Scheme == "unix" {
-		req.onAnswer = t.answerTaker // a Server may answer in the ack: see answer.go
+		req.onAnswer, req.answerHook = t.answerTaker, req.ResponseHook // a Server may answer in the ack: see answer.go
 	}
 
 	timeout, fromCtx := t.defaultTimeout, false

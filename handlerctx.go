@@ -16,8 +16,12 @@ import (
 // their context; theirs costs nothing (BenchmarkStage/server-dispatch).
 //
 // Before it is built, Err tells the same story from the server's context,
-// the deadline and the job's end; once built, everything is the built
-// context's, which is made cancelled if the job ended before.
+// the deadline and the job's end, and the first error it tells stays (a
+// context's Err never changes once it is not nil); once built, everything
+// is the built context's, which is made to end with that error if there
+// was one. One difference from WithDeadline remains: when both the
+// deadline and the server's stop came before anybody asked, the stop is
+// told, though it may have come second.
 type handlerContext struct {
 	parent context.Context // the server's: Stop cancels it
 	dl     time.Time       // the caller's deadline; zero for none
@@ -25,7 +29,7 @@ type handlerContext struct {
 	mu     sync.Mutex
 	built  context.Context    // nil until needed
 	cancel context.CancelFunc // built's
-	ended  error              // set by end: the job is over (before built)
+	ended  error              // the error told before built, if any: it stays
 }
 
 var _ context.Context = (*handlerContext)(nil)
@@ -49,15 +53,14 @@ func (c *handlerContext) Done() <-chan struct{} { return c.build().Done() }
 // Err returns why the context ended, nil while it has not.
 func (c *handlerContext) Err() error {
 	c.mu.Lock()
-	built, ended := c.built, c.ended
-	c.mu.Unlock()
+	defer c.mu.Unlock()
 	switch {
-	case built != nil:
-		return built.Err()
-	case ended != nil:
-		return ended
+	case c.built != nil:
+		return c.built.Err()
+	case c.ended == nil:
+		c.ended = c.endNow()
 	}
-	return c.endNow()
+	return c.ended
 }
 
 // endNow is why the context ends now, if it does, by its parent or its
@@ -85,15 +88,19 @@ func (c *handlerContext) Value(key any) any {
 func (c *handlerContext) build() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.built == nil {
-		if c.dl.IsZero() {
-			c.built, c.cancel = context.WithCancel(c.parent)
-		} else {
-			c.built, c.cancel = context.WithDeadline(c.parent, c.dl)
-		}
-		if c.ended != nil {
-			c.cancel() // (a deadline that ended it has passed: built says so)
-		}
+	switch {
+	case c.built != nil:
+	case c.ended == context.DeadlineExceeded:
+		// Past its deadline already, and told so: a stop of the server
+		// since must not change that.
+		c.built, c.cancel = context.WithDeadline(context.WithoutCancel(c.parent), c.dl)
+	case c.ended != nil:
+		c.built, c.cancel = context.WithCancel(c.parent)
+		c.cancel()
+	case c.dl.IsZero():
+		c.built, c.cancel = context.WithCancel(c.parent)
+	default:
+		c.built, c.cancel = context.WithDeadline(c.parent, c.dl)
 	}
 	return c.built
 }

@@ -125,3 +125,38 @@ func TestHandlerContextConcurrent(t *testing.T) {
 		require.ErrorIs(t, c.Err(), context.Canceled)
 	}
 }
+
+// Once Err has told an error, it tells the same one, whatever comes after
+// and whether or not the context is built since.
+func TestHandlerContextErrNeverChanges(t *testing.T) {
+	const tick = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		first func(c *handlerContext, stop func()) // makes Err non-nil
+		then  func(c *handlerContext, stop func())
+		want  error
+	}{
+		{"ended, then past the deadline, then built", func(c *handlerContext, _ func()) { c.end() },
+			func(c *handlerContext, _ func()) { time.Sleep(3 * tick); <-c.Done() }, context.Canceled},
+		{"past the deadline, then the server stopped", func(*handlerContext, func()) { time.Sleep(3 * tick) },
+			func(_ *handlerContext, stop func()) { stop() }, context.DeadlineExceeded},
+		{"past the deadline, then the server stopped, then built", func(*handlerContext, func()) { time.Sleep(3 * tick) },
+			func(c *handlerContext, stop func()) { stop(); <-c.Done() }, context.DeadlineExceeded},
+		{"server stopped, then past the deadline, then built", func(_ *handlerContext, stop func()) { stop() },
+			func(c *handlerContext, _ func()) { time.Sleep(3 * tick); _ = c.Value("k") }, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent, stop := context.WithCancel(context.Background())
+			t.Cleanup(stop)
+			var c handlerContext
+			c.init(parent, time.Now().Add(tick))
+			t.Cleanup(c.end)
+			tc.first(&c, stop)
+			first := c.Err()
+			require.ErrorIs(t, first, tc.want)
+			tc.then(&c, stop)
+			require.Equal(t, first, c.Err())
+			require.ErrorIs(t, context.Cause(&c), tc.want)
+		})
+	}
+}

@@ -211,7 +211,8 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 func frameFor(l *link, payload any, cfg *config) ([]byte, answerTo, error) {
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
 	var onAnswer answerTo
-	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && l != nil && slices.Contains(l.features, featureAnswerInAck) {
+	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && req.ResponseHook == req.answerHook &&
+		l != nil && slices.Contains(l.features, featureAnswerInAck) {
 		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
 	}
 	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)

@@ -63,6 +63,7 @@ type Request struct {
 	callResp    *Response
 	answerInAck bool                              // received: its sender takes the answer in the ack
 	onAnswer    func(id string, answer *Response) // sent: takes an answer found in the ack, given the request's id (see answer.go)
+	answerHook  *url.URL                          // the ResponseHook onAnswer answers for: another hook is answered there, not in the ack
 }
 
 // NewRequest creates a new Request instance with a fresh random ID. The
