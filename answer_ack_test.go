@@ -225,19 +225,7 @@ func TestStopWhileAnsweringInAck(t *testing.T) {
 		})
 		conn, err := net.Dial("unix", srv.Addr())
 		require.NoError(t, err)
-		acks := make(chan ackFrame, 1000)
-		go func() {
-			defer close(acks)
-			for {
-				raw, err := readRawFrame(conn)
-				if err != nil {
-					return
-				}
-				var ack ackFrame
-				_ = json.Unmarshal(raw, &ack)
-				acks <- ack
-			}
-		}()
+		acks := readAcks(conn, 1000)
 		var batch []byte
 		for i := range 200 {
 			body, _ := json.Marshal(map[string]any{"id": fmt.Sprint("r", i), "task": "t", "responsehook": hook.url().String(),
@@ -299,18 +287,7 @@ func TestFrameBehindAnswerInAckNotBusy(t *testing.T) {
 	conn, err := net.Dial("unix", srv.Addr())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
-	acks := make(chan ackFrame, 64)
-	go func() {
-		for {
-			raw, err := readRawFrame(conn)
-			if err != nil {
-				return
-			}
-			var ack ackFrame
-			_ = json.Unmarshal(raw, &ack)
-			acks <- ack
-		}
-	}()
+	acks := readAcks(conn, 64)
 	frame := func(m map[string]any) []byte {
 		body, _ := json.Marshal(m)
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
@@ -383,4 +360,88 @@ func TestNoHandlingAfterFailedAckWrite(t *testing.T) {
 		t.Fatalf("request %s was handled, though its acknowledgement was never written", id)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// Requests that ask for their answer in the acknowledgement, pipelined on
+// one connection behind one another, run on the reader while their
+// handlers keep within the budget; a slow one moves the reading on, and
+// the frames behind it are still read, acknowledged in order and answered
+// exactly once, in their acknowledgement or at the hook, batch after batch.
+func TestPipelinedAnswersBehindASlowHandler(t *testing.T) {
+	hook := newHookPeer(t)
+	srv := srvStart(t, nil)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	srv.Handle("slow", func(ctx context.Context, _ *acomm.Request) (any, io.ReadCloser, error) {
+		select {
+		case <-release:
+		case <-time.After(20 * time.Millisecond):
+		}
+		return "slow", nil, nil
+	})
+	srv.Handle("fast", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) { return "fast", nil, nil })
+	conn, err := net.Dial("unix", srv.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	acks := readAcks(conn, 256)
+	var sent []string
+	for batch := range 3 {
+		var frames []byte
+		for i := range 21 {
+			task, id := "fast", fmt.Sprintf("f%d-%d", batch, i)
+			if i == 0 || i == 10 {
+				task, id = "slow", fmt.Sprintf("s%d-%d", batch, i)
+			}
+			body, _ := json.Marshal(map[string]any{"id": id, "task": task, "responsehook": hook.url().String(), "answer_in_ack": true})
+			frames = append(frames, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
+			frames = append(frames, body...)
+			sent = append(sent, id)
+		}
+		_, err := conn.Write(frames)
+		require.NoError(t, err)
+	}
+	inAck := map[string]int{}
+	for i, id := range sent {
+		ack := waitFor(t, acks, 5*time.Second, "acknowledgement "+id)
+		require.Equal(t, id, ack.ID, "acknowledgement %d out of order", i)
+		require.Empty(t, ack.Error)
+		if ack.Answer != nil {
+			inAck[id]++
+		}
+	}
+	require.Eventually(t, func() bool {
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
+		for _, id := range sent {
+			if hook.ids[id]+inAck[id] != 1 {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond, "every request answered once")
+	time.Sleep(50 * time.Millisecond) // a second answer would come by now
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	for _, id := range sent {
+		assert.Equal(t, 1, hook.ids[id]+inAck[id], "%s answered once", id)
+	}
+}
+
+// readAcks decodes the acknowledgements read from conn, as they come, onto
+// the returned channel (buffered for n), closed once conn ends.
+func readAcks(conn net.Conn, n int) <-chan ackFrame {
+	acks := make(chan ackFrame, n)
+	go func() {
+		defer close(acks)
+		for {
+			raw, err := readRawFrame(conn)
+			if err != nil {
+				return
+			}
+			var ack ackFrame
+			_ = json.Unmarshal(raw, &ack)
+			acks <- ack
+		}
+	}()
+	return acks
 }
