@@ -107,6 +107,7 @@ type frameServer struct {
 	runs    uint64        // runHere's count of runs
 	moved   []uint64      // the runs that the reading moved away from, not yet over
 	slow    bool          // a held run outlasted its budget: see runsBehind
+	handed  int           // jobs handed to workers since, while slow
 	wdl     time.Time     // the write deadline set on conn
 	out     []byte        // acknowledgements being encoded
 	ackOut  ackWithAnswer // the one encode codes; see there
@@ -252,7 +253,7 @@ func (s *frameServer) runHere(j heldJob, due time.Time, lone bool) bool {
 		return false
 	}
 	if lone {
-		s.slow = false // in time: frames behind may wait for the next ones again
+		s.slow, s.handed = false, 0 // in time: frames behind may wait for the next ones again
 	}
 	return true
 }
@@ -263,12 +264,24 @@ func (s *frameServer) runHere(j heldJob, due time.Time, lone bool) bool {
 // calls/s, BenchmarkEcho/acomm-call/par64). Once a handler run that way
 // outlasts its budget (the frames behind it waited that long, the reading
 // then moving on), the connection hands such jobs to workers again, until
-// a lone one returns in time.
+// a lone one returns in time, or until it has handed retrySlow of them (a
+// connection that always has frames behind is never lone): then it tries
+// again, which costs at most one budget's wait of the frames behind.
 func (s *frameServer) runsBehind() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.slow {
+		if s.handed++; s.handed >= retrySlow {
+			s.slow, s.handed = false, 0
+		}
+	}
 	return !s.slow
 }
+
+// retrySlow is how many jobs with frames behind a connection hands to
+// workers, after one run on its reader outlasted its budget, before it
+// runs one there again (see runsBehind).
+const retrySlow = 256
 
 // checkHeldLocked moves the reading to a new goroutine if the reader runs
 // a heldJob past its due, or else has the timer set for that due. Its
@@ -290,7 +303,7 @@ func (s *frameServer) checkHeldLocked(now time.Time) {
 // Server's Stop) waiting. Its caller holds s.mu.
 func (s *frameServer) moveReadingLocked() {
 	s.moved = append(s.moved, s.held)
-	s.held, s.busy, s.slow = 0, false, true
+	s.held, s.busy, s.slow, s.handed = 0, false, true, 0
 	go s.read()
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeBudget is an ackBudget that, like job, decides once by CAS whether
@@ -143,4 +144,18 @@ func TestServeFramesAnswerBudgets(t *testing.T) {
 		}
 		wg.Wait()
 	}
+}
+
+// After a run on the reader outlasted its budget, a connection hands jobs
+// with frames behind to workers, and tries its reader again after
+// retrySlow of them (one that always has frames behind is never lone).
+func TestRunsBehindRetriesAfterSlow(t *testing.T) {
+	s := &frameServer{}
+	require.True(t, s.runsBehind())
+	s.slow = true
+	for i := 1; i < retrySlow; i++ {
+		require.False(t, s.runsBehind(), "job %d after the slow run", i)
+	}
+	require.True(t, s.runsBehind(), "job %d after the slow run", retrySlow)
+	require.True(t, s.runsBehind())
 }
