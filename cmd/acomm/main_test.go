@@ -129,9 +129,13 @@ func startServices(t *testing.T) (*acomm.Tracker, *acomm.Server) {
 	srv.Handle("text.slow", func(ctx context.Context, _ *acomm.Request) (any, io.ReadCloser, error) {
 		select {
 		case <-release:
+			return "late", nil, nil
 		case <-ctx.Done():
+			// As a handler should: not a success past the caller's
+			// deadline, which could beat the caller's own timer (as it
+			// did once in CI, --timeout then exiting 0).
+			return nil, nil, ctx.Err()
 		}
-		return "late", nil, nil
 	})
 	require.NoError(t, srv.Describe("text.upper", "upper-case a string", "hello"))
 	require.NoError(t, srv.Start())
