@@ -107,6 +107,19 @@ func (t *Tracker) takeAnswer(id string, resp *Response) {
 	t.handleReceived(resp)
 }
 
+// takeAnswersInAck has req ask for its answer in the acknowledgement, to
+// be taken by t, if its response hook is t's socket (Call's, and
+// MultiRequest's and TrackRequest's requests that answer here); else it
+// asks for none, whatever an earlier tracking (another tracker's) set.
+// The taking is bound to that hook: a request given another since is
+// answered there (see postUnix).
+func (t *Tracker) takeAnswersInAck(req *Request) {
+	req.onAnswer, req.answerHook = nil, nil
+	if t.isOwnHook(req.ResponseHook) {
+		req.onAnswer, req.answerHook = t.answerTaker, req.ResponseHook
+	}
+}
+
 // isOwnHook reports whether u is the tracker's socket, so that a response
 // sent to u may as well come in an acknowledgement.
 func (t *Tracker) isOwnHook(u *url.URL) bool {

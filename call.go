@@ -78,9 +78,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if hook == t.hook { // (req is not handed out: it stays so)
 		req.hookText = t.hookText
 	}
-	if dest.Scheme == "unix" {
-		req.onAnswer, req.answerHook = t.answerTaker, req.ResponseHook // a Server may answer in the ack: see answer.go
-	}
+	t.takeAnswersInAck(req)
 
 	timeout, fromCtx := t.defaultTimeout, false
 	if dl, ok := ctx.Deadline(); ok {

@@ -74,10 +74,7 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 
 	req.SuccessHandler = m.handle
 	req.ErrorHandler = m.handle
-	req.onAnswer, req.answerHook = nil, nil // (set by an earlier tracking, if any)
-	if m.tracker.isOwnHook(req.ResponseHook) {
-		req.onAnswer, req.answerHook = m.tracker.answerTaker, req.ResponseHook // see answer.go
-	}
+	m.tracker.takeAnswersInAck(req)
 	if err := m.trackRequest(req); err != nil {
 		m.mu.Lock()
 		delete(m.added, name)

@@ -444,12 +444,8 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 	if !inline && forwardTo == nil {
 		// Answered at this tracker's socket: a Server that takes
 		// answer_in_ack may as well answer in the acknowledgement of
-		// Send (see answer.go), one exchange instead of two. Whatever
-		// an earlier tracking set (another tracker's) goes.
-		req.onAnswer, req.answerHook = nil, nil
-		if t.isOwnHook(req.ResponseHook) {
-			req.onAnswer, req.answerHook = t.answerTaker, req.ResponseHook
-		}
+		// Send (see answer.go), one exchange instead of two.
+		t.takeAnswersInAck(req)
 	}
 	t.requests[req.ID] = tr
 	if n := len(t.requests); n > t.requestsPeak {
