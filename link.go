@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -328,6 +329,21 @@ func (l *link) post(ctx context.Context, ex *exchange, now time.Time) (lead, ok 
 	l.unsent++
 	l.used = now
 	lead, l.reading = !l.reading, true
+	if !l.flushing && len(l.queue) > 1 {
+		// Other frames are in flight: their senders, runnable once
+		// their acknowledgements came in a batch, are about to send
+		// again. Yielding once lets them queue their frames behind this
+		// one (they see a write under way), so that one write takes
+		// them all: 64 Calls in flight on one link made 1.1 write
+		// syscalls per call, 0.14 so (BenchmarkEcho/acomm-call/par64,
+		// perf stat); BenchmarkCallInFlight shows 2 to 16 in flight.
+		// A lone sender (sequential calls) never yields.
+		l.flushing = true
+		l.mu.Unlock()
+		runtime.Gosched()
+		l.mu.Lock()
+		l.flushing = false
+	}
 	l.flushLocked(ctx, ex, ex.timeout)
 	return lead, true
 }
