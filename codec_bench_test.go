@@ -47,6 +47,35 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeRequestFresh decodes, each on a goroutine of its own as
+// a service written for the original acomm does (a goroutine per
+// connection, then UnmarshalConnData), the request a tracker sends to a
+// peer it does not know yet, whose hook is in the original's URL object
+// form: the stack such a goroutine grows, by copying, is the decoding's
+// depth (see textIn). string-hook is the same request with the string form.
+func BenchmarkDecodeRequestFresh(b *testing.B) {
+	for _, legacy := range []bool{true, false} {
+		name := map[bool]string{true: "url-object", false: "string-hook"}[legacy]
+		b.Run(name, func(b *testing.B) {
+			body, err := appendRequest(nil, benchCallRequest(b), legacy)
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan error)
+			b.ReportAllocs()
+			for b.Loop() {
+				go func() {
+					var req Request
+					done <- decodeRequest(body, &req)
+				}()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkEncodeAckWithAnswer(b *testing.B) {
 	ack := benchAck(benchCallRequest(b))
 	b.ReportAllocs()
