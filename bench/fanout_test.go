@@ -41,6 +41,11 @@ const fanoutServices = 10
 //     all services at once. Here ten goroutines (one per raw echo server,
 //     each on a connection kept open) each do one floor-kept round trip;
 //     ns/op is the time until all ten are done.
+//   - floor-pipelined-10: floor-kept-10 shaped as a SendAll that writes
+//     every frame before it waits for any acknowledgement: one goroutine
+//     writes echoPayload as a raw frame on each of the ten kept
+//     connections, then reads the ten echoes. The report takes the lower
+//     of the two as the Server fan-out's floor.
 //   - floor-dial-kept-10: the floor of the fan-outs to one-shot services,
 //     without acomm: per service, a frame on a connection of its own (the
 //     request, acknowledged on it), then one on a kept connection (its
@@ -71,6 +76,7 @@ var fanouts = []fanoutKind{
 	{"floor-dial-10", setupFloorDialFanout},
 	{"floor-kept-10", setupFloorKeptFanout},
 	{"floor-dial-kept-10", setupFloorDialKeptFanout},
+	{"floor-pipelined-10", setupFloorPipelinedFanout},
 }
 
 // acommFanout is the setup of a MultiRequest fan-out: with SendAll if
@@ -193,6 +199,31 @@ func setupFloorKeptFanout(tb testing.TB) func() error {
 	}
 	return func() error {
 		return allAtOnce(func(i int) error { return clients[i].roundTrip() })
+	}
+}
+
+// setupFloorPipelinedFanout starts fanoutServices raw echo servers, keeps
+// a connection to each, and returns one floor-pipelined-10 fan-out to
+// them: every frame written, then every echo read, on one goroutine.
+func setupFloorPipelinedFanout(tb testing.TB) func() error {
+	clients := make([]*frameClient, fanoutServices)
+	for i := range clients {
+		l, path := listenUnix(tb)
+		serveConns(tb, l, serveFrameEcho)
+		clients[i] = newFrameClient(dialUnix(tb, path))
+	}
+	return func() error {
+		for _, c := range clients {
+			if err := c.send(); err != nil {
+				return err
+			}
+		}
+		for _, c := range clients {
+			if err := c.receive(); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 

@@ -104,9 +104,20 @@ func newFrameClient(c net.Conn) *frameClient {
 }
 
 func (f *frameClient) roundTrip() error {
-	if _, err := f.c.Write(f.frame); err != nil {
+	if err := f.send(); err != nil {
 		return err
 	}
+	return f.receive()
+}
+
+// send writes the request frame.
+func (f *frameClient) send() error {
+	_, err := f.c.Write(f.frame)
+	return err
+}
+
+// receive reads the reply frame and checks it.
+func (f *frameClient) receive() error {
 	if _, err := io.ReadFull(f.r, f.reply[:4]); err != nil {
 		return err
 	}

@@ -407,6 +407,14 @@ BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	 
 BenchmarkMultiRequestFanout10/oneshot-send-all-2    	     200	    360000 ns/op	   47000 B/op	     650 allocs/op
 BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    340000 ns/op	   80000 B/op	     300 allocs/op
 `, missed, pastFloor, []string{"330.00 µs = 1.32× floor-dial-10", "= 0.97× it"}},
+		{"the lower of the Server fan-out's two floors", `
+BenchmarkMultiRequestFanout10/floor-kept-10-2       	     200	     80000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-pipelined-10-2  	     200	     70000 ns/op	     0 B/op	      0 allocs/op
+`, pastFloor, met, []string{"90.00 µs = 1.29× its floor, floor-pipelined-10 (ten floor-kept frames written"}},
+		{"a pipelined floor within the target", `
+BenchmarkMultiRequestFanout10/floor-kept-10-2       	     200	     80000 ns/op	   600 B/op	     11 allocs/op
+BenchmarkMultiRequestFanout10/floor-pipelined-10-2  	     200	     50000 ns/op	     0 B/op	      0 allocs/op
+`, missed, met, nil},
 		{"floors within the targets", `
 BenchmarkMultiRequestFanout10/floor-kept-10-2       	     200	     50000 ns/op	   600 B/op	     11 allocs/op
 BenchmarkMultiRequestFanout10/floor-dial-kept-10-2  	     200	    260000 ns/op	   80000 B/op	     300 allocs/op

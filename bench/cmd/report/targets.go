@@ -37,6 +37,7 @@ const (
 	// The floors of the fan-outs themselves, which show a target that no
 	// code can meet on the machine of the run (see pastFloor).
 	fanoutServerFloor  = "floor-kept-10"
+	fanoutServerFloor2 = "floor-pipelined-10" // the lower of the two is the floor
 	fanoutOneShotFloor = "floor-dial-kept-10"
 )
 
@@ -104,6 +105,7 @@ var fanoutCases = map[string]string{
 	"oneshot-send-each": "10 one-frame-per-connection services, Send each in turn",
 	fanoutFloor:         "ten concurrent floor-dials",
 	fanoutServerFloor:   "ten concurrent floor-kept round trips",
+	fanoutServerFloor2:  "ten floor-kept frames written, then their ten echoes read, on one goroutine",
 	fanoutOneShotFloor:  "ten concurrent floor-dials, each followed by a floor-kept round trip",
 }
 
@@ -198,7 +200,10 @@ func targets(r *results) []target {
 	add(ratioAtMost("Seed cycle, one-frame-per-connection service ("+seedOneShot+" seq) ≤ 1.2× (floor-dial + floor-kept)", "Seed cycle, one-shot service",
 		us(one.seqNs), one.seqNs/both, "floor-dial + floor-kept", us(both), oneShotMax))
 	// The fan-outs, each with its own floor when the run measured it.
-	srvFan, srvFloor := fanout(fanoutServer), fanout(fanoutServerFloor)
+	srvFan, srvFloor, srvFloorName := fanout(fanoutServer), fanout(fanoutServerFloor), fanoutServerFloor
+	if f2 := fanout(fanoutServerFloor2); f2 < srvFloor || math.IsNaN(srvFloor) {
+		srvFloor, srvFloorName = f2, fanoutServerFloor2
+	}
 	srvTarget := target{
 		name:      "MultiRequest fan-out to " + fanoutCases[fanoutServer] + " (" + fanoutServer + ") ≤ 60 µs",
 		measured:  us(srvFan),
@@ -207,7 +212,7 @@ func targets(r *results) []target {
 		short:     "Fan-out " + fanoutServer + " " + us(srvFan) + " (≤ " + us(fanoutServerMax) + ")",
 	}
 	if !math.IsNaN(srvFloor) {
-		srvTarget.measured += fmt.Sprintf(" = %s its floor, %s (%s: %s)", fmtRatio(srvFan/srvFloor), fanoutServerFloor, fanoutCases[fanoutServerFloor], us(srvFloor))
+		srvTarget.measured += fmt.Sprintf(" = %s its floor, %s (%s: %s)", fmtRatio(srvFan/srvFloor), srvFloorName, fanoutCases[srvFloorName], us(srvFloor))
 		srvTarget.short += fmt.Sprintf("; floor %s", us(srvFloor))
 	}
 	add(srvTarget)
