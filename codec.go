@@ -633,8 +633,7 @@ func appendURL(b []byte, u *url.URL, text string, legacy bool) ([]byte, error) {
 	case u == nil:
 		return append(b, nullValue...), nil
 	case legacy:
-		v, err := json.Marshal(u)
-		return append(b, v...), err
+		return appendURLObject(b, u)
 	case text == "":
 		text = u.String()
 	}
@@ -649,6 +648,16 @@ func appendURL(b []byte, u *url.URL, text string, legacy bool) ([]byte, error) {
 // lost its user info ({}) is refused, as is an opaque http(s) URL. null, ""
 // and "#" give nil.
 func readURL(v jsontext.Value) (u *url.URL, legacy bool, err error) {
+	if v.Kind() == '{' {
+		if u, ok := readURLObjectMemo(v); ok {
+			return u, true, nil
+		}
+		defer func() {
+			if err == nil && u != nil {
+				rememberURLObject(v, u)
+			}
+		}()
+	}
 	switch legacy = v.Kind() == '{'; {
 	case legacy:
 		var o url.URL

@@ -33,6 +33,18 @@ func BenchmarkEncodeRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeRequestURLObject encodes the request a tracker sends to a
+// peer it does not know yet: its hook in the original's URL object form.
+func BenchmarkEncodeRequestURLObject(b *testing.B) {
+	req := benchCallRequest(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := appendFrame(nil, req, true, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDecodeRequest(b *testing.B) {
 	frame, err := appendFrame(nil, answerInAck{benchCallRequest(b)}, false, 0)
 	if err != nil {
