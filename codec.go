@@ -563,6 +563,12 @@ func readResponseMember(d *jsontext.Decoder, field int, resp *Response, resultMe
 // acknowledgement is what a peer says of itself. (So are those of the
 // answer, which a second "answer" adds to, as encoding/json would.)
 func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response, error) {
+	return decodeAckOf(body, wantFeatures, wantAnswer, nil)
+}
+
+// decodeAckOf is decodeAck, also reading into *id, if id is not nil, the
+// id the acknowledgement gives (the acknowledged frame's, or "").
+func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *string) ([]string, *Response, error) {
 	var (
 		features []string
 		answer   *Response
@@ -574,6 +580,8 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 		switch {
 		case field == respError:
 			err = readString(d, &msg)
+		case field == respID && id != nil:
+			err = readString(d, id)
 		case field == respFeatures && wantFeatures:
 			var list []string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &list)

@@ -69,6 +69,7 @@ type exchange struct {
 	deadline time.Time
 	outcome  outcome
 	answer   answerTo // takes an answer found in the ack; zero: none asked
+	id       string   // the frame's id (a request's or a response's), if it has one
 }
 
 // answerTo takes an answer found in an acknowledgement: take(id, answer),
@@ -151,9 +152,7 @@ func adoptLink(l *link) bool {
 		return false
 	}
 	l.once, links.m[l.path] = false, l
-	if l.br.Buffered() == 0 { // (else the peer sent what nobody asked for: the link fails on it)
-		l.br = bufio.NewReaderSize(l.conn, keptReadBuffer)
-	}
+	l.br = bufio.NewReaderSize(l.conn, keptReadBuffer) // (nothing is buffered: see exchangeOnce)
 	if time.Since(links.swept) > time.Second {
 		links.swept = time.Now()
 		go closeIdleLinks(linkIdleTimeout)
@@ -202,11 +201,27 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 		return pending{}, err
 	}
 	if l != nil {
-		if ex, ok := l.exchange(ctx, frame, cfg.ioTimeout, onAnswer); ok {
+		if ex, ok := l.exchange(ctx, frame, frameID(payload), cfg.ioTimeout, onAnswer); ok {
 			return pending{out: &ex.outcome, l: l, ex: ex}, nil
 		}
 	}
 	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
+}
+
+// frameID returns the id of the request or response payload, "" for
+// anything else.
+func frameID(payload any) string {
+	switch p := payload.(type) {
+	case *Request:
+		if p != nil {
+			return p.ID
+		}
+	case *Response:
+		if p != nil {
+			return p.ID
+		}
+	}
+	return ""
 }
 
 // frameFor encodes payload as a frame for l (nil: a peer not known yet),
@@ -253,7 +268,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 		return fmt.Errorf("%w: %w", ErrUnreachable, err) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, onceReadBuffer), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.exchange(ctx, frame, timeout, onAnswer)
+	ex, _ := l.exchange(ctx, frame, "", timeout, onAnswer)
 	select {
 	case <-ex.outcome.done:
 		err = ex.outcome.err
@@ -268,7 +283,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || !adoptLink(l) {
+	// A peer that sent more than the one acknowledgement is not kept:
+	// what it sent would pass for the acknowledgement of the next frame.
+	if l.dead || len(l.queue) > 0 || !slices.Contains(l.features, featurePipeline) || l.br.Buffered() > 0 || !adoptLink(l) {
 		l.failLocked(net.ErrClosed)
 	}
 	return err
@@ -278,9 +295,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 // acknowledgements until its own is in or ctx ends; ex.outcome gets its
 // outcome. ctx is watched by one registration (see exchange.wake). ok is
 // false when the link is dead.
-func (l *link) exchange(ctx context.Context, frame []byte, timeout time.Duration, onAnswer answerTo) (ex *exchange, ok bool) {
+func (l *link) exchange(ctx context.Context, frame []byte, id string, timeout time.Duration, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{l: l, frame: frame, timeout: timeout, deadline: now.Add(timeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
+	ex = &exchange{l: l, frame: frame, id: id, timeout: timeout, deadline: now.Add(timeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
 	stop := afterFunc(ctx, ex.wake)
 	defer stop()
 	lead, ok := l.post(ctx, ex, now)
@@ -629,7 +646,8 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		l.mu.Lock()
 		wantAnswer := len(l.queue) > 0 && l.queue[0].answer.take != nil
 		l.mu.Unlock()
-		features, answer, ackErr := decodeAck(body, once, wantAnswer)
+		var ackID string
+		features, answer, ackErr := decodeAckOf(body, once, wantAnswer, &ackID)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -639,6 +657,16 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		ex := l.queue[0]
 		if ex.state == exQueued { // (one being written may be acknowledged: its writer lags)
 			l.failLocked(fmt.Errorf("%w: acknowledgement of a frame not yet sent", ErrMalformedFrame))
+			l.mu.Unlock()
+			return
+		}
+		// Our receivers give the id of the frame they acknowledge (or
+		// none, for one they could not read): another id is an
+		// acknowledgement the peer sent unasked, which would pass for
+		// this frame's. (A one-frame connection's peer may be the
+		// original, whose acknowledgements are not checked.)
+		if !once && ackID != "" && ex.id != "" && ackID != ex.id {
+			l.failLocked(fmt.Errorf("%w: acknowledgement for %q, not for the frame sent (%q)", ErrMalformedFrame, ackID, ex.id))
 			l.mu.Unlock()
 			return
 		}

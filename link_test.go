@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,5 +355,35 @@ func TestBuildsForOtherSystems(t *testing.T) {
 		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH=amd64", "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "GOOS=%s: %s", goos, out)
+	}
+}
+
+// A peer that answers its first frame with two acknowledgements (and
+// then acknowledges nothing more, on any connection) never has a later
+// frame taken as acknowledged: the second acknowledgement is nobody's,
+// whether it arrived before the link was kept (it is not kept) or after
+// (its id is not the next frame's: the link fails).
+func TestStrayAckAcknowledgesNothing(t *testing.T) {
+	for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
+		t.Run(wait.String(), func(t *testing.T) {
+			var conns atomic.Int32
+			peer := newFakePeer(t, func(conn net.Conn) {
+				first, err := readRawFrame(conn)
+				if err != nil || conns.Add(1) > 1 || writeAck(conn, first, pipelining...) != nil {
+					holdUntilClosed(conn)
+					return
+				}
+				time.Sleep(wait) // (0: both acknowledgements in one read, most likely)
+				if writeAck(conn, first, pipelining...) != nil {
+					return
+				}
+				holdUntilClosed(conn)
+			})
+			require.NoError(t, acomm.Send(peer.url(), sendTestRequest(t)))
+			time.Sleep(2 * wait)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			require.Error(t, acomm.SendContext(ctx, peer.url(), sendTestRequest(t)), "the stray acknowledgement is nobody's")
+		})
 	}
 }
