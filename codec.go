@@ -566,9 +566,15 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 	return decodeAckOf(body, wantFeatures, wantAnswer, nil)
 }
 
-// decodeAckOf is decodeAck, also reading into *id, if id is not nil, the
-// id the acknowledgement gives (the acknowledged frame's, or "").
-func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *string) ([]string, *Response, error) {
+// ackIDCheck is what decodeAckOf checks of an acknowledgement's id.
+type ackIDCheck struct {
+	want  string // the id of the frame acknowledged ("": no check)
+	other string // set to the id given, if it is neither want nor ""
+}
+
+// decodeAckOf is decodeAck, also checking the id the acknowledgement gives
+// (the acknowledged frame's, or "") against id.want, if id is not nil.
+func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *ackIDCheck) ([]string, *Response, error) {
 	var (
 		features []string
 		answer   *Response
@@ -580,8 +586,8 @@ func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *string) ([]stri
 		switch {
 		case field == respError:
 			err = readString(d, &msg)
-		case field == respID && id != nil:
-			err = readString(d, id)
+		case field == respID && id != nil && id.want != "":
+			err = id.read(d)
 		case field == respFeatures && wantFeatures:
 			var list []string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &list)
@@ -614,6 +620,28 @@ func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *string) ([]stri
 		return features, nil, fmt.Errorf("%w: %w", ErrRefused, &RemoteError{Message: msg})
 	}
 	return features, answer, nil
+}
+
+// read reads an acknowledgement's id and checks it, allocating nothing
+// when it is the id wanted (or "", or null) and has no escapes.
+func (c *ackIDCheck) read(d *jsontext.Decoder) error {
+	v, err := d.ReadValue()
+	if err != nil || v.Kind() != '"' {
+		if err == nil && v.Kind() != 'n' {
+			err = fmt.Errorf("want a string, got %v", v.Kind())
+		}
+		return err
+	}
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		if raw, err = jsontext.AppendUnquote(nil, v); err != nil {
+			return err
+		}
+	}
+	if len(raw) > 0 && string(raw) != c.want {
+		c.other = string(raw)
+	}
+	return nil
 }
 
 // decodeError wraps a decoding error in kind, and one of a body that is

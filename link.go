@@ -643,11 +643,14 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
 			l.body = reuseBody(l.body, body)
 		}
+		var idCheck ackIDCheck // (of kept links only: see below)
 		l.mu.Lock()
 		wantAnswer := len(l.queue) > 0 && l.queue[0].answer.take != nil
+		if len(l.queue) > 0 && !once {
+			idCheck.want = l.queue[0].id
+		}
 		l.mu.Unlock()
-		var ackID string
-		features, answer, ackErr := decodeAckOf(body, once, wantAnswer, &ackID)
+		features, answer, ackErr := decodeAckOf(body, once, wantAnswer, &idCheck)
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
@@ -665,8 +668,8 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		// acknowledgement the peer sent unasked, which would pass for
 		// this frame's. (A one-frame connection's peer may be the
 		// original, whose acknowledgements are not checked.)
-		if !once && ackID != "" && ex.id != "" && ackID != ex.id {
-			l.failLocked(fmt.Errorf("%w: acknowledgement for %q, not for the frame sent (%q)", ErrMalformedFrame, ackID, ex.id))
+		if idCheck.other != "" && idCheck.want == ex.id {
+			l.failLocked(fmt.Errorf("%w: acknowledgement for %q, not for the frame sent (%q)", ErrMalformedFrame, idCheck.other, ex.id))
 			l.mu.Unlock()
 			return
 		}
