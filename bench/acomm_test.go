@@ -346,8 +346,8 @@ func TestAcommPlumbing(t *testing.T) {
 
 // BenchmarkCallInFlight is acomm-call (Tracker.Call to an acomm.Server,
 // one tracker, one link) with 2, 4, 8 and 16 calls in flight, between
-// BenchmarkEcho's seq (1) and par64 (64): a link's senders that find
-// other frames in flight yield once before they write, so that the
+// BenchmarkEcho's seq (1) and par64 (64): a link's senders that find two
+// other frames in flight or more yield once before they write, so that the
 // senders runnable then join their write (see link.post), and this shows
 // what that costs or pays at low concurrency. ns/op is wall time per call.
 func BenchmarkCallInFlight(b *testing.B) {

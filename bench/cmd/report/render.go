@@ -99,6 +99,8 @@ func renderMarkdown(r *results, m machine, chartRef, benchstat string) string {
 		p("The fan-outs' own floors: `floor-kept-10`, ten raw-frame round trips run concurrently on connections kept to 10 raw echo servers, and `floor-pipelined-10`, ")
 		p("the same ten frames written one after another by one goroutine, then their ten echoes read (the lower of the two is the `server-send-all` floor); ")
 		p("`floor-dial-kept-10`, ten at once of a round trip on a new connection followed by one on a kept connection (the `oneshot-send-all` floor).\n\n")
+		p("`BenchmarkCallInFlight` is acomm-call with 2, 4, 8 and 16 calls in flight on one tracker (ns/op is wall time per call), between BenchmarkEcho's seq (1) and par64 (64): ")
+		p("a link's senders that find two other frames in flight or more yield once before they write, so that the senders runnable then join their write, and this shows what that costs or pays below par64.\n\n")
 		p("`BenchmarkStage` times the stages of a request one by one, so that a regression shows where it is: ")
 		p("`encode` and `decode` are a Call's request and response (100-byte args and result) through their MarshalJSON and UnmarshalJSON; ")
 		p("`link-roundtrip` is one acknowledged frame on a kept link (SendContext of a response to a tracker's socket); ")
