@@ -347,19 +347,18 @@ func (l *link) post(ctx context.Context, ex *exchange, now time.Time) (lead, ok 
 	l.used = now
 	lead, l.reading = !l.reading, true
 	if !l.flushing && len(l.queue) > 2 {
-		// Two other frames or more are in flight: their senders, runnable once
-		// their acknowledgements came in a batch, are about to send
-		// again. Yielding once lets them queue their frames behind this
-		// one (they see a write under way), so that one write takes
-		// them all: 64 Calls in flight on one link made 1.1 write
-		// syscalls per call, 0.14 so (BenchmarkEcho/acomm-call/par64,
-		// perf stat); BenchmarkCallInFlight shows 2 to 16 in flight.
-		// A lone sender never yields, nor one behind a single frame:
-		// sequential sends find the last one's exchange still queued
-		// until its sender reads the acknowledgement, and yielding then
-		// only delayed them (a service answering one request after
-		// another: 4.4 us of scheduling delay per cycle in
-		// acomm-seed-oneshot's trace).
+		// Two other frames or more are in flight: their senders, woken
+		// by one batch of acknowledgements, are about to send again.
+		// Yielding once lets them queue their frames behind this one
+		// (they see a write under way), and one write takes them all:
+		// with 64 Calls in flight on one link, 0.14 write syscalls per
+		// call instead of 1.1 (BenchmarkEcho/acomm-call/par64, perf
+		// stat; BenchmarkCallInFlight shows 2 to 16 in flight). A lone
+		// sender never yields, nor one behind a single frame: sequential
+		// sends find the previous exchange still queued until its sender
+		// reads the acknowledgement, and a yield only delayed them
+		// (4.4 us of scheduling delay a cycle in acomm-seed-oneshot's
+		// trace).
 		l.flushing = true
 		l.mu.Unlock()
 		runtime.Gosched()
