@@ -160,6 +160,22 @@ func rawSize(payload any) int {
 	return len(*raw)
 }
 
+// frameID returns the id of the request or response payload, "" for
+// anything else.
+func frameID(payload any) string {
+	switch p := payload.(type) {
+	case *Request:
+		if p != nil {
+			return p.ID
+		}
+	case *Response:
+		if p != nil {
+			return p.ID
+		}
+	}
+	return ""
+}
+
 // decodeFrame reads one frame and unmarshals it into dest; a body that is
 // not what dest needs matches ErrMalformedFrame.
 func decodeFrame(r io.Reader, dest any, max int) error {

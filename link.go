@@ -208,22 +208,6 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
 }
 
-// frameID returns the id of the request or response payload, "" for
-// anything else.
-func frameID(payload any) string {
-	switch p := payload.(type) {
-	case *Request:
-		if p != nil {
-			return p.ID
-		}
-	case *Response:
-		if p != nil {
-			return p.ID
-		}
-	}
-	return ""
-}
-
 // frameFor encodes payload as a frame for l (nil: a peer not known yet),
 // in the form that l's peer takes; onAnswer takes an answer found in the
 // acknowledgement, if the frame asks for one.

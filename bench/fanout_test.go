@@ -191,27 +191,29 @@ func TestFanout(t *testing.T) {
 // connection to each, and returns one floor-kept-10 fan-out to them: a
 // floor-kept round trip on each connection, all at once.
 func setupFloorKeptFanout(tb testing.TB) func() error {
+	clients := keptEchoClients(tb)
+	return func() error {
+		return allAtOnce(func(i int) error { return clients[i].roundTrip() })
+	}
+}
+
+// keptEchoClients starts fanoutServices raw echo servers (stopped at
+// cleanup) and returns a client on a connection kept open to each.
+func keptEchoClients(tb testing.TB) []*frameClient {
 	clients := make([]*frameClient, fanoutServices)
 	for i := range clients {
 		l, path := listenUnix(tb)
 		serveConns(tb, l, serveFrameEcho)
 		clients[i] = newFrameClient(dialUnix(tb, path))
 	}
-	return func() error {
-		return allAtOnce(func(i int) error { return clients[i].roundTrip() })
-	}
+	return clients
 }
 
 // setupFloorPipelinedFanout starts fanoutServices raw echo servers, keeps
 // a connection to each, and returns one floor-pipelined-10 fan-out to
 // them: every frame written, then every echo read, on one goroutine.
 func setupFloorPipelinedFanout(tb testing.TB) func() error {
-	clients := make([]*frameClient, fanoutServices)
-	for i := range clients {
-		l, path := listenUnix(tb)
-		serveConns(tb, l, serveFrameEcho)
-		clients[i] = newFrameClient(dialUnix(tb, path))
-	}
+	clients := keptEchoClients(tb)
 	return func() error {
 		for _, c := range clients {
 			if err := c.send(); err != nil {
