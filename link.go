@@ -21,14 +21,22 @@ import (
 // for earlier acknowledgements, which match frames in order. Any other
 // gets a connection per frame (one acknowledged with "pipeline" is kept).
 
-// linkIdleTimeout (below receivers' DefaultIdleTimeout) bounds idle links.
+// linkIdleTimeout (below receivers' DefaultIdleTimeout) bounds idle links:
+// a sweep closes them, run by a timer while any link is kept.
 const linkIdleTimeout = 30 * time.Second
+
+// maxLinks bounds the links kept at once, and so the descriptors they
+// hold: a peer may name any number of sockets (a request's response hook
+// is the requester's choice), each of which would keep one. Past it, the
+// least recently used idle link makes room; when none is idle, a new
+// peer's connections stay one frame each.
+const maxLinks = 256
 
 // links holds the link of each socket path that has one.
 var links = struct {
 	sync.Mutex
 	m     map[string]*link
-	swept time.Time // see adoptLink
+	sweep *time.Timer // armed while m is not empty; see adoptLink
 }{m: make(map[string]*link)}
 
 // link is a connection to a peer. No goroutine waits on an idle one: a
@@ -143,20 +151,69 @@ func closeIdleLinks(d time.Duration) {
 	}
 }
 
-// adoptLink makes l its path's link, unless there is one; it also closes
-// idle links now and then.
-func adoptLink(l *link) bool {
+// sweepLinks closes the links idle for linkIdleTimeout, and runs again
+// that much later while links are kept.
+func sweepLinks() {
+	closeIdleLinks(linkIdleTimeout)
 	links.Lock()
 	defer links.Unlock()
-	if links.m[l.path] != nil {
+	if len(links.m) > 0 {
+		links.sweep.Reset(linkIdleTimeout)
+	} else {
+		links.sweep = nil
+	}
+}
+
+// adoptLink makes l its path's link, unless there is one, or maxLinks
+// are kept and none of them is idle. The caller holds l.mu; l is no
+// path's link yet, so no other goroutine takes it.
+func adoptLink(l *link) bool {
+	links.Lock()
+	full := len(links.m) >= maxLinks
+	links.Unlock()
+	if full && !closeLeastUsedLink() {
+		return false
+	}
+	links.Lock()
+	defer links.Unlock()
+	if links.m[l.path] != nil || len(links.m) >= maxLinks {
 		return false
 	}
 	l.once, links.m[l.path] = false, l
 	l.br = bufio.NewReaderSize(l.conn, keptReadBuffer) // (nothing is buffered: see exchangeOnce)
-	if time.Since(links.swept) > time.Second {
-		links.swept = time.Now()
-		go closeIdleLinks(linkIdleTimeout)
+	if links.sweep == nil {
+		links.sweep = time.AfterFunc(linkIdleTimeout, sweepLinks)
 	}
+	return true
+}
+
+// closeLeastUsedLink closes the idle link least recently used, and
+// reports whether there was one.
+func closeLeastUsedLink() bool {
+	links.Lock()
+	all := make([]*link, 0, len(links.m))
+	for _, l := range links.m {
+		all = append(all, l)
+	}
+	links.Unlock()
+	var oldest *link
+	var used time.Time
+	for _, l := range all {
+		l.mu.Lock()
+		if len(l.queue) == 0 && !l.dead && (oldest == nil || l.used.Before(used)) {
+			oldest, used = l, l.used
+		}
+		l.mu.Unlock()
+	}
+	if oldest == nil {
+		return false
+	}
+	oldest.mu.Lock()
+	defer oldest.mu.Unlock()
+	if len(oldest.queue) > 0 || oldest.dead { // taken up meanwhile
+		return false
+	}
+	oldest.failLocked(net.ErrClosed)
 	return true
 }
 

@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -386,4 +388,61 @@ func TestStrayAckAcknowledgesNothing(t *testing.T) {
 			require.Error(t, acomm.SendContext(ctx, peer.url(), sendTestRequest(t)), "the stray acknowledgement is nobody's")
 		})
 	}
+}
+
+// A peer may name any number of sockets (a request's response hook is the
+// requester's choice); the connections kept for them are bounded (256),
+// the least recently used idle one making room, and those past the bound
+// work still.
+func TestKeptLinksBounded(t *testing.T) {
+	acomm.CloseIdleConnections()
+	t.Cleanup(acomm.CloseIdleConnections)
+	dir := t.TempDir()
+	l, err := net.Listen("unix", sockPath(t, "kept.sock"))
+	require.NoError(t, err)
+	var open, most atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = l.Close()
+		acomm.CloseIdleConnections()
+		waitFor(t, runAsync(wg.Wait), 10*time.Second, "the peer's connections")
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if n := open.Add(1); n > most.Load() {
+				most.Store(n) // (one accepting goroutine: no lost maximum)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer open.Add(-1)
+				defer conn.Close()
+				for {
+					body, err := readRawFrame(conn)
+					if err != nil || writeAck(conn, body, pipelining...) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	const paths = 300
+	for i := range paths {
+		p := filepath.Join(dir, strconv.Itoa(i))
+		require.NoError(t, os.Symlink(l.Addr().String(), p))
+		require.NoError(t, acomm.Send(unixURL(p), sendTestRequest(t)), "path %d", i)
+	}
+	// Every path works again, kept or not.
+	for i := range paths {
+		require.NoError(t, acomm.Send(unixURL(filepath.Join(dir, strconv.Itoa(i))), sendTestRequest(t)), "path %d again", i)
+	}
+	// An evicted link's connection is closed by us; the peer notices at
+	// once, but counts it open until then: a little slack.
+	assert.LessOrEqual(t, most.Load(), int64(256+8), "connections open at once")
 }
