@@ -2,9 +2,11 @@ package acomm
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"slices"
 	"sync"
@@ -359,8 +361,22 @@ func (s *Server) cancelNotice(notice *Request) error {
 }
 
 // earlyKey is the key in a Server's early notices of the request with id
-// whose response hook is owner.
-func earlyKey(id, owner string) string { return id + "\x00" + owner }
+// whose response hook is owner: a hash, seeded at random for the process,
+// so that a notice's id and hook, a peer's text of any length up to a
+// frame's, are not kept (1024 notices of 64 MiB each would be).
+func earlyKey(id, owner string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(earlySeed)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(id)))
+	_, _ = h.Write(n[:])
+	_, _ = h.WriteString(id)
+	_, _ = h.WriteString(owner)
+	return h.Sum64()
+}
+
+// earlySeed seeds earlyKey.
+var earlySeed = maphash.MakeSeed()
 
 // contextError returns the error to answer a request with when its
 // handler returned err after ctx, the handler's context, ended.
@@ -383,39 +399,40 @@ func (s *Server) contextError(ctx context.Context, j *job, err error) error {
 // a Server remembers.
 const earlyCancels = 1024
 
-// idRing is a bounded set of request IDs that forgets the oldest first.
-type idRing struct {
-	ids  []string
+// idRing is a bounded set of keys that forgets the oldest first.
+type idRing[K comparable] struct {
+	keys []K
 	next int
-	set  map[string]struct{}
+	set  map[K]int // the keys in the set, to the slot of keys holding them
 }
 
-// add adds id, forgetting the oldest ID when full.
-func (r *idRing) add(id string) {
+// add adds k, forgetting the oldest key when full.
+func (r *idRing[K]) add(k K) {
 	if r.set == nil {
-		r.set = make(map[string]struct{})
+		r.set = make(map[K]int)
 	}
-	if _, ok := r.set[id]; ok {
+	if _, ok := r.set[k]; ok {
 		return
 	}
-	if len(r.ids) < earlyCancels {
-		r.ids = append(r.ids, id)
-	} else {
-		delete(r.set, r.ids[r.next])
-		r.ids[r.next] = id
-		r.next = (r.next + 1) % earlyCancels
+	if len(r.keys) < earlyCancels {
+		r.set[k] = len(r.keys)
+		r.keys = append(r.keys, k)
+		return
 	}
-	r.set[id] = struct{}{}
+	// The slot's key is forgotten unless it was taken, then added again
+	// to another slot since.
+	if old := r.keys[r.next]; r.set[old] == r.next {
+		delete(r.set, old)
+	}
+	r.keys[r.next], r.set[k] = k, r.next
+	r.next = (r.next + 1) % earlyCancels
 }
 
-// take reports whether id is in the set, and removes it.
-func (r *idRing) take(id string) bool {
-	if len(r.set) == 0 {
+// take reports whether k is in the set, and removes it.
+func (r *idRing[K]) take(k K) bool {
+	if _, ok := r.set[k]; !ok {
 		return false
 	}
-	if _, ok := r.set[id]; !ok {
-		return false
-	}
-	delete(r.set, id)
+	delete(r.set, k)
 	return true
 }

@@ -3,6 +3,9 @@ package acomm_test
 import (
 	"context"
 	"io"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +162,29 @@ func TestProxiedRequestCancelledByItsTracker(t *testing.T) {
 
 	require.True(t, tr.RemoveRequest(req))
 	assert.Equal(t, tr.URL().String()+" "+context.Canceled.Error(), waitFor(t, h.ended, 5*time.Second, "the handler to be cancelled"))
+}
+
+// A Server remembers cancel notices that come before their request, but
+// not their text: a hostile peer's notices of any size (up to a frame's)
+// leave nothing behind once acknowledged.
+func TestEarlyNoticesKeepNoText(t *testing.T) {
+	srv := srvStart(t, nil)
+	exchange := frameExchanger(t, srv.Addr())
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	big := strings.Repeat("a", 512<<10)
+	const notices = 16 // 16 MiB of ids and hooks
+	for i := range notices {
+		n := strconv.Itoa(i)
+		ack := exchange(t, noticeFrame(big+n, "unix:///"+big+n))
+		require.Empty(t, ack.Error, "notice %d", i)
+	}
+	grown := int64(heap()) - int64(before)
+	assert.Less(t, grown, int64(8<<20), "heap grown by the notices' text (%d MiB)", grown>>20)
 }

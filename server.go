@@ -119,7 +119,7 @@ type Server struct {
 	cancel    context.CancelFunc
 	jobs      map[*job]struct{} // handlers running, answer not yet sent
 	byID      map[string]*job   // the jobs, by request ID, chained by sameID; see cancelNotice
-	early     idRing            // cancel notices that came before their request, by earlyKey
+	early     idRing[uint64]    // cancel notices that came before their request, by earlyKey
 	answers   chan struct{}     // slots for immediate answers; see answerNow
 	idle      chan struct{}     // made by Shutdown; closed when jobs is empty
 	stopDone  chan struct{}     // closed when the stop finishes

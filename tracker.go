@@ -53,7 +53,7 @@ type Tracker struct {
 	answerTaker func(id string, answer *Response) // takeAnswer, for the onAnswer of requests
 	callFn      CallFunc                          // Call wrapped in its middleware; nil for none
 	cancels     chan struct{}                     // slots for cancel notices in flight; see notifyCancel
-	noticed     idRing                            // ids lately sent a cancel notice; protected by mu
+	noticed     idRing[string]                    // ids lately sent a cancel notice; protected by mu
 
 	hookKey   hookKey        // see BindHook
 	announced streamRegistry // streams ProxyStreamHandler may serve
