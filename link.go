@@ -78,6 +78,13 @@ type exchange struct {
 	outcome  outcome
 	answer   answerTo // takes an answer found in the ack; zero: none asked
 	id       string   // the frame's id (a request's or a response's), if it has one
+	// What frame was encoded from, in the form for the link's peer: sent
+	// again (see failLocked), it goes in the form for a peer not known
+	// yet, as whoever listens at the path now may not be that peer (a
+	// service restarted onto another build). Nil on a connection for one
+	// frame, never sent again.
+	payload any
+	cfg     *config
 }
 
 // answerTo takes an answer found in an acknowledgement: take(id, answer),
@@ -258,11 +265,16 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 		return pending{}, err
 	}
 	if l != nil {
-		if ex, ok := l.exchange(ctx, frame, frameID(payload), cfg.ioTimeout, onAnswer); ok {
+		if ex, ok := l.exchange(ctx, frame, payload, cfg, onAnswer); ok {
 			return pending{out: &ex.outcome, l: l, ex: ex}, nil
 		}
+		// The link died meanwhile: whoever listens at path now is a peer
+		// not known yet (see exchange.payload).
+		if frame, onAnswer, err = frameFor(nil, payload, cfg); err != nil {
+			return pending{}, err
+		}
 	}
-	return pending{}, exchangeOnce(ctx, path, frame, cfg.ioTimeout, onAnswer)
+	return pending{}, exchangeOnce(ctx, path, frame, cfg, onAnswer)
 }
 
 // frameFor encodes payload as a frame for l (nil: a peer not known yet),
@@ -295,8 +307,9 @@ const (
 )
 
 // exchangeOnce sends frame on a connection of its own, within ctx and
-// timeout; onAnswer takes an answer found in the acknowledgement.
-func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.Duration, onAnswer answerTo) error {
+// cfg's I/O timeout; onAnswer takes an answer found in the acknowledgement.
+func exchangeOnce(ctx context.Context, path string, frame []byte, cfg *config, onAnswer answerTo) error {
+	timeout := cfg.ioTimeout
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
 		dl = cd
@@ -309,7 +322,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 		return fmt.Errorf("%w: %w", ErrUnreachable, err) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, onceReadBuffer), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.exchange(ctx, frame, "", timeout, onAnswer)
+	ex, _ := l.exchange(ctx, frame, nil, cfg, onAnswer)
 	select {
 	case <-ex.outcome.done:
 		err = ex.outcome.err
@@ -332,13 +345,18 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, timeout time.D
 	return err
 }
 
-// exchange posts frame, and, if no other sender does, reads
+// exchange posts frame, encoded from payload with cfg's settings (nil on
+// a connection for one frame), and, if no other sender does, reads
 // acknowledgements until its own is in or ctx ends; ex.outcome gets its
 // outcome. ctx is watched by one registration (see exchange.wake). ok is
 // false when the link is dead.
-func (l *link) exchange(ctx context.Context, frame []byte, id string, timeout time.Duration, onAnswer answerTo) (ex *exchange, ok bool) {
+func (l *link) exchange(ctx context.Context, frame []byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{l: l, frame: frame, id: id, timeout: timeout, deadline: now.Add(timeout), outcome: outcome{done: make(chan struct{})}, answer: onAnswer}
+	ex = &exchange{l: l, frame: frame, id: frameID(payload), timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
+		outcome: outcome{done: make(chan struct{})}, answer: onAnswer, payload: payload}
+	if payload != nil {
+		ex.cfg = cfg
+	}
 	stop := afterFunc(ctx, ex.wake)
 	defer stop()
 	lead, ok := l.post(ctx, ex, now)
@@ -604,9 +622,11 @@ func (l *link) withdraw(ex *exchange) bool {
 	return true
 }
 
-// resend sends the exchange's frame on a connection of its own.
-func (ex *exchange) resend(path string) {
-	ex.outcome.set(exchangeOnce(context.Background(), path, ex.frame, ex.timeout, ex.answer))
+// resend sends the exchange's payload again on a connection of its own,
+// as frame, encoded for a peer not known yet, whose answer (if the frame
+// asks for one in the acknowledgement) onAnswer takes.
+func (ex *exchange) resend(path string, frame []byte, onAnswer answerTo) {
+	ex.outcome.set(exchangeOnce(context.Background(), path, frame, ex.cfg, onAnswer))
 }
 
 // failLocked closes and forgets the link. The frames written whole and
@@ -628,10 +648,16 @@ func (l *link) failLocked(err error) {
 		switch {
 		case ex.state == exWritten || ex.state == exWriting:
 			ex.outcome.set(fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err)))
-		case l.once:
+		case l.once || ex.payload == nil:
 			ex.outcome.set(fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err))
 		default:
-			go ex.resend(l.path)
+			// Encoded here, while its sender waits (for the outcome, or
+			// for l.mu to take it back), so never beside its next use.
+			if frame, onAnswer, ferr := frameFor(nil, ex.payload, ex.cfg); ferr != nil {
+				ex.outcome.set(ferr)
+			} else {
+				go ex.resend(l.path, frame, onAnswer)
+			}
 		}
 	}
 	l.queue, l.unsent = nil, 0

@@ -446,3 +446,64 @@ func TestKeptLinksBounded(t *testing.T) {
 	// once, but counts it open until then: a little slack.
 	assert.LessOrEqual(t, most.Load(), int64(256+8), "connections open at once")
 }
+
+// A socket served by our Server, then by an original service (a restart
+// onto the older build): the first frame after the change, first written
+// into the kept link to the Server (now dead), goes again on a connection
+// of its own in the form for a peer not known yet (object URLs, no
+// answer_in_ack), not in the form the old peer read.
+func TestReplacedPeerGetsTheFormForAPeerNotKnown(t *testing.T) {
+	tr := newTracker(t, nil, 5*time.Second)
+	srv := srvStart(t, tr)
+	srv.Handle("t", func(_ context.Context, req *acomm.Request) (any, io.ReadCloser, error) {
+		return req.Args, nil, nil
+	})
+	path := srv.Addr()
+	call := func(arg string) (*acomm.Response, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return tr.Call(ctx, unixURL(path), "t", arg)
+	}
+	_, err := call("a")
+	require.NoError(t, err)
+	require.Contains(t, acomm.PeerFeatures(unixURL(path)), "pipeline", "a link is kept")
+	srv.Stop()
+
+	l, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	got := make(chan string, 4)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			body, err := readRawFrame(conn)
+			var req oldRequest
+			if err == nil {
+				err = json.Unmarshal(body, &req)
+			}
+			if err != nil {
+				ack, _ := json.Marshal(map[string]string{"id": "", "error": err.Error()})
+				_, _ = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ack))), ack...))
+				_ = conn.Close()
+				continue
+			}
+			_ = writeAck(conn, body)
+			_ = conn.Close()
+			got <- string(body)
+			_ = acomm.Send(req.ResponseHook, &acomm.Response{ID: req.ID, Result: req.Args})
+		}
+	}()
+	for _, arg := range []string{"b", "c"} {
+		resp, err := call(arg)
+		require.NoError(t, err, "call %q", arg)
+		assert.JSONEq(t, `"`+arg+`"`, string(*resp.Result))
+		body := waitFor(t, got, 5*time.Second, "the frame")
+		assert.NotContains(t, body, "answer_in_ack", "call %q", arg)
+	}
+}
