@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/acommgo/acomm"
+	"github.com/pborman/uuid"
 	"github.com/sirupsen/logrus"
 )
 
@@ -42,13 +43,17 @@ const DefaultMaxBodyBytes = 4 << 20
 //
 //   - POST /requests takes a Request from an external caller. The request
 //     must have an http(s) response hook and a task that one of Routes
-//     matches; it is tracked by the tracker, with the tracker's socket as
-//     its hook, and sent to the route's service, and the POST is answered
+//     matches; it is tracked by the tracker, under an id of the bridge's
+//     own and with the tracker's socket as its hook, and sent to the
+//     route's service, and the POST is answered
 //     with an acknowledgement: a Response with the request's id and error
 //     "", as a unix socket acknowledges a frame, so acomm.Send to the
 //     bridge works. The service's answer comes back to the tracker, and
-//     the bridge delivers it to the caller's hook, with a unix stream_url
-//     rewritten to the tracker's HTTP stream URL.
+//     the bridge delivers it to the caller's hook, under the caller's id,
+//     with a unix stream_url rewritten to the tracker's HTTP stream URL.
+//     A caller's ids are its own: the ids of two callers (two hooks)
+//     never meet at the tracker or the service, so one's late answer or
+//     cancel notice never reaches the other's request of the same id.
 //   - POST /responses takes a Response for a request tracked by the
 //     tracker and hands it to the request's handlers, when the URL it was
 //     posted to is bound to that one tracked request
@@ -75,7 +80,7 @@ const DefaultMaxBodyBytes = 4 << 20
 // a missing or wrong token, 403 for a hook that CheckHook or HookPolicy
 // refuses or a response posted at a URL not bound to its request, 404 for
 // a task no route matches, 405 for a wrong method, 409 for a request id
-// already tracked, 413 for a body over MaxBodyBytes, 502 when the service
+// in flight already with the same hook, 413 for a body over MaxBodyBytes, 502 when the service
 // cannot be reached or refuses the request, and 503 when the tracker is
 // not running or the bridge is shutting down. A 2xx acknowledgement of a
 // request means its hook will be sent exactly one response (the answer,
@@ -149,10 +154,11 @@ type Bridge struct {
 	clientOnce sync.Once
 	client     *http.Client
 
-	mu       sync.Mutex                  // protects the fields below
-	closed   bool                        // Shutdown has begun
-	pending  map[*acomm.Request]*url.URL // each with its caller's hook
-	work     sync.WaitGroup              // one count per pending request or delivery
+	mu       sync.Mutex                // protects the fields below
+	closed   bool                      // Shutdown has begun
+	pending  map[*acomm.Request]caller // forwarded requests, each with its caller
+	byCaller map[caller]*acomm.Request // the same, by caller
+	work     sync.WaitGroup            // one count per pending request or delivery
 	stopOnce sync.Once
 	stopCtx  context.Context // ends when Shutdown gives up on deliveries
 	giveUp   context.CancelFunc
@@ -272,27 +278,31 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	}
 
 	t := b.Tracker
-	// A copy, so that the caller's deadline and meta go on to the service.
+	// A copy, so that the caller's deadline and meta go on to the service,
+	// under an id of the bridge's own (see Bridge).
 	fwd := new(acomm.Request)
 	*fwd = *req
-	fwd.ResponseHook, fwd.LegacyURLs = t.URL(), false
+	fwd.ID, fwd.ResponseHook, fwd.LegacyURLs = uuid.New(), t.URL(), false
 	fwd.Meta = metaFromHeader(r.Header, req.Meta)
 	if err := fwd.Validate(); err != nil {
 		b.refuse(w, r, http.StatusBadRequest, err)
 		return
 	}
-	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, hook, req.LegacyURLs, resp) }
+	c := caller{id: req.ID, hook: hook.String()}
+	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, c.id, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
-	if !b.begin(fwd, hook) {
-		b.refuse(w, r, http.StatusServiceUnavailable, fmt.Errorf("%w: shutting down", ErrClosed))
+	switch err := b.begin(fwd, c); {
+	case errors.Is(err, acomm.ErrDuplicateID):
+		b.refuse(w, r, http.StatusConflict, err)
+		return
+	case err != nil:
+		b.refuse(w, r, http.StatusServiceUnavailable, err)
 		return
 	}
 	if err := t.TrackRequest(fwd, b.Timeout); err != nil {
 		b.end(fwd)
 		code := http.StatusInternalServerError
 		switch {
-		case errors.Is(err, acomm.ErrDuplicateID):
-			code = http.StatusConflict
 		case errors.Is(err, acomm.ErrNotStarted), errors.Is(err, acomm.ErrTooManyRequests):
 			code = http.StatusServiceUnavailable
 		}
@@ -351,20 +361,28 @@ func (b *Bridge) isClosed() bool {
 // request out of it (answer, end, or Shutdown giving up) gives the count
 // back, once.
 
-// begin records fwd, whose caller's hook is hook, as pending, unless the
-// bridge is shutting down.
-func (b *Bridge) begin(fwd *acomm.Request, hook *url.URL) bool {
+// caller is who sent a forwarded request: its own id for it, and its
+// hook, normalised.
+type caller struct{ id, hook string }
+
+// begin records fwd, sent by c, as pending, unless the bridge is shutting
+// down (ErrClosed) or c has a request of that id pending already
+// (acomm.ErrDuplicateID).
+func (b *Bridge) begin(fwd *acomm.Request, c caller) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return false
+		return fmt.Errorf("%w: shutting down", ErrClosed)
+	}
+	if b.byCaller[c] != nil {
+		return fmt.Errorf("%w: %q, with the same hook", acomm.ErrDuplicateID, c.id)
 	}
 	if b.pending == nil {
-		b.pending = make(map[*acomm.Request]*url.URL)
+		b.pending, b.byCaller = make(map[*acomm.Request]caller), make(map[caller]*acomm.Request)
 	}
-	b.pending[fwd] = hook
+	b.pending[fwd], b.byCaller[c] = c, fwd
 	b.work.Add(1)
-	return true
+	return nil
 }
 
 // end forgets a pending request that will not be answered.
@@ -379,25 +397,29 @@ func (b *Bridge) end(fwd *acomm.Request) {
 func (b *Bridge) settle(fwd *acomm.Request) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.pending[fwd]
-	delete(b.pending, fwd)
+	c, ok := b.pending[fwd]
+	if ok {
+		delete(b.pending, fwd)
+		delete(b.byCaller, c)
+	}
 	return ok
 }
 
-// answer is the handler of a forwarded request: it hands the response to
-// a delivery goroutine, so that a slow hook holds none of the tracker's.
-func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *acomm.Response) {
+// answer is the handler of a forwarded request, whose caller's id is id:
+// it hands the response to a delivery goroutine, so that a slow hook
+// holds none of the tracker's.
+func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy bool, resp *acomm.Response) {
 	if !b.settle(fwd) {
 		return // Shutdown gave up on it
 	}
 	out := *resp
-	out.LegacyURLs = legacy
+	out.ID, out.LegacyURLs = id, legacy
 	if out.StreamURL != nil && out.StreamURL.Scheme == "unix" {
 		// A local socket means nothing to a remote caller: offer it
 		// through the HTTP stream proxy, or not at all.
 		su, err := b.Tracker.ProxyStreamHTTPURL(out.StreamURL)
 		if err != nil {
-			b.log().WithError(err).WithField("id", resp.ID).Warn("cannot proxy stream url; dropping it")
+			b.log().WithError(err).WithField("id", id).Warn("cannot proxy stream url; dropping it")
 			su = nil
 		}
 		out.StreamURL = su
@@ -413,7 +435,7 @@ func (b *Bridge) answer(fwd *acomm.Request, hook *url.URL, legacy bool, resp *ac
 				// answer is then the timeout): its hook is likely gone.
 				level = logrus.DebugLevel
 			}
-			b.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": hook.Redacted()}).
+			b.log().WithError(err).WithFields(logrus.Fields{"id": id, "hook": hook.Redacted()}).
 				Log(level, "delivering response to hook failed")
 		}
 		// The delivery is over: Shutdown no longer waits for it, so that
@@ -460,7 +482,7 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	for fwd := range b.pending {
 		pending = append(pending, fwd)
 	}
-	b.pending = nil
+	b.pending, b.byCaller = nil, nil
 	b.mu.Unlock()
 	for _, fwd := range pending {
 		b.Tracker.RemoveRequest(fwd)

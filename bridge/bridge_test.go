@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -580,10 +581,11 @@ func TestBridgeRefusals(t *testing.T) {
 		assert.Equal(t, 0, env.tr.NumRequests(), "untracked after the refusal")
 	})
 	t.Run("duplicate id", func(t *testing.T) {
+		before := env.tr.NumRequests()
 		body, req := bridgeRequestJSON(t, "silent", hook.url, nil)
 		requireBridgeAck(t, bridgePost(t, env.base+"/requests", token, body), req.ID)
 		requireBridgeError(t, bridgePost(t, env.base+"/requests", token, body), http.StatusConflict)
-		assert.True(t, env.tr.RemoveRequest(req), "the first is still tracked")
+		assert.Equal(t, before+1, env.tr.NumRequests(), "the first is still tracked")
 	})
 	select {
 	case r := <-hook.got:
@@ -883,4 +885,78 @@ func TestBridgeShutdownFromOnDelivery(t *testing.T) {
 	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
 	waitFor(t, hook.got, 5*time.Second, "answer at the hook")
 	assert.NoError(t, waitFor(t, shut, 10*time.Second, "Shutdown from OnDelivery to return"))
+}
+
+// Each caller's ids are its own: a late answer to one caller's request
+// never reaches another's request of the same id, and a cancel notice the
+// bridge sends for one (its timeout) never refuses another's.
+func TestBridgeCallersIDsAreTheirOwn(t *testing.T) {
+	t.Run("a late answer goes to nobody else", func(t *testing.T) {
+		releaseA, releaseB := make(chan struct{}), make(chan struct{})
+		var onceA, onceB sync.Once
+		freeA := func() { onceA.Do(func() { close(releaseA) }) }
+		freeB := func() { onceB.Do(func() { close(releaseB) }) }
+		t.Cleanup(freeA)
+		t.Cleanup(freeB)
+		srv := acomm.NewServer(sockPath(t, "s.sock"), nil)
+		srv.Handle("a", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+			<-releaseA // works on, whatever its context says
+			return "A's result", nil, nil
+		})
+		srv.Handle("b", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+			<-releaseB
+			return "B's result", nil, nil
+		})
+		require.NoError(t, srv.Start())
+		t.Cleanup(srv.Stop)
+		env := newBridgeEnv(t, nil, bridge.Route{Pattern: "*", Addr: srv.URL()})
+		hookA, hookB := newBridgeHook(t), newBridgeHook(t)
+
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "",
+			`{"id":"job-7","task":"a","responsehook":"`+hookA.url+`","timeout_ms":100}`), "job-7")
+		a := waitFor(t, hookA.got, 5*time.Second, "A's timeout")
+		require.ErrorIs(t, a.Error, acomm.ErrTimeout)
+		assert.Equal(t, "job-7", a.ID)
+		// B, another caller, takes up the same id while A's handler runs.
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "",
+			`{"id":"job-7","task":"b","responsehook":"`+hookB.url+`"}`), "job-7")
+
+		freeA() // A's late answer comes back to the bridge's tracker
+		require.Eventually(t, func() bool { s := srv.Stats(); return s.Responded+s.RespondFailed >= 1 },
+			5*time.Second, 5*time.Millisecond, "A's late answer sent")
+		freeB()
+		b := waitFor(t, hookB.got, 5*time.Second, "B's answer")
+		require.NoError(t, b.Error, "B's hook got A's late answer")
+		assert.Equal(t, "job-7", b.ID, "answered under the caller's id")
+		assert.JSONEq(t, `"B's result"`, string(*b.Result))
+		select {
+		case got := <-hookA.got:
+			t.Errorf("A's hook got a second answer: %+v", got)
+		default:
+		}
+	})
+	t.Run("a cancel notice refuses nobody else's request", func(t *testing.T) {
+		srv := acomm.NewServer(sockPath(t, "s.sock"), nil)
+		srv.Handle("work", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) { return "done", nil, nil })
+		require.NoError(t, srv.Start())
+		t.Cleanup(srv.Stop)
+		env := newBridgeEnv(t, nil, bridge.Route{Pattern: "work", Addr: srv.URL()})
+		attacker, victim := newBridgeHook(t), newBridgeHook(t)
+		// The bridge's tracker learns that the service takes notices.
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", `{"id":"warm","task":"work","responsehook":"`+attacker.url+`"}`), "warm")
+		waitFor(t, attacker.got, 5*time.Second, "the warm-up")
+		const n = 10
+		for i := range n {
+			id := "order-" + strconv.Itoa(i)
+			requireBridgeAck(t, bridgePost(t, env.base+"/requests", "",
+				`{"id":"`+id+`","task":"work","responsehook":"`+attacker.url+`","timeout_ms":0}`), id)
+			waitFor(t, attacker.got, 5*time.Second, "the attacker's answer")
+		}
+		for i := range n {
+			id := "order-" + strconv.Itoa(i)
+			requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", `{"id":"`+id+`","task":"work","responsehook":"`+victim.url+`"}`), id)
+			got := waitFor(t, victim.got, 5*time.Second, "the victim's answer")
+			assert.NoError(t, got.Error, id)
+		}
+	})
 }

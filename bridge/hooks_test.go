@@ -388,15 +388,14 @@ func TestHookPolicyDialContext(t *testing.T) {
 // even one that someone else took off first.
 func TestBridgeShutdownGivesUp(t *testing.T) {
 	hook := newBridgeHook(t)
-	silent := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	forwarded := make(chan *acomm.Request, 3) // (under the bridge's ids)
+	silent := bridgeService(t, func(req *acomm.Request) *acomm.Response { forwarded <- req; return nil })
 	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "*", Addr: silent})
-	var reqs []*acomm.Request
 	for i := 0; i < 3; i++ {
 		body, req := bridgeRequestJSON(t, "wait", hook.url, i)
 		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
-		reqs = append(reqs, req)
 	}
-	assert.True(t, env.tr.RemoveRequest(reqs[0]), "taken off by someone else")
+	assert.True(t, env.tr.RemoveRequest(waitFor(t, forwarded, 5*time.Second, "a forwarded request")), "taken off by someone else")
 	done := make(chan error, 1)
 	go func() { done <- shutdownBridge(env.b, 100*time.Millisecond) }()
 	assert.ErrorIs(t, waitFor(t, done, 5*time.Second, "Shutdown"), context.DeadlineExceeded)

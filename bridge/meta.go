@@ -85,16 +85,12 @@ func (b *Bridge) serveCancel(w http.ResponseWriter, r *http.Request, notice *aco
 	// request's capability), not merely its id. A notice that matches
 	// nothing is acknowledged all the same: it tells nobody which ids are
 	// in flight.
-	hook, err := normalizeHook(notice.ResponseHook)
 	var fwd *acomm.Request
-	b.mu.Lock()
-	for p, h := range b.pending {
-		if err == nil && p.ID == args.ID && h.String() == hook.String() {
-			fwd = p
-			break
-		}
+	if hook, err := normalizeHook(notice.ResponseHook); err == nil {
+		b.mu.Lock()
+		fwd = b.byCaller[caller{id: args.ID, hook: hook.String()}]
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 	if fwd != nil && b.Tracker.RemoveRequest(fwd) {
 		b.end(fwd)
 	}
