@@ -8,8 +8,11 @@
 //     URL is rebuilt from its string, which is what is dialed), and the
 //     URL that CheckHook and HookPolicy vet is the URL dialed.
 //   - Deliveries to hooks never follow redirects, use no proxy, are bounded
-//     in time (DefaultHookTimeout) and in connections per host
-//     (DefaultMaxHookConnsPerHost), and end when Shutdown's context does.
+//     in time (DefaultHookTimeout) and in connections per host and port
+//     (DefaultMaxHookConnsPerHost) and in all (DefaultMaxHookConns), and
+//     end when Shutdown's context does.
+//   - The requests a bridge holds, awaiting their answer or its delivery,
+//     are bounded in number (MaxPending): past it, new ones get 503.
 //   - With a HookPolicy (acomm bridge always sets one), deliveries to
 //     loopback, link-local, unspecified and multicast addresses are
 //     refused, checked on the address actually dialed.
@@ -82,7 +85,8 @@ const DefaultMaxBodyBytes = 4 << 20
 // a task no route matches, 405 for a wrong method, 409 for a request id
 // in flight already with the same hook, 413 for a body over MaxBodyBytes, 502 when the service
 // cannot be reached or refuses the request, and 503 when the tracker is
-// not running or the bridge is shutting down. A 2xx acknowledgement of a
+// not running, the bridge holds MaxPending requests already, or it is
+// shutting down. A 2xx acknowledgement of a
 // request means its hook will be sent exactly one response (the answer,
 // or an error such as a timeout) unless Shutdown runs out of time first;
 // any other status means it will be sent none.
@@ -140,6 +144,12 @@ type Bridge struct {
 	// DefaultHookTimeout.
 	HookTimeout time.Duration
 
+	// MaxPending bounds the requests the bridge holds at once: tracked
+	// awaiting their answer, or answered and awaiting delivery to their
+	// hook. Past it, /requests answers 503 (matching acomm.ErrBusy) until
+	// one is done. Zero or less means DefaultMaxPending.
+	MaxPending int
+
 	// OnDelivery, when not nil, is called after each delivery to a hook,
 	// from the delivery's goroutine, with how long it took and its error
 	// (nil when the hook acknowledged the answer): a hook for metrics.
@@ -153,15 +163,17 @@ type Bridge struct {
 
 	clientOnce sync.Once
 	client     *http.Client
+	hookSlots  chan struct{} // one per delivery under way; see DefaultMaxHookConns
 
-	mu       sync.Mutex                // protects the fields below
-	closed   bool                      // Shutdown has begun
-	pending  map[*acomm.Request]caller // forwarded requests, each with its caller
-	byCaller map[caller]*acomm.Request // the same, by caller
-	work     sync.WaitGroup            // one count per pending request or delivery
-	stopOnce sync.Once
-	stopCtx  context.Context // ends when Shutdown gives up on deliveries
-	giveUp   context.CancelFunc
+	mu         sync.Mutex                // protects the fields below
+	closed     bool                      // Shutdown has begun
+	pending    map[*acomm.Request]caller // forwarded requests, each with its caller
+	byCaller   map[caller]*acomm.Request // the same, by caller
+	delivering int                       // answers being delivered
+	work       sync.WaitGroup            // one count per pending request or delivery
+	stopOnce   sync.Once
+	stopCtx    context.Context // ends when Shutdown gives up on deliveries
+	giveUp     context.CancelFunc
 }
 
 // New returns a Bridge that sends requests through tracker to the
@@ -295,6 +307,9 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, acomm.ErrDuplicateID):
 		b.refuse(w, r, http.StatusConflict, err)
 		return
+	case errors.Is(err, acomm.ErrBusy):
+		b.refuse(w, r, http.StatusServiceUnavailable, err)
+		return
 	case err != nil:
 		b.refuse(w, r, http.StatusServiceUnavailable, err)
 		return
@@ -377,6 +392,13 @@ func (b *Bridge) begin(fwd *acomm.Request, c caller) error {
 	if b.byCaller[c] != nil {
 		return fmt.Errorf("%w: %q, with the same hook", acomm.ErrDuplicateID, c.id)
 	}
+	max := b.MaxPending
+	if max <= 0 {
+		max = DefaultMaxPending
+	}
+	if len(b.pending)+b.delivering >= max {
+		return fmt.Errorf("%w: the bridge holds %d requests, awaiting their answers or their delivery", acomm.ErrBusy, max)
+	}
 	if b.pending == nil {
 		b.pending, b.byCaller = make(map[*acomm.Request]caller), make(map[caller]*acomm.Request)
 	}
@@ -394,13 +416,18 @@ func (b *Bridge) end(fwd *acomm.Request) {
 
 // settle takes fwd out of the pending map and reports whether it was
 // there: if so, the caller owns its count of b.work.
-func (b *Bridge) settle(fwd *acomm.Request) bool {
+func (b *Bridge) settle(fwd *acomm.Request) bool { return b.settleFor(fwd, 0) }
+
+// settleFor is settle, counting delivering more deliveries under way if
+// fwd was there (in the same hold of b.mu: see begin's bound).
+func (b *Bridge) settleFor(fwd *acomm.Request, delivering int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c, ok := b.pending[fwd]
 	if ok {
 		delete(b.pending, fwd)
 		delete(b.byCaller, c)
+		b.delivering += delivering
 	}
 	return ok
 }
@@ -409,7 +436,7 @@ func (b *Bridge) settle(fwd *acomm.Request) bool {
 // it hands the response to a delivery goroutine, so that a slow hook
 // holds none of the tracker's.
 func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy bool, resp *acomm.Response) {
-	if !b.settle(fwd) {
+	if !b.settleFor(fwd, 1) {
 		return // Shutdown gave up on it
 	}
 	out := *resp
@@ -440,6 +467,9 @@ func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy boo
 		}
 		// The delivery is over: Shutdown no longer waits for it, so that
 		// OnDelivery, user code, may call Shutdown.
+		b.mu.Lock()
+		b.delivering--
+		b.mu.Unlock()
 		b.work.Done()
 		if b.OnDelivery != nil {
 			b.OnDelivery(took, err)

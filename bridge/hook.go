@@ -17,9 +17,10 @@ import (
 )
 
 // Bounds of hook deliveries: a hook that accepts the POST and never
-// answers holds one connection for at most DefaultHookTimeout, and one
-// host holds at most DefaultMaxHookConnsPerHost connections, the other
-// deliveries to it waiting their turn (within their own timeout).
+// answers holds one connection for at most DefaultHookTimeout; one host
+// and port holds at most DefaultMaxHookConnsPerHost connections, and all
+// hooks together DefaultMaxHookConns, the other deliveries waiting their
+// turn (within their own timeout).
 const (
 	// DefaultHookTimeout bounds one delivery of an answer to a response
 	// hook, from dial to acknowledgement, waiting for a connection
@@ -28,6 +29,14 @@ const (
 	// DefaultMaxHookConnsPerHost bounds the connections open to one
 	// hook host at once.
 	DefaultMaxHookConnsPerHost = 8
+	// DefaultMaxHookConns bounds the deliveries under way at once, to all
+	// hooks together (a caller may name any number of hosts and ports).
+	DefaultMaxHookConns = 64
+	// DefaultMaxPending bounds the requests a Bridge holds at once, those
+	// awaiting their answer and those whose answer awaits delivery,
+	// unless its MaxPending says otherwise: each holds its args or its
+	// answer in memory.
+	DefaultMaxPending = 1024
 )
 
 // maxHookAckBytes bounds how much of a hook's acknowledgement is read.
@@ -70,6 +79,7 @@ func normalizeHook(u *url.URL) (*url.URL, error) {
 // bounds each phase and the connections per host.
 func (b *Bridge) hookClient() *http.Client {
 	b.clientOnce.Do(func() {
+		b.hookSlots = make(chan struct{}, DefaultMaxHookConns)
 		dial := (&net.Dialer{Timeout: hookDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 		if b.HookPolicy != nil {
 			dial = b.HookPolicy.DialContext
@@ -108,13 +118,24 @@ func (b *Bridge) deliver(ctx context.Context, hook *url.URL, meta map[string]str
 	if err != nil {
 		return fmt.Errorf("%w: marshal response: %w", acomm.ErrInvalidResponse, err)
 	}
+	// The wait for a turn (see DefaultMaxHookConns) counts in the
+	// delivery's time.
+	ctx, cancel := context.WithTimeout(ctx, b.hookTimeout())
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.String(), bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %w", acomm.ErrInvalidURL, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	setMetaHeader(req.Header, meta)
-	hr, err := b.hookClient().Do(req)
+	client := b.hookClient()
+	select {
+	case b.hookSlots <- struct{}{}:
+		defer func() { <-b.hookSlots }()
+	case <-ctx.Done():
+		return fmt.Errorf("%w: post to %s: waiting for a turn among %d deliveries under way: %w", acomm.ErrUnreachable, hook.Redacted(), DefaultMaxHookConns, ctx.Err())
+	}
+	hr, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error // "Post <the URL>": said below
 		if errors.As(err, &ue) {

@@ -314,6 +314,67 @@ func TestBridgeStalledHook(t *testing.T) {
 	requireBridgeError(t, bridgePost(t, env.base+"/requests", "", `{}`), http.StatusServiceUnavailable)
 }
 
+// TestBridgeStalledHooksOnManyPorts checks that hooks on many ports (a
+// caller may name any number) pin at most DefaultMaxHookConns
+// connections in all, not DefaultMaxHookConnsPerHost each.
+func TestBridgeStalledHooksOnManyPorts(t *testing.T) {
+	const ports = 12 // 12 x 8 connections would be 96
+	hooks := make([]*stalledHook, ports)
+	for i := range hooks {
+		hooks[i] = newStalledHook(t)
+	}
+	svc := bridgeService(t, bridgeEcho)
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "echo", Addr: svc})
+	for _, h := range hooks {
+		for j := 0; j < bridge.DefaultMaxHookConnsPerHost; j++ {
+			body, req := bridgeRequestJSON(t, "echo", h.url, j)
+			requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+		}
+	}
+	open := func() int {
+		n := 0
+		for _, h := range hooks {
+			h.mu.Lock()
+			n += h.open
+			h.mu.Unlock()
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return open() == bridge.DefaultMaxHookConns }, 10*time.Second, 5*time.Millisecond,
+		"deliveries under way: %d", open())
+	// The others wait their turn: none more is opened meanwhile.
+	assert.Never(t, func() bool { return open() > bridge.DefaultMaxHookConns }, 200*time.Millisecond, 5*time.Millisecond,
+		"connections to all the hooks")
+	assert.ErrorIs(t, shutdownBridge(env.b, 100*time.Millisecond), context.DeadlineExceeded)
+}
+
+// TestBridgeMaxPending checks that a bridge holding MaxPending requests
+// (here awaiting answers that never come) refuses the next with 503, and
+// takes requests again once one is done.
+func TestBridgeMaxPending(t *testing.T) {
+	hook := newBridgeHook(t)
+	silent := bridgeService(t, func(*acomm.Request) *acomm.Response { return nil })
+	env := newBridgeEnv(t, func(b *bridge.Bridge) { b.MaxPending = 3 }, bridge.Route{Pattern: "*", Addr: silent})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		body, req := bridgeRequestJSON(t, "wait", hook.url, i)
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+		ids = append(ids, req.ID)
+	}
+	body, _ := bridgeRequestJSON(t, "wait", hook.url, 3)
+	msg := requireBridgeError(t, bridgePost(t, env.base+"/requests", "", body), http.StatusServiceUnavailable)
+	assert.Contains(t, msg, acomm.ErrBusy.Error())
+	// The caller cancels one: room for one more.
+	notice := `{"id":"n1","task":"acomm.cancel","responsehook":"` + hook.url + `","args":{"id":"` + ids[0] + `"}}`
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", notice), "n1")
+	requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), func() string {
+		var r acomm.Request
+		require.NoError(t, json.Unmarshal([]byte(body), &r))
+		return r.ID
+	}())
+	assert.ErrorIs(t, shutdownBridge(env.b, 100*time.Millisecond), context.DeadlineExceeded)
+}
+
 // TestBridgeHealthz checks that the health check needs no token, says
 // nothing more than ok, and turns 503 on shutdown.
 func TestBridgeHealthz(t *testing.T) {
