@@ -82,9 +82,30 @@ type exchange struct {
 	// again (see failLocked), it goes in the form for a peer not known
 	// yet, as whoever listens at the path now may not be that peer (a
 	// service restarted onto another build). Nil on a connection for one
-	// frame, never sent again.
+	// frame, never sent again. The payload is its sender's, read only
+	// while the sender waits: one that leaves with its frame being
+	// written (withdraw) has that form encoded first, into again.
 	payload any
 	cfg     *config
+	again   *encoded
+}
+
+// encoded is a frame encoded, or the error of encoding it.
+type encoded struct {
+	frame    []byte
+	onAnswer answerTo
+	err      error
+}
+
+// againLocked returns ex's frame encoded for a peer not known yet (see
+// exchange.payload). Its caller holds the link's mu, and ex's sender
+// waits still, or left it encoded.
+func (ex *exchange) againLocked() *encoded {
+	if ex.again == nil {
+		frame, onAnswer, err := frameFor(nil, ex.payload, ex.cfg)
+		ex.again, ex.payload = &encoded{frame, onAnswer, err}, nil
+	}
+	return ex.again
 }
 
 // answerTo takes an answer found in an acknowledgement: take(id, answer),
@@ -609,6 +630,11 @@ func (l *link) withdraw(ex *exchange) bool {
 	if ex.state == exWithdrawn {
 		return true
 	}
+	if ex.state == exWriting && !l.dead && ex.payload != nil {
+		// Its sender leaves, and the write may yet fail: encoded now
+		// for a resend, its payload is the sender's again.
+		ex.againLocked()
+	}
 	if ex.state != exQueued || l.dead {
 		return false // being written, written, or sent again elsewhere
 	}
@@ -648,15 +674,15 @@ func (l *link) failLocked(err error) {
 		switch {
 		case ex.state == exWritten || ex.state == exWriting:
 			ex.outcome.set(fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err)))
-		case l.once || ex.payload == nil:
+		case l.once || (ex.payload == nil && ex.again == nil):
 			ex.outcome.set(fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err))
 		default:
-			// Encoded here, while its sender waits (for the outcome, or
-			// for l.mu to take it back), so never beside its next use.
-			if frame, onAnswer, ferr := frameFor(nil, ex.payload, ex.cfg); ferr != nil {
-				ex.outcome.set(ferr)
+			// Encoded here while its sender waits (for the outcome, or
+			// for l.mu to take it back), or already by withdraw.
+			if a := ex.againLocked(); a.err != nil {
+				ex.outcome.set(a.err)
 			} else {
-				go ex.resend(l.path, frame, onAnswer)
+				go ex.resend(l.path, a.frame, a.onAnswer)
 			}
 		}
 	}

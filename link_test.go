@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,7 +468,10 @@ func TestReplacedPeerGetsTheFormForAPeerNotKnown(t *testing.T) {
 	}
 	_, err := call("a")
 	require.NoError(t, err)
-	require.Contains(t, acomm.PeerFeatures(unixURL(path)), "pipeline", "a link is kept")
+	// (Call may return with the answer before its send has read the
+	// acknowledgement that makes the link.)
+	require.Eventually(t, func() bool { return slices.Contains(acomm.PeerFeatures(unixURL(path)), "pipeline") },
+		5*time.Second, time.Millisecond, "a link is kept")
 	srv.Stop()
 
 	l, err := net.Listen("unix", path)
@@ -506,4 +511,48 @@ func TestReplacedPeerGetsTheFormForAPeerNotKnown(t *testing.T) {
 		body := waitFor(t, got, 5*time.Second, "the frame")
 		assert.NotContains(t, body, "answer_in_ack", "call %q", arg)
 	}
+}
+
+// A frame whose sender gave up mid-write (SendContext returned ctx.Err(),
+// and the caller owns its Request again), sent again when the link then
+// fails, is what the sender left: the caller's later changes are neither
+// read (a race) nor sent.
+func TestResendSendsWhatItsSenderLeft(t *testing.T) {
+	closeNow := make(chan struct{})
+	resent := make(chan string, 4)
+	var n atomic.Int32
+	p := newFakePeer(t, func(conn net.Conn) {
+		defer conn.Close()
+		if n.Add(1) == 1 {
+			body, err := readRawFrame(conn)
+			if err != nil || writeAck(conn, body, pipelining...) != nil {
+				return
+			}
+			<-closeNow // read nothing more: the big frame's write blocks
+			return
+		}
+		body, err := readRawFrame(conn)
+		if err != nil {
+			return
+		}
+		_ = writeAck(conn, body)
+		resent <- string(body)
+	})
+	require.NoError(t, acomm.Send(p.url(), sendTestRequest(t)))
+	require.Contains(t, acomm.PeerFeatures(p.url()), "pipeline")
+
+	req := sendTestRequest(t)
+	big := json.RawMessage(`"` + strings.Repeat("x", 8<<20) + `"`)
+	req.Args = &big
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := acomm.SendContext(ctx, p.url(), req)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.False(t, errors.Is(err, acomm.ErrNotDelivered), "its writing had begun")
+
+	// The caller owns req again.
+	req.Task = "changed-after-send-returned"
+	close(closeNow)
+	body := waitFor(t, resent, 10*time.Second, "the resent frame")
+	require.False(t, strings.Contains(body, "changed-after-send-returned"), "the resend carries what the caller set after Send returned")
 }

@@ -8,9 +8,10 @@
 //     URL is rebuilt from its string, which is what is dialed), and the
 //     URL that CheckHook and HookPolicy vet is the URL dialed.
 //   - Deliveries to hooks never follow redirects, use no proxy, are bounded
-//     in time (DefaultHookTimeout) and in connections per host and port
-//     (DefaultMaxHookConnsPerHost) and in all (DefaultMaxHookConns), and
-//     end when Shutdown's context does.
+//     in time (DefaultHookTimeout), in connections per host and port
+//     (DefaultMaxHookConnsPerHost), and in deliveries under way and
+//     connections kept idle in all (DefaultMaxHookConns each), and end
+//     when Shutdown's context does.
 //   - The requests a bridge holds, awaiting their answer or its delivery,
 //     are bounded in number (MaxPending): past it, new ones get 503.
 //   - With a HookPolicy (acomm bridge always sets one), deliveries to

@@ -19,8 +19,10 @@ import (
 // Bounds of hook deliveries: a hook that accepts the POST and never
 // answers holds one connection for at most DefaultHookTimeout; one host
 // and port holds at most DefaultMaxHookConnsPerHost connections, and all
-// hooks together DefaultMaxHookConns, the other deliveries waiting their
-// turn (within their own timeout).
+// hooks together DefaultMaxHookConns deliveries under way, the other
+// deliveries waiting their turn (within their own timeout). Of the
+// connections that deliveries leave for reuse, at most
+// DefaultMaxHookConns are kept, each for 30 s.
 const (
 	// DefaultHookTimeout bounds one delivery of an answer to a response
 	// hook, from dial to acknowledgement, waiting for a connection
@@ -92,6 +94,7 @@ func (b *Bridge) hookClient() *http.Client {
 				ForceAttemptHTTP2:     true,
 				MaxConnsPerHost:       DefaultMaxHookConnsPerHost,
 				MaxIdleConnsPerHost:   DefaultMaxHookConnsPerHost,
+				MaxIdleConns:          DefaultMaxHookConns,
 				IdleConnTimeout:       30 * time.Second,
 				TLSHandshakeTimeout:   10 * time.Second,
 				ResponseHeaderTimeout: b.hookTimeout(),

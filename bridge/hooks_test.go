@@ -348,6 +348,47 @@ func TestBridgeStalledHooksOnManyPorts(t *testing.T) {
 	assert.ErrorIs(t, shutdownBridge(env.b, 100*time.Millisecond), context.DeadlineExceeded)
 }
 
+// TestBridgeIdleHookConnsInAll checks that the connections deliveries
+// leave for reuse, to hooks on as many ports as callers name, are kept
+// DefaultMaxHookConns at most.
+func TestBridgeIdleHookConnsInAll(t *testing.T) {
+	const ports = 100
+	var open atomic.Int64
+	urls := make([]string, ports)
+	got := make(chan struct{}, ports)
+	for i := range urls {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var resp acomm.Response
+			_ = json.NewDecoder(r.Body).Decode(&resp)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"id":"` + resp.ID + `","error":""}`))
+			got <- struct{}{}
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		urls[i] = srv.URL + "/hook"
+	}
+	svc := bridgeService(t, bridgeEcho)
+	env := newBridgeEnv(t, nil, bridge.Route{Pattern: "echo", Addr: svc})
+	for i, u := range urls {
+		body, req := bridgeRequestJSON(t, "echo", u, i)
+		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "", body), req.ID)
+	}
+	for range urls {
+		waitFor(t, got, 10*time.Second, "a delivery")
+	}
+	require.Eventually(t, func() bool { return open.Load() <= bridge.DefaultMaxHookConns }, 5*time.Second, 5*time.Millisecond,
+		"connections kept to hooks in all: %d", open.Load())
+}
+
 // TestBridgeMaxPending checks that a bridge holding MaxPending requests
 // (here awaiting answers that never come) refuses the next with 503, and
 // takes requests again once one is done.
