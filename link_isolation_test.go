@@ -38,9 +38,9 @@ func TestSharedLinkCallerGivingUpBreaksNothing(t *testing.T) {
 	big := json.RawMessage(`"` + strings.Repeat("x", 1<<20) + `"`)
 
 	// Each worker makes at least perWorker small calls, and goes on until
-	// the big callers have given up minBig times between them (or 20 s
-	// have passed): on a fast host the small calls alone would be over
-	// before the big ones had started.
+	// the big callers have made minBig calls between them, most given up
+	// (or 20 s have passed): on a fast host the small calls alone would
+	// be over before the big ones had started.
 	const workers, perWorker, minBig = 6, 80, 40
 	var failed, ownDeadline, succeeded, smallCalls atomic.Int64
 	until := time.Now().Add(20 * time.Second)

@@ -30,6 +30,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -442,6 +443,11 @@ func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy boo
 	}
 	out := *resp
 	out.ID, out.LegacyURLs = id, legacy
+	if out.Error != nil && strings.Contains(out.Error.Error(), fwd.ID) {
+		// The tracker's own errors (a timeout) name the request by the
+		// bridge's id: the caller knows it by its own.
+		out.Error = &renamed{msg: strings.ReplaceAll(out.Error.Error(), fwd.ID, id), err: out.Error}
+	}
 	if out.StreamURL != nil && out.StreamURL.Scheme == "unix" {
 		// A local socket means nothing to a remote caller: offer it
 		// through the HTTP stream proxy, or not at all.
@@ -477,6 +483,15 @@ func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy boo
 		}
 	}()
 }
+
+// renamed is err, its message naming a request by its caller's id.
+type renamed struct {
+	msg string
+	err error
+}
+
+func (e *renamed) Error() string { return e.msg }
+func (e *renamed) Unwrap() error { return e.err }
 
 // deliveryContext returns the context of deliveries: it ends when
 // Shutdown gives up on them.

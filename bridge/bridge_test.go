@@ -917,6 +917,7 @@ func TestBridgeCallersIDsAreTheirOwn(t *testing.T) {
 		a := waitFor(t, hookA.got, 5*time.Second, "A's timeout")
 		require.ErrorIs(t, a.Error, acomm.ErrTimeout)
 		assert.Equal(t, "job-7", a.ID)
+		assert.Contains(t, a.Error.Error(), "request job-7 ", "the error names the request as its caller does")
 		// B, another caller, takes up the same id while A's handler runs.
 		requireBridgeAck(t, bridgePost(t, env.base+"/requests", "",
 			`{"id":"job-7","task":"b","responsehook":"`+hookB.url+`"}`), "job-7")
