@@ -40,6 +40,7 @@ type UnixListener struct {
 	running  bool
 	listener *net.UnixListener
 	removed  bool                  // the accept loop removed the socket file (accept limit)
+	file     os.FileInfo           // the socket file as Start made it (see removeSocketFile)
 	conns    map[net.Conn]struct{} // connections handed out, not yet done
 	connCh   chan net.Conn         // accepted connections; closed when accepting ends
 	done     chan struct{}         // closed when Stop begins
@@ -113,6 +114,10 @@ func (ul *UnixListener) Start() error {
 	}
 	ul.listener = l
 	ul.removed = handed // a handed socket's file is not ours to remove
+	ul.file = nil
+	if fi, err := os.Lstat(ul.socketPath); err == nil && !handed {
+		ul.file = fi
+	}
 	ul.conns = make(map[net.Conn]struct{})
 	ul.refusing = make(map[net.Conn]struct{})
 	ul.connCh = make(chan net.Conn)
@@ -167,6 +172,19 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("%w: chmod socket: %w", ErrListen, err)
 	}
 	return l, nil
+}
+
+// removeSocketFile removes the listener's socket file if the path still
+// holds the one Start made: by now it may hold another listener's socket
+// (ours was removed, and the path reused), or anything else, which are
+// not ours to remove. Its caller holds ul.mu.
+func (ul *UnixListener) removeSocketFile() {
+	if ul.file == nil {
+		return
+	}
+	if cur, err := os.Lstat(ul.socketPath); err == nil && os.SameFile(ul.file, cur) {
+		_ = os.Remove(ul.socketPath)
+	}
 }
 
 // errNoPrivateBind makes listenUnix bind in place: the private path would
@@ -292,8 +310,8 @@ func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, do
 			// not remove the path again: by then it may be another
 			// listener's socket.
 			_ = l.Close()
-			_ = os.Remove(ul.socketPath)
 			ul.mu.Lock()
+			ul.removeSocketFile()
 			ul.removed = true
 			ul.mu.Unlock()
 			return
@@ -448,11 +466,10 @@ func (ul *UnixListener) shutdown(ctx context.Context, grace time.Duration) (chan
 	<-loopDone
 	ul.stopRefusing()
 	ul.mu.Lock()
-	removed := ul.removed
-	ul.mu.Unlock()
-	if !removed {
-		_ = os.Remove(ul.socketPath)
+	if !ul.removed {
+		ul.removeSocketFile()
 	}
+	ul.mu.Unlock()
 
 	idle := make(chan struct{})
 	go func() {

@@ -397,3 +397,40 @@ func TestUnixListenerAddrURL(t *testing.T) {
 		})
 	}
 }
+
+// Stop removes the socket file Start made, and nothing else: once that
+// file was removed (an operator, a cleaner) and the path reused, what is
+// there now is not the listener's.
+func TestUnixListenerStopRemovesOnlyItsOwnFile(t *testing.T) {
+	tests := []struct {
+		name  string
+		place func(t *testing.T, path string)
+	}{
+		{"another listener's socket", func(t *testing.T, path string) {
+			other := acomm.NewUnixListener(path, 0)
+			require.NoError(t, other.Start())
+			t.Cleanup(func() { other.Stop(0) })
+		}},
+		{"a regular file", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte("precious"), 0o600))
+		}},
+		{"a directory", func(t *testing.T, path string) {
+			require.NoError(t, os.Mkdir(path, 0o700))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ul := newListener(t, 0)
+			require.NoError(t, os.Remove(ul.Addr()))
+			tt.place(t, ul.Addr())
+			ul.Stop(0)
+			_, err := os.Lstat(ul.Addr())
+			assert.NoError(t, err, "Stop removed what is at its path now")
+		})
+	}
+	t.Run("its own file", func(t *testing.T) {
+		ul := newListener(t, 0)
+		ul.Stop(0)
+		assert.NoFileExists(t, ul.Addr())
+	})
+}
