@@ -91,7 +91,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 			timeout, fromCtx = d, true
 		}
 	}
-	if err := t.trackInline(req, timeout, dest); err != nil {
+	if err := t.trackInline(req, timeout, dest, nil); err != nil {
 		return nil, err
 	}
 	// Over a pipe, the acknowledgement is not waited for before the

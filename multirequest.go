@@ -72,9 +72,6 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 	m.pending++
 	m.mu.Unlock()
 
-	req.SuccessHandler = m.handle
-	req.ErrorHandler = m.handle
-	m.tracker.takeAnswersInAck(req)
 	if err := m.trackRequest(req); err != nil {
 		m.mu.Lock()
 		delete(m.added, name)
@@ -87,13 +84,15 @@ func (m *MultiRequest) AddRequest(name string, req *Request) error {
 	return nil
 }
 
-// trackRequest tracks req, as TrackRequest does; m.handle never blocks, so
-// the tracker may run it on the goroutine that reads the response.
+// trackRequest tracks req, as TrackRequest does, with m.handle as both
+// its handlers once it is tracked (a refusal leaves req as it was); m.handle
+// never blocks, so the tracker may run it on the goroutine that reads the
+// response.
 func (m *MultiRequest) trackRequest(req *Request) error {
 	if req.ID == "" {
 		return fmt.Errorf("%w: missing id", ErrInvalidRequest)
 	}
-	return m.tracker.trackInline(req, m.timeout, nil)
+	return m.tracker.trackInline(req, m.timeout, nil, m.handle)
 }
 
 // handle records a response; it is both handlers of every added request.

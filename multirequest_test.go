@@ -273,3 +273,21 @@ func TestSendAllStalledPeerHoldsUpNoOther(t *testing.T) {
 	}
 	assert.Equal(t, 8, ok, "answers from the healthy Server")
 }
+
+// A request AddRequest refuses is left as it was: one tracked already,
+// whose id the refusal is about, keeps its own handlers, which run.
+func TestMultiRequestRefusedAddLeavesTheRequest(t *testing.T) {
+	tr := newTracker(t, nil, 5*time.Second)
+	srv := srvStart(t, tr)
+	srv.Handle("x", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) { return "ok", nil, nil })
+	ran := make(chan *acomm.Response, 2)
+	h := func(_ *acomm.Request, r *acomm.Response) { ran <- r }
+	req, err := acomm.NewRequest("x", tr.URL().String(), nil, h, h)
+	require.NoError(t, err)
+	require.NoError(t, tr.TrackRequest(req, 5*time.Second))
+	require.ErrorIs(t, acomm.NewMultiRequest(tr, time.Second).AddRequest("n", req), acomm.ErrDuplicateID)
+	require.NoError(t, tr.Send(context.Background(), srv.URL(), req))
+	resp := waitFor(t, ran, 5*time.Second, "the request's own handler")
+	require.NoError(t, resp.Error)
+	assert.Empty(t, ran, "once")
+}

@@ -383,19 +383,22 @@ func (t *Tracker) TrackRequest(req *Request, timeout time.Duration) error {
 
 // track registers req; forwardTo is set for proxied requests.
 func (t *Tracker) track(req *Request, timeout time.Duration, forwardTo *url.URL) error {
-	return t.trackRequest(req, timeout, forwardTo, nil, false)
+	return t.trackRequest(req, timeout, forwardTo, nil, false, nil)
 }
 
 // trackInline registers req, whose handlers are the tracker's own and never
 // block, so that they may run on the goroutine that reads the response.
-// dest, when known, is where it is about to be sent.
-func (t *Tracker) trackInline(req *Request, timeout time.Duration, dest *url.URL) error {
-	return t.trackRequest(req, timeout, nil, dest, true)
+// dest, when known, is where it is about to be sent. A handler, when not
+// nil, becomes both of req's handlers (with the answer taking that goes
+// with them) only once req is certain to be tracked: a refused req is
+// left as it was, handlers included (it may be tracked already).
+func (t *Tracker) trackInline(req *Request, timeout time.Duration, dest *url.URL, handler func(*Request, *Response)) error {
+	return t.trackRequest(req, timeout, nil, dest, true, handler)
 }
 
 // trackRequest registers req; see track and trackInline. It sets req's
 // deadline (see Request.Deadline) to the end of its timeout.
-func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, dest *url.URL, inline bool) error {
+func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, dest *url.URL, inline bool, handler func(*Request, *Response)) error {
 	if timeout <= 0 {
 		timeout = t.defaultTimeout
 	}
@@ -441,6 +444,10 @@ func (t *Tracker) trackRequest(req *Request, timeout time.Duration, forwardTo, d
 		req.ResponseHook, req.hookText = rebound, ""
 	}
 	req.deadline = t.epoch.Add(time.Duration(at))
+	if handler != nil {
+		req.SuccessHandler, req.ErrorHandler = handler, handler
+		t.takeAnswersInAck(req)
+	}
 	if !inline && forwardTo == nil {
 		// Answered at this tracker's socket: a Server that takes
 		// answer_in_ack may as well answer in the acknowledgement of
