@@ -129,7 +129,7 @@ func serveLocalStream(w http.ResponseWriter, r *http.Request, s *unixStream) {
 
 	fw := startStreamBody(w, &s.closed)
 	defer fw.finish()
-	if _, err := copyStream(fw, s.src); err != nil || s.closed.Load() {
+	if _, err := copySource(fw, s.src); err != nil || s.closed.Load() {
 		panic(http.ErrAbortHandler) // a broken stream, not a short one
 	}
 }

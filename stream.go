@@ -97,6 +97,7 @@ func closeBounded(src io.Closer) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() { _ = recover() }() // user code: see copySource
 		_ = src.Close()
 	}()
 	t := time.NewTimer(streamCloseGrace)
@@ -200,7 +201,11 @@ func (t *Tracker) serveStream(s *unixStream) {
 		return
 	}
 	defer s.ul.DoneConn(conn)
-	n, err := copyStream(&deadlineWriter{conn: conn, timeout: t.cfg.ioTimeout}, s.src)
+	n, err := copySource(&deadlineWriter{conn: conn, timeout: t.cfg.ioTimeout}, s.src)
+	if errors.Is(err, ErrHandlerPanic) {
+		log.WithError(err).WithField("bytes", n).Error("stream source panicked; stream broken")
+		return
+	}
 	if err != nil {
 		// Closing at once, with the reader's ready byte unread, makes
 		// the reader's next read fail (ECONNRESET) once it has the
@@ -264,6 +269,19 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
+}
+
+// copySource is copyStream from a stream's source, user code: a panic
+// in its Read (or WriteTo) breaks the stream, as a handler's panic fails
+// its request (see Server), rather than the process. The error matches
+// ErrHandlerPanic.
+func copySource(dst io.Writer, src io.Reader) (n int64, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: stream source: %v", ErrHandlerPanic, r)
+		}
+	}()
+	return copyStream(dst, src)
 }
 
 // copyStream copies src to dst, taking the fastest path there is:

@@ -542,3 +542,31 @@ func TestStreamSourceFailsMidwayThroughBridgeAndProxy(t *testing.T) {
 		assert.Equal(t, "whole", buf.String())
 	})
 }
+
+// panickingSource is a stream source whose Read and Close panic.
+type panickingSource struct{}
+
+func (panickingSource) Read([]byte) (int, error) { panic("stream source read panicked") }
+func (panickingSource) Close() error             { panic("stream source close panicked") }
+
+// A stream source is user code, like a handler: its panic breaks the
+// stream (the reader gets ErrStreamBroken), never the process.
+func TestStreamSourcePanics(t *testing.T) {
+	t.Run("unix", func(t *testing.T) {
+		tr := newTracker(t, nil, time.Minute)
+		u, err := tr.NewStreamUnix("", panickingSource{})
+		require.NoError(t, err)
+		require.ErrorIs(t, acomm.Stream(io.Discard, u), acomm.ErrStreamBroken)
+	})
+	t.Run("through the http proxy", func(t *testing.T) {
+		hs := httptest.NewServer(http.HandlerFunc(acomm.ProxyStreamHandler))
+		t.Cleanup(hs.Close)
+		base, _ := url.Parse(hs.URL + "/stream")
+		tr := newTracker(t, base, time.Minute)
+		u, err := tr.NewStreamUnix("", panickingSource{})
+		require.NoError(t, err)
+		pu, err := tr.ProxyStreamHTTPURL(u)
+		require.NoError(t, err)
+		assert.ErrorIs(t, acomm.Stream(io.Discard, pu), acomm.ErrStreamBroken)
+	})
+}
