@@ -18,6 +18,25 @@ import (
 // carries the request's capability (see Tracker.BindHook).
 const hookCapParam = "acomm-cap"
 
+// redacted is u as logs and errors show it: Redacted (no password), and a
+// capability in its query (see hookCapParam) hidden, since it answers the
+// request it is bound to.
+func redacted(u *url.URL) string {
+	if u == nil {
+		return "<nil>"
+	}
+	if !strings.Contains(u.RawQuery, hookCapParam) {
+		return u.Redacted()
+	}
+	c := *u
+	q := c.Query()
+	if q.Has(hookCapParam) {
+		q.Set(hookCapParam, "xxxxx")
+	}
+	c.RawQuery = q.Encode()
+	return c.Redacted()
+}
+
 // Capabilities: a capability is "<binding>.<mac>", the binding a number in
 // hex and the mac an HMAC of the binding and the request's id under the
 // tracker's secret. Each tracked request bound to a hook gets a binding of

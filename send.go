@@ -115,15 +115,18 @@ func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) erro
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return cmp.Or(ctx.Err(), fmt.Errorf("%w: post to %s: %w", ErrUnreachable, addr.Redacted(), err))
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err // ("Post <the URL>": said here, redacted)
+		}
+		return cmp.Or(ctx.Err(), fmt.Errorf("%w: post to %s: %w", ErrUnreachable, redacted(addr), err))
 	}
 	defer resp.Body.Close()
 	ack, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: %w: read acknowledgement from %s: %w", ErrOutcomeUnknown, ErrConnection, addr.Redacted(), err)
+		return fmt.Errorf("%w: %w: read acknowledgement from %s: %w", ErrOutcomeUnknown, ErrConnection, redacted(addr), err)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, addr.Redacted(), bytes.TrimSpace(ack[:min(len(ack), 512)]))
+		return fmt.Errorf("%w: %s from %s: %s", ErrHTTPStatus, resp.Status, redacted(addr), bytes.TrimSpace(ack[:min(len(ack), 512)]))
 	}
 	features, _, err := decodeAck(ack, true, false)
 	if errors.Is(err, ErrRefused) {

@@ -280,3 +280,22 @@ func TestSendUnreachableNamesPathOnce(t *testing.T) {
 	require.ErrorIs(t, err, acomm.ErrUnreachable)
 	assert.Equal(t, 1, strings.Count(err.Error(), path), "%v", err)
 }
+
+// An http(s) hook may carry its request's capability in its query: the
+// errors of a send to it do not show it.
+func TestSendHTTPErrorsHideCapability(t *testing.T) {
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	t.Cleanup(refusing.Close)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, base := range []string{refusing.URL, closed.URL} {
+		u, err := url.Parse(base + "/hook?acomm-cap=1.s3cretcap")
+		require.NoError(t, err)
+		err = acomm.Send(u, &acomm.Response{ID: "1"})
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "s3cretcap")
+		assert.Contains(t, err.Error(), "/hook")
+	}
+}

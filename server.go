@@ -556,7 +556,7 @@ func (s *Server) respond(req *Request, resp *Response) {
 	}
 	if err != nil {
 		s.stats.respondFailed.Add(1)
-		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "hook": req.ResponseHook.Redacted()}).
+		s.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "hook": redacted(req.ResponseHook)}).
 			Warn("sending response failed")
 		return
 	}

@@ -622,7 +622,7 @@ func (t *Tracker) deliver(tr *trackedRequest, resp *Response) {
 		fwd.StreamURL = su
 	}
 	if err := sendMsg(context.Background(), tr.forwardTo, &fwd, &t.cfg); err != nil {
-		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": tr.forwardTo.Redacted()}).
+		t.log().WithError(err).WithFields(logrus.Fields{"id": resp.ID, "hook": redacted(tr.forwardTo)}).
 			Warn("forwarding response failed")
 	}
 }

@@ -469,7 +469,7 @@ func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy boo
 				// answer is then the timeout): its hook is likely gone.
 				level = logrus.DebugLevel
 			}
-			b.log().WithError(err).WithFields(logrus.Fields{"id": id, "hook": hook.Redacted()}).
+			b.log().WithError(err).WithFields(logrus.Fields{"id": id, "hook": shown(hook)}).
 				Log(level, "delivering response to hook failed")
 		}
 		// The delivery is over: Shutdown no longer waits for it, so that

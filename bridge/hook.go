@@ -41,6 +41,22 @@ const (
 	DefaultMaxPending = 1024
 )
 
+// shown is a caller's hook as the bridge's logs and errors show it: no
+// password, and no query values, which may be secrets (a capability that
+// answers the request, as acomm.Tracker.BindHook puts there).
+func shown(hook *url.URL) string {
+	if hook.RawQuery == "" {
+		return hook.Redacted()
+	}
+	c := *hook
+	q := c.Query()
+	for k := range q {
+		q.Set(k, "xxxxx")
+	}
+	c.RawQuery = q.Encode()
+	return c.Redacted()
+}
+
 // maxHookAckBytes bounds how much of a hook's acknowledgement is read.
 const maxHookAckBytes = 64 << 10
 
@@ -136,7 +152,7 @@ func (b *Bridge) deliver(ctx context.Context, hook *url.URL, meta map[string]str
 	case b.hookSlots <- struct{}{}:
 		defer func() { <-b.hookSlots }()
 	case <-ctx.Done():
-		return fmt.Errorf("%w: post to %s: waiting for a turn among %d deliveries under way: %w", acomm.ErrUnreachable, hook.Redacted(), DefaultMaxHookConns, ctx.Err())
+		return fmt.Errorf("%w: post to %s: waiting for a turn among %d deliveries under way: %w", acomm.ErrUnreachable, shown(hook), DefaultMaxHookConns, ctx.Err())
 	}
 	hr, err := client.Do(req)
 	if err != nil {
@@ -147,15 +163,15 @@ func (b *Bridge) deliver(ctx context.Context, hook *url.URL, meta map[string]str
 		if errors.Is(err, acomm.ErrUnreachable) {
 			return err // the hook policy's dialer: it names the address
 		}
-		return fmt.Errorf("%w: post to %s: %w", acomm.ErrUnreachable, hook.Redacted(), err)
+		return fmt.Errorf("%w: post to %s: %w", acomm.ErrUnreachable, shown(hook), err)
 	}
 	defer hr.Body.Close()
 	ack, err := io.ReadAll(io.LimitReader(hr.Body, maxHookAckBytes))
 	if err != nil {
-		return fmt.Errorf("%w: read acknowledgement from %s: %w", acomm.ErrConnection, hook.Redacted(), err)
+		return fmt.Errorf("%w: read acknowledgement from %s: %w", acomm.ErrConnection, shown(hook), err)
 	}
 	if hr.StatusCode < 200 || hr.StatusCode > 299 {
-		return fmt.Errorf("%w: %s from %s: %s", acomm.ErrHTTPStatus, hr.Status, hook.Redacted(), strings.TrimSpace(string(ack[:min(len(ack), 512)])))
+		return fmt.Errorf("%w: %s from %s: %s", acomm.ErrHTTPStatus, hr.Status, shown(hook), strings.TrimSpace(string(ack[:min(len(ack), 512)])))
 	}
 	return nil
 }

@@ -257,3 +257,31 @@ func TestBridgeQuietWhenCallerStoppedWaiting(t *testing.T) {
 		})
 	}
 }
+
+// A caller's hook may carry a secret in its query (the capability
+// acomm.Tracker.BindHook puts there): a failed delivery's log and error
+// show the hook without it.
+func TestBridgeLogsHideHookSecrets(t *testing.T) {
+	svc := newWireService(t)
+	logger, logs := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	delivered := make(chan error, 1)
+	env := newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.Logger = logger
+		b.OnDelivery = func(_ time.Duration, err error) { delivered <- err }
+	}, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	t.Cleanup(refusing.Close)
+	body := `{"id":"s1","task":"meta","responsehook":"` + refusing.URL + `/hook?acomm-cap=1.s3cretcap","args":null}`
+	r := bridgePost(t, env.base+"/requests", "", body)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	err := waitFor(t, delivered, 5*time.Second, "the delivery")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cretcap")
+	for _, e := range logs.AllEntries() {
+		line, _ := e.String()
+		assert.NotContains(t, line, "s3cretcap", "log: %s", e.Message)
+	}
+}
