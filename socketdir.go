@@ -18,11 +18,11 @@ const maxSymlinks = 40
 // that exists, following symbolic links as the kernel will, and refuses a
 // directory on the way that is world-writable without the sticky bit
 // (anyone may rename what it holds; /tmp, which is sticky, is fine) or
-// with it but owned by another user than root and this process's (its
-// owner may rename what it holds), and a
-// symbolic link owned by a user other than root and this process's (its
-// owner may point it anywhere). What does not exist yet is created by this
-// process, so the walk stops there.
+// owned by another user than root and this process's (its owner may
+// rename what it holds, whatever its mode), and a symbolic link owned by
+// a user other than root and this process's (its owner may point it
+// anywhere). What does not exist yet is created by this process, so the
+// walk stops there.
 func checkSocketDir(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -73,13 +73,11 @@ func checkSocketDir(dir string) error {
 		if fi.Mode()&0o002 != 0 && fi.Mode()&fs.ModeSticky == 0 {
 			return fmt.Errorf("%w: %s is world-writable without the sticky bit", ErrUnsafeSocketPath, next)
 		}
-		if fi.Mode()&0o002 != 0 {
-			// Sticky: only an entry's owner, and the directory's, may
-			// remove or rename it. /tmp is root's; one of another
-			// user's is theirs to rearrange.
-			if uid, ok := fileOwner(fi); ok && uid != 0 && uid != me {
-				return fmt.Errorf("%w: %s is world-writable and owned by uid %d", ErrUnsafeSocketPath, next, uid)
-			}
+		// A directory's owner may rename what it holds (sticky or
+		// not, and may make it writable): /tmp is root's; one of
+		// another user's is theirs to rearrange.
+		if uid, ok := fileOwner(fi); ok && uid != 0 && uid != me {
+			return fmt.Errorf("%w: %s is owned by uid %d, who may rename what it holds", ErrUnsafeSocketPath, next, uid)
 		}
 		cur = next
 	}

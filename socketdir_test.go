@@ -55,6 +55,17 @@ func TestSocketDirSafety(t *testing.T) {
 			require.NoError(t, os.Chown(filepath.Join(base, "shared"), otherUID, otherUID))
 			return filepath.Join(base, "shared", "s.sock")
 		}, true},
+		{"dir of another user, not writable by others", func(t *testing.T, base string) string {
+			// Its owner may rename what it holds, whatever its mode.
+			require.NoError(t, os.Mkdir(filepath.Join(base, "theirs"), 0o755))
+			require.NoError(t, os.Chown(filepath.Join(base, "theirs"), otherUID, otherUID))
+			return filepath.Join(base, "theirs", "s.sock")
+		}, true},
+		{"our group-writable dir", func(t *testing.T, base string) string {
+			require.NoError(t, os.Mkdir(filepath.Join(base, "group"), 0o770))
+			require.NoError(t, os.Chmod(filepath.Join(base, "group"), 0o770))
+			return filepath.Join(base, "group", "s.sock")
+		}, false},
 		{"world-writable dir without sticky bit", func(t *testing.T, base string) string {
 			require.NoError(t, os.Chmod(base, 0o777))
 			return filepath.Join(base, "s.sock")
