@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acommgo/acomm"
 	"github.com/sirupsen/logrus"
@@ -103,13 +104,18 @@ func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
-// abbreviate returns b, cut to a length that fits in a message.
+// abbreviate returns b, cut on a character boundary to a length that fits
+// in a message, and made printable.
 func abbreviate(b []byte) string {
 	const max = 60
-	if len(b) > max {
-		return string(b[:max]) + "…"
+	if len(b) <= max {
+		return printable(string(b))
 	}
-	return string(b)
+	n := max
+	for n > max-utf8.UTFMax && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return printable(string(b[:n])) + "…"
 }
 
 func runCall(cmd *cobra.Command, f callFlags, args []string) error {

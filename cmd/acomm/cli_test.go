@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acommgo/acomm"
 	"github.com/stretchr/testify/assert"
@@ -470,4 +473,78 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 
 	r = runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile + ".none"}}, "stream", hs.URL+"/stream")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "disk on fire: é ✓", "disk on fire: é ✓"},
+		{"tab kept", "a\tb", "a\tb"},
+		{"newline", "one\ntwo\r\n", `one\ntwo\r\n`},
+		{"escape sequence", "\x1b]0;owned\x07\x1b[2J", `\x1b]0;owned\x07\x1b[2J`},
+		{"del", "a\x7fb", `a\x7fb`},
+		{"c1 csi", "a\u009b2Jb", `a\u009b2Jb`},
+		{"invalid utf-8", "a\xff\xc3b", `a\xff\xc3b`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, printable(tt.in))
+			assert.Equal(t, tt.want, printable(tt.want), "printable twice")
+		})
+	}
+}
+
+func TestAbbreviateCutsOnRuneBoundary(t *testing.T) {
+	long := strings.Repeat("x", 59) + "éééé"
+	got := abbreviate([]byte(long))
+	assert.True(t, utf8.ValidString(got), got)
+	assert.Equal(t, strings.Repeat("x", 59)+"…", got)
+	assert.Equal(t, `{\x1b[2J`, abbreviate([]byte("{\x1b[2J")))
+}
+
+// TestRemoteTextIsEscaped checks that what a service or a bridge says is
+// printed with its control characters escaped: one error is one line, and
+// moves no cursor.
+func TestRemoteTextIsEscaped(t *testing.T) {
+	const evil = "bad\x1b]0;owned\x07\nsecond line\u009b2J\x7f"
+	const escaped = `bad\x1b]0;owned\x07\nsecond line\u009b2J\x7f`
+	tr, _ := startServices(t)
+	srv := acomm.NewServer(filepath.Join(shortDir(t), "e.sock"), tr)
+	srv.Handle("evil", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		return nil, nil, errors.New(evil)
+	})
+	require.NoError(t, srv.Describe("evil", "says\x1b[31m red\u009b things", nil))
+	require.NoError(t, srv.Start())
+	t.Cleanup(srv.Stop)
+	bridge := requestServer(t, func(w http.ResponseWriter, _ *http.Request, _ *acomm.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": evil})
+	})
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		out   string
+		want  string
+		lines int
+	}{
+		{"task error", []string{"call", srv.Addr(), "evil"}, exitTaskError, "stderr", escaped, 1},
+		{"bridge error body", []string{"call", bridge, "evil"}, exitUsage, "stderr", escaped, 1},
+		{"info description", []string{"info", srv.Addr()}, exitOK, "stdout", `says\x1b[31m red\u009b things`, 0},
+		{"echoed args", []string{"call", srv.Addr(), "evil", "{\x1b[2J\n\xff"}, exitUsage, "stderr", `{\x1b[2J\n\xff`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			out := map[string]string{"stdout": r.stdout, "stderr": r.stderr}[tt.out]
+			assert.Contains(t, out, tt.want)
+			assert.NotContains(t, r.stdout+r.stderr, "\x1b")
+			assert.NotContains(t, r.stdout+r.stderr, "\u009b")
+			if tt.lines > 0 {
+				assert.Equal(t, tt.lines, strings.Count(r.stderr, "\n"), r.stderr)
+			}
+		})
+	}
 }

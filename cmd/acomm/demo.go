@@ -285,7 +285,7 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 		t0 := time.Now()
 		detail, err := f()
 		if err != nil {
-			fmt.Fprintf(out, "FAIL %-44s %v\n", name, err)
+			fmt.Fprintf(out, "FAIL %-44s %s\n", name, printable(err.Error()))
 			return noAnswerErr(fmt.Errorf("%s: %w", name, err))
 		}
 		fmt.Fprintf(out, "ok   %-44s %-28s %10s\n", name, detail, time.Since(t0).Round(time.Microsecond))
