@@ -88,7 +88,7 @@ func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
 		}
 	case strings.HasPrefix(arg, "@"):
 		var err error
-		if b, err = os.ReadFile(arg[1:]); err != nil {
+		if b, err = readFileMax(arg[1:], maxArgsBytes); err != nil {
 			return nil, usageErr("read args: %w", err)
 		}
 	default:
@@ -102,6 +102,18 @@ func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
 		return nil, usageErr("args are not valid JSON: %s", abbreviate(b))
 	}
 	return json.RawMessage(b), nil
+}
+
+// readFileMax reads the file at path, up to max bytes and one more (so
+// that the caller sees it is too large): a file such as /dev/zero never
+// ends.
+func readFileMax(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
 }
 
 // abbreviate returns b, cut on a character boundary to a length that fits

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -75,14 +74,20 @@ func newCaller(remote remoteFlags, timeout time.Duration) (*caller, error) {
 // close stops the caller's tracker.
 func (c *caller) close() { c.tracker.Stop() }
 
+// maxTokenBytes bounds a token file: a token is a line.
+const maxTokenBytes = 64 << 10
+
 // readToken reads a token file ("" gives no token).
 func readToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxTokenBytes)
 	if err != nil {
 		return "", usageErr("read token file: %w", err)
+	}
+	if len(b) > maxTokenBytes {
+		return "", usageErr("token file %s is larger than %d bytes", path, maxTokenBytes)
 	}
 	return strings.TrimSpace(string(b)), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -545,6 +546,36 @@ func TestRemoteTextIsEscaped(t *testing.T) {
 			if tt.lines > 0 {
 				assert.Equal(t, tt.lines, strings.Count(r.stderr, "\n"), r.stderr)
 			}
+		})
+	}
+}
+
+// TestInputFilesAreBounded checks that args and token files are read up to
+// a limit, so that @/dev/zero fails (exit 2) rather than eat all memory.
+func TestInputFilesAreBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	_, srv := startServices(t)
+	bigToken := filepath.Join(shortDir(t), "token")
+	require.NoError(t, os.WriteFile(bigToken, bytes.Repeat([]byte("x"), maxTokenBytes+1), 0o600))
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"args file", []string{"call", srv.Addr(), "text.upper", "@/dev/zero"}, nil, "args are larger than"},
+		{"token file", []string{"call", "--token-file", "/dev/zero", "http://127.0.0.1:1/requests", "t"}, nil, "token file /dev/zero is larger than"},
+		{"large token file", []string{"stream", "--token-file", bigToken, "http://127.0.0.1:1/stream"}, nil, "is larger than"},
+		{"token file from env", []string{"stream", "http://127.0.0.1:1/stream"}, []string{"ACOMM_TOKEN_FILE=/dev/zero"}, "is larger than"},
+		{"bridge token file", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=" + srv.Addr(), "--token-file", "/dev/zero"}, nil, "is larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{env: tt.env}, tt.args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
 		})
 	}
 }
