@@ -42,8 +42,10 @@ result, stream_url, error). A task error goes to stderr with exit status 1.
 
 When the response carries a stream, -o FILE saves it (FILE is checked
 before the request is sent, and written only when the stream was read to
-its end). Without -o, the stream's URL goes to stderr with the command
-that reads it; a stream can be read once, and expires when nobody reads it.
+its end; an existing file keeps its permissions, a symbolic link's target
+is written, a device or named pipe is written in place, and - is stdout).
+Without -o, the stream's URL goes to stderr with the command that reads
+it; a stream can be read once, and expires when nobody reads it.
 
 The address is a unix socket (unix:///run/svc.sock, /run/svc.sock,
 ./svc.sock) or an acomm bridge (http://host:8080/requests). For a bridge,
@@ -70,7 +72,7 @@ service to cancel the request (through a bridge, with a cancel notice).`,
 	}
 	fl := cmd.Flags()
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer, and for the stream's next bytes with -o")
-	fl.StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE`")
+	fl.StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE` (- for stdout)")
 	fl.BoolVar(&f.full, "full", false, "print the whole response (id, result, stream_url, error), not only the result")
 	addRemoteFlags(cmd, &f.remote)
 	return cmd
@@ -147,7 +149,7 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 	var out *outputFile
 	if f.output != "" {
 		// Checked before anything is sent: the task may be costly.
-		if out, err = createOutput(f.output); err != nil {
+		if out, err = createOutput(cmd.Context(), f.output); err != nil {
 			return err
 		}
 		defer out.abort()
