@@ -112,7 +112,8 @@ type route struct {
 
 // call sends task with payload to dest and waits for the answer. Its
 // error carries the exit status: 1 for an error the task answered with,
-// 2 for a request the bridge found invalid, or an address that is not a
+// 2 for a request the bridge found invalid, one too large to send or not
+// valid (a task name that is not UTF-8), or an address that is not a
 // socket, 3 for no answer. The response is returned with a task error
 // too. A call interrupted, or past its timeout, tells the service to
 // cancel the request.
@@ -160,6 +161,9 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 			msg += "; " + d
 		}
 		return nil, noAnswerErr(errors.New(msg + told(err)))
+	case errors.Is(err, acomm.ErrFrameTooLarge), errors.Is(err, acomm.ErrInvalidArgument), errors.Is(err, acomm.ErrInvalidRequest):
+		// What was given cannot be sent: too large, or not a request.
+		return nil, withCode(exitUsage, fmt.Errorf("task %s: %w", task, err))
 	}
 	return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, err))
 }

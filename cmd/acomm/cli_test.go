@@ -579,3 +579,25 @@ func TestInputFilesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestCallUnsendableRequestIsBadInput checks that a request that cannot
+// be sent as given is bad input (exit 2), not "no answer" (exit 3).
+func TestCallUnsendableRequestIsBadInput(t *testing.T) {
+	_, srv := startServices(t)
+	tests := []struct {
+		name  string
+		task  string
+		stdin string
+		want  string
+	}{
+		{"args of the largest frame", "text.upper", `"` + strings.Repeat("x", maxArgsBytes-2) + `"`, "frame too large"},
+		{"task name not UTF-8", "text.\xffupper", `"a"`, `text.\xffupper`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{stdin: tt.stdin}, "call", srv.Addr(), tt.task, "-")
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
