@@ -146,12 +146,15 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 		ee *exitError
 		re *acomm.RemoteError
 	)
+	// A timeout a service answers with is a task error, unless it is the
+	// call's own deadline, which the request carried to the service.
+	remoteTimeout := resp != nil && errors.As(resp.Error, &re) && errors.Is(re, acomm.ErrTimeout)
 	switch {
 	case errors.As(err, &ee):
 		return nil, err
-	case resp != nil && errors.As(resp.Error, &re) && errors.Is(re, acomm.ErrTimeout):
+	case remoteTimeout && dest.Scheme != "unix":
 		return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, re)) // the bridge's wait ended
-	case resp != nil && errors.As(resp.Error, &re):
+	case resp != nil && errors.As(resp.Error, &re) && !(remoteTimeout && pastDeadline(ctx)):
 		return resp, taskErr(fmt.Errorf("task %s: %w", task, re))
 	case parent.Err() != nil:
 		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer%s", task, told(err)))
@@ -166,6 +169,14 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 		return nil, withCode(exitUsage, fmt.Errorf("task %s: %w", task, err))
 	}
 	return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, err))
+}
+
+// pastDeadline reports whether ctx's deadline has passed, or is so near
+// that a service's copy of it (a request carries it in whole
+// milliseconds, from when it was sent) may have.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 10*time.Millisecond
 }
 
 // errServiceTold marks a request given up whose service was told to

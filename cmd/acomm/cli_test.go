@@ -601,3 +601,32 @@ func TestCallUnsendableRequestIsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestCallTaskTimeoutIsTaskError checks that a unix service's task that
+// answers with a timeout error of its own exits 1, as any task error: only
+// no answer at all is 3.
+func TestCallTaskTimeoutIsTaskError(t *testing.T) {
+	tr, slow := startServices(t)
+	srv := acomm.NewServer(filepath.Join(shortDir(t), "to.sock"), tr)
+	srv.Handle("upstream", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		return nil, nil, fmt.Errorf("%w: the upstream did not answer", acomm.ErrTimeout)
+	})
+	require.NoError(t, srv.Start())
+	t.Cleanup(srv.Stop)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"task answered a timeout", []string{"call", srv.Addr(), "upstream"}, exitTaskError, "the upstream did not answer"},
+		{"no answer in time", []string{"call", "--timeout", "300ms", slow.Addr(), "text.slow"}, exitNoAnswer, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
