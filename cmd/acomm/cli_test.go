@@ -630,3 +630,21 @@ func TestCallTaskTimeoutIsTaskError(t *testing.T) {
 		})
 	}
 }
+
+func TestDemoStreamMiBBounds(t *testing.T) {
+	tests := []struct {
+		name string
+		mib  string
+	}{
+		{"negative", "-1"},
+		{"overflowing the byte count", "17592186044416"}, // 2^44: << 20 is 0
+		{"past the bound", fmt.Sprint(maxStreamMiB + 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, "demo", "--stream-mib", tt.mib)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "--stream-mib")
+		})
+	}
+}
