@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"expvar"
 	"fmt"
@@ -148,6 +149,15 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	if f.tokenFile != "" && token == "" {
 		return usageErr("token file %s is empty", f.tokenFile)
 	}
+	var cert *tls.Certificate
+	if f.tlsCert != "" {
+		// Loaded before listening: a bad pair is bad usage, found now.
+		c, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return usageErr("--tls-cert %s, --tls-key %s: %w", f.tlsCert, f.tlsKey, err)
+		}
+		cert = &c
+	}
 	metricsLn, err := listenMetrics(f.metrics)
 	if err != nil {
 		return err
@@ -202,10 +212,16 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 		handler = mux
 	}
 	srv := bridge.NewHTTPServer(ln.Addr().String(), logRequests(log, handler))
+	if cert != nil {
+		if srv.TLSConfig == nil {
+			srv.TLSConfig = &tls.Config{}
+		}
+		srv.TLSConfig.Certificates = []tls.Certificate{*cert}
+	}
 	serveErr := make(chan error, 1)
 	go func() {
-		if f.tlsCert != "" {
-			serveErr <- srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
+		if cert != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- srv.Serve(ln)
 		}
