@@ -648,3 +648,37 @@ func TestDemoStreamMiBBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestInfoRedactsCredentials checks that info prints a bridge's URL with
+// its password redacted, as the other commands do.
+func TestInfoRedactsCredentials(t *testing.T) {
+	answer := func(result string) string {
+		return requestServer(t, func(w http.ResponseWriter, _ *http.Request, req *acomm.Request) {
+			_, _ = fmt.Fprintf(w, `{"id":%q,"error":""}`, req.ID)
+			go func() {
+				body := fmt.Sprintf(`{"id":%q,"result":%s,"error":""}`, req.ID, result)
+				resp, err := http.Post(req.ResponseHook.String(), "application/json", strings.NewReader(body))
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+			}()
+		})
+	}
+	withUser := func(u string) string { return strings.Replace(u, "http://", "http://user:s3cret@", 1) }
+	tests := []struct {
+		name   string
+		result string
+		code   int
+	}{
+		{"table", `{"version":"1.2.3","tasks":[{"task":"a"}]}`, exitOK},
+		{"not a description", `"nonsense"`, exitTaskError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, "info", withUser(answer(tt.result)))
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.NotContains(t, r.stdout+r.stderr, "s3cret")
+			assert.Contains(t, r.stdout+r.stderr, "user:xxxxx@")
+		})
+	}
+}

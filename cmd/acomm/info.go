@@ -46,7 +46,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 			resp, err := c.call(cmd.Context(), dest, acomm.InfoTask, nil)
 			if err != nil {
 				if resp != nil && errors.Is(resp.Error, acomm.ErrUnknownTask) {
-					return taskErr(fmt.Errorf("%s does not answer %s: an original acomm service, or one with introspection turned off", dest, acomm.InfoTask))
+					return taskErr(fmt.Errorf("%s does not answer %s: an original acomm service, or one with introspection turned off", dest.Redacted(), acomm.InfoTask))
 				}
 				return err
 			}
@@ -55,7 +55,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 			}
 			var info acomm.ServiceInfo
 			if err := resp.UnmarshalResult(&info); err != nil {
-				return taskErr(fmt.Errorf("%s: %s answered something else than a service description: %w", dest, acomm.InfoTask, err))
+				return taskErr(fmt.Errorf("%s: %s answered something else than a service description: %w", dest.Redacted(), acomm.InfoTask, err))
 			}
 			return printInfo(cmd.OutOrStdout(), dest, info)
 		},
@@ -69,7 +69,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 
 // printInfo prints a service's description as a table.
 func printInfo(w io.Writer, dest *url.URL, info acomm.ServiceInfo) error {
-	fmt.Fprintf(w, "%s: acomm %s, %d tasks\n\n", dest, printable(info.Version), len(info.Tasks))
+	fmt.Fprintf(w, "%s: acomm %s, %d tasks\n\n", dest.Redacted(), printable(info.Version), len(info.Tasks))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tDESCRIPTION\tEXAMPLE ARGS")
 	for _, t := range info.Tasks {
