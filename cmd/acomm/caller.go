@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/acommgo/acomm"
@@ -164,6 +165,8 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 			msg += "; " + d
 		}
 		return nil, noAnswerErr(errors.New(msg + told(err)))
+	case errors.Is(err, syscall.EPROTOTYPE):
+		return nil, usageErr("%s is not a stream socket: an acomm service listens on a unix stream socket", dest.Path)
 	case errors.Is(err, acomm.ErrFrameTooLarge), errors.Is(err, acomm.ErrInvalidArgument), errors.Is(err, acomm.ErrInvalidRequest):
 		// What was given cannot be sent: too large, or not a request.
 		return nil, withCode(exitUsage, fmt.Errorf("task %s: %w", task, err))

@@ -4,6 +4,7 @@ package main
 
 import (
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,4 +126,44 @@ func TestStreamOutputTargets(t *testing.T) {
 		leftovers, _ := filepath.Glob(filepath.Join(dir, ".*.acomm-*"))
 		assert.Empty(t, leftovers)
 	})
+}
+
+// TestNotAStreamSocket checks that an address that is a datagram or
+// seqpacket socket, or a named pipe or a device, is bad usage (exit 2),
+// said as such.
+func TestNotAStreamSocket(t *testing.T) {
+	dir := shortDir(t)
+	dgram := filepath.Join(dir, "dgram.sock")
+	dl, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: dgram, Net: "unixgram"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = dl.Close() })
+	packet := filepath.Join(dir, "packet.sock")
+	if pl, err := net.Listen("unixpacket", packet); err == nil {
+		t.Cleanup(func() { _ = pl.Close() })
+	} else {
+		packet = ""
+	}
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"call a datagram socket", []string{"call", dgram, "t"}, "is not a stream socket"},
+		{"call a seqpacket socket", []string{"call", packet, "t"}, "is not a stream socket"},
+		{"stream from a datagram socket", []string{"stream", dgram}, "is not a stream socket"},
+		{"call a named pipe", []string{"call", fifo, "t"}, "it is a named pipe (FIFO)"},
+		{"call a device", []string{"call", "/dev/null", "t"}, "it is a device"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.args[1] == "" {
+				t.Skip("no seqpacket sockets here")
+			}
+			r := runAcomm(t, tt.args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
 }

@@ -256,6 +256,8 @@ func readStream(ctx context.Context, log logrus.FieldLogger, dst io.Writer, u *u
 		return usageErr("%s is a service's socket, not a stream: a stream URL comes from a response's stream_url", u)
 	case errors.Is(err, errStalled):
 		return noAnswerErr(err)
+	case errors.Is(err, syscall.EPROTOTYPE):
+		return usageErr("%s is not a stream socket: a stream URL comes from a response's stream_url", u)
 	case errors.Is(err, syscall.ENOENT):
 		return noAnswerErr(fmt.Errorf("stream %s: no such socket: already read (a stream can be read once), expired, or never there", u))
 	case errors.Is(err, syscall.ECONNREFUSED):
