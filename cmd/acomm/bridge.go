@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/acommgo/acomm"
 	"github.com/acommgo/acomm/bridge"
@@ -391,9 +392,19 @@ func parseRoute(s string) (bridge.Route, error) {
 		}
 		s = pattern + "=" + u.String()
 	}
+	if strings.IndexFunc(pattern, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return bridge.Route{}, usageErr("--route %q: the pattern has a space or a control character: no task matches it", s)
+	}
 	r, err := bridge.ParseRoute(s)
 	if err != nil {
 		return bridge.Route{}, usageErr("--route %q: %w", s, err)
 	}
+	if r.Addr != nil && r.Addr.Scheme == "unix" && len(r.Addr.Path) > maxSocketPath {
+		return bridge.Route{}, usageErr("--route %q: socket path longer than %d bytes, the most a unix socket address holds", s, maxSocketPath)
+	}
 	return r, nil
 }
+
+// maxSocketPath is the longest path a unix socket address holds (Linux's
+// sun_path, less its terminating NUL).
+const maxSocketPath = 107

@@ -39,6 +39,10 @@ func TestVersionAndGlobalFlags(t *testing.T) {
 	}{
 		{"bad log level", []string{"--log-level", "loud", "ping", srv.Addr()}, exitUsage, "--log-level"},
 		{"bad log format", []string{"--log-format", "xml", "ping", srv.Addr()}, exitUsage, "--log-format"},
+		{"log level not in the help", []string{"--log-level", "trace", "ping", srv.Addr()}, exitUsage, "want debug, info, warn or error"},
+		{"log level warning", []string{"--log-level", "warning", "ping", srv.Addr()}, exitUsage, "want debug, info, warn or error"},
+		{"log level warn", []string{"--log-level", "warn", "ping", srv.Addr()}, exitOK, "is alive"},
+		{"version with an argument", []string{"version", "extra"}, exitUsage, "version takes no arguments"},
 		{"debug json", []string{"--log-level", "debug", "--log-format", "json", "ping", srv.Addr()}, exitOK, "is alive"},
 	}
 	for _, tt := range tests {

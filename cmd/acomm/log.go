@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -15,8 +16,9 @@ import (
 func newLogger() (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
+	// The levels the help lists, not all that logrus takes (trace, panic...).
 	level, err := logrus.ParseLevel(global.logLevel)
-	if err != nil {
+	if err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, global.logLevel) {
 		return nil, usageErr("--log-level %q: want debug, info, warn or error", global.logLevel)
 	}
 	if global.verbose {
