@@ -66,11 +66,15 @@ func checkSocket(u *url.URL) error {
 		return nil
 	}
 	kind := "a regular file"
-	switch {
+	switch t := fi.Mode().Type(); {
 	case fi.IsDir():
 		kind = "a directory"
+	case t&os.ModeNamedPipe != 0:
+		kind = "a named pipe (FIFO)"
+	case t&os.ModeDevice != 0:
+		kind = "a device"
 	case !fi.Mode().IsRegular():
-		kind = "a " + fi.Mode().Type().String() + " file"
+		kind = "a special file"
 	}
 	return usageErr("%s is not a unix socket: it is %s", u.Path, kind)
 }

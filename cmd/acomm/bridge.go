@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"expvar"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/acommgo/acomm"
 	"github.com/acommgo/acomm/bridge"
@@ -148,6 +150,15 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 	if f.tokenFile != "" && token == "" {
 		return usageErr("token file %s is empty", f.tokenFile)
 	}
+	var cert *tls.Certificate
+	if f.tlsCert != "" {
+		// Loaded before listening: a bad pair is bad usage, found now.
+		c, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return usageErr("--tls-cert %s, --tls-key %s: %w", f.tlsCert, f.tlsKey, err)
+		}
+		cert = &c
+	}
 	metricsLn, err := listenMetrics(f.metrics)
 	if err != nil {
 		return err
@@ -202,10 +213,16 @@ func runBridge(ctx context.Context, f bridgeFlags) error {
 		handler = mux
 	}
 	srv := bridge.NewHTTPServer(ln.Addr().String(), logRequests(log, handler))
+	if cert != nil {
+		if srv.TLSConfig == nil {
+			srv.TLSConfig = &tls.Config{}
+		}
+		srv.TLSConfig.Certificates = []tls.Certificate{*cert}
+	}
 	serveErr := make(chan error, 1)
 	go func() {
-		if f.tlsCert != "" {
-			serveErr <- srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
+		if cert != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- srv.Serve(ln)
 		}
@@ -375,9 +392,19 @@ func parseRoute(s string) (bridge.Route, error) {
 		}
 		s = pattern + "=" + u.String()
 	}
+	if strings.IndexFunc(pattern, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return bridge.Route{}, usageErr("--route %q: the pattern has a space or a control character: no task matches it", s)
+	}
 	r, err := bridge.ParseRoute(s)
 	if err != nil {
 		return bridge.Route{}, usageErr("--route %q: %w", s, err)
 	}
+	if r.Addr != nil && r.Addr.Scheme == "unix" && len(r.Addr.Path) > maxSocketPath {
+		return bridge.Route{}, usageErr("--route %q: socket path longer than %d bytes, the most a unix socket address holds", s, maxSocketPath)
+	}
 	return r, nil
 }
+
+// maxSocketPath is the longest path a unix socket address holds (Linux's
+// sun_path, less its terminating NUL).
+const maxSocketPath = 107

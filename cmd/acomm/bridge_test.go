@@ -1,10 +1,21 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -95,4 +106,70 @@ func TestBridgeHookPolicyDefaults(t *testing.T) {
 	assert.NoError(t, p.CheckAddr(netip.MustParseAddr("127.0.0.1")))
 	_, err = hookPolicy([]string{"not a host"})
 	assert.Error(t, err)
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key in
+// dir, and returns their paths.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	return certFile, keyFile
+}
+
+// TestBridgeTLSFiles checks that a missing or bad certificate or key is
+// found before the bridge listens (exit 2), and that a good pair serves
+// HTTPS.
+func TestBridgeTLSFiles(t *testing.T) {
+	_, srv := startServices(t)
+	dir := shortDir(t)
+	certFile, keyFile := writeCert(t, dir)
+	garbage := filepath.Join(dir, "garbage.pem")
+	require.NoError(t, os.WriteFile(garbage, []byte("not a PEM file\n"), 0o600))
+	tests := []struct {
+		name      string
+		cert, key string
+		want      string
+	}{
+		{"missing cert", filepath.Join(dir, "none.pem"), keyFile, "no such file"},
+		{"missing key", certFile, filepath.Join(dir, "none.pem"), "no such file"},
+		{"bad cert", garbage, keyFile, "--tls-cert"},
+		{"bad key", certFile, garbage, "key input"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, "bridge", "--listen", "127.0.0.1:0", "--route", "text.*="+srv.Addr(),
+				"--tls-cert", tt.cert, "--tls-key", tt.key)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+			assert.NotContains(t, r.stderr, "bridge listening")
+		})
+	}
+	t.Run("good pair", func(t *testing.T) {
+		b := startBridge(t, srv, "--tls-cert", certFile, "--tls-key", keyFile)
+		pem, err := os.ReadFile(certFile)
+		require.NoError(t, err)
+		pool := x509.NewCertPool()
+		require.True(t, pool.AppendCertsFromPEM(pem))
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		t.Cleanup(client.CloseIdleConnections)
+		resp, err := client.Get(strings.Replace(b.base, "http://", "https://", 1) + "/healthz")
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+	})
 }

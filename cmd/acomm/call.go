@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acommgo/acomm"
 	"github.com/sirupsen/logrus"
@@ -41,8 +42,10 @@ result, stream_url, error). A task error goes to stderr with exit status 1.
 
 When the response carries a stream, -o FILE saves it (FILE is checked
 before the request is sent, and written only when the stream was read to
-its end). Without -o, the stream's URL goes to stderr with the command
-that reads it; a stream can be read once, and expires when nobody reads it.
+its end; an existing file keeps its permissions, a symbolic link's target
+is written, a device or named pipe is written in place, and - is stdout).
+Without -o, the stream's URL goes to stderr with the command that reads
+it; a stream can be read once, and expires when nobody reads it.
 
 The address is a unix socket (unix:///run/svc.sock, /run/svc.sock,
 ./svc.sock) or an acomm bridge (http://host:8080/requests). For a bridge,
@@ -69,7 +72,7 @@ service to cancel the request (through a bridge, with a cancel notice).`,
 	}
 	fl := cmd.Flags()
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the answer, and for the stream's next bytes with -o")
-	fl.StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE`")
+	fl.StringVarP(&f.output, "output", "o", "", "save the response's stream to `FILE` (- for stdout)")
 	fl.BoolVar(&f.full, "full", false, "print the whole response (id, result, stream_url, error), not only the result")
 	addRemoteFlags(cmd, &f.remote)
 	return cmd
@@ -87,7 +90,7 @@ func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
 		}
 	case strings.HasPrefix(arg, "@"):
 		var err error
-		if b, err = os.ReadFile(arg[1:]); err != nil {
+		if b, err = readFileMax(arg[1:], maxArgsBytes); err != nil {
 			return nil, usageErr("read args: %w", err)
 		}
 	default:
@@ -103,13 +106,30 @@ func readArgs(arg string, stdin io.Reader) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
-// abbreviate returns b, cut to a length that fits in a message.
+// readFileMax reads the file at path, up to max bytes and one more (so
+// that the caller sees it is too large): a file such as /dev/zero never
+// ends.
+func readFileMax(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max+1))
+}
+
+// abbreviate returns b, cut on a character boundary to a length that fits
+// in a message, and made printable.
 func abbreviate(b []byte) string {
 	const max = 60
-	if len(b) > max {
-		return string(b[:max]) + "…"
+	if len(b) <= max {
+		return printable(string(b))
 	}
-	return string(b)
+	n := max
+	for n > max-utf8.UTFMax && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return printable(string(b[:n])) + "…"
 }
 
 func runCall(cmd *cobra.Command, f callFlags, args []string) error {
@@ -129,7 +149,7 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 	var out *outputFile
 	if f.output != "" {
 		// Checked before anything is sent: the task may be costly.
-		if out, err = createOutput(f.output); err != nil {
+		if out, err = createOutput(cmd.Context(), f.output); err != nil {
 			return err
 		}
 		defer out.abort()

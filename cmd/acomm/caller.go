@@ -10,9 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/acommgo/acomm"
@@ -75,14 +75,20 @@ func newCaller(remote remoteFlags, timeout time.Duration) (*caller, error) {
 // close stops the caller's tracker.
 func (c *caller) close() { c.tracker.Stop() }
 
+// maxTokenBytes bounds a token file: a token is a line.
+const maxTokenBytes = 64 << 10
+
 // readToken reads a token file ("" gives no token).
 func readToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := readFileMax(path, maxTokenBytes)
 	if err != nil {
 		return "", usageErr("read token file: %w", err)
+	}
+	if len(b) > maxTokenBytes {
+		return "", usageErr("token file %s is larger than %d bytes", path, maxTokenBytes)
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -107,7 +113,8 @@ type route struct {
 
 // call sends task with payload to dest and waits for the answer. Its
 // error carries the exit status: 1 for an error the task answered with,
-// 2 for a request the bridge found invalid, or an address that is not a
+// 2 for a request the bridge found invalid, one too large to send or not
+// valid (a task name that is not UTF-8), or an address that is not a
 // socket, 3 for no answer. The response is returned with a task error
 // too. A call interrupted, or past its timeout, tells the service to
 // cancel the request.
@@ -140,12 +147,15 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 		ee *exitError
 		re *acomm.RemoteError
 	)
+	// A timeout a service answers with is a task error, unless it is the
+	// call's own deadline, which the request carried to the service.
+	remoteTimeout := resp != nil && errors.As(resp.Error, &re) && errors.Is(re, acomm.ErrTimeout)
 	switch {
 	case errors.As(err, &ee):
 		return nil, err
-	case resp != nil && errors.As(resp.Error, &re) && errors.Is(re, acomm.ErrTimeout):
+	case remoteTimeout && dest.Scheme != "unix":
 		return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, re)) // the bridge's wait ended
-	case resp != nil && errors.As(resp.Error, &re):
+	case resp != nil && errors.As(resp.Error, &re) && !(remoteTimeout && pastDeadline(ctx)):
 		return resp, taskErr(fmt.Errorf("task %s: %w", task, re))
 	case parent.Err() != nil:
 		return nil, noAnswerErr(fmt.Errorf("task %s: interrupted before an answer%s", task, told(err)))
@@ -155,8 +165,21 @@ func (c *caller) call(ctx context.Context, dest *url.URL, task string, payload a
 			msg += "; " + d
 		}
 		return nil, noAnswerErr(errors.New(msg + told(err)))
+	case errors.Is(err, syscall.EPROTOTYPE):
+		return nil, usageErr("%s is not a stream socket: an acomm service listens on a unix stream socket", dest.Path)
+	case errors.Is(err, acomm.ErrFrameTooLarge), errors.Is(err, acomm.ErrInvalidArgument), errors.Is(err, acomm.ErrInvalidRequest):
+		// What was given cannot be sent: too large, or not a request.
+		return nil, withCode(exitUsage, fmt.Errorf("task %s: %w", task, err))
 	}
 	return nil, noAnswerErr(fmt.Errorf("task %s: %w", task, err))
+}
+
+// pastDeadline reports whether ctx's deadline has passed, or is so near
+// that a service's copy of it (a request carries it in whole
+// milliseconds, from when it was sent) may have.
+func pastDeadline(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && time.Until(d) < 10*time.Millisecond
 }
 
 // errServiceTold marks a request given up whose service was told to

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acommgo/acomm"
 	"github.com/stretchr/testify/assert"
@@ -35,6 +39,10 @@ func TestVersionAndGlobalFlags(t *testing.T) {
 	}{
 		{"bad log level", []string{"--log-level", "loud", "ping", srv.Addr()}, exitUsage, "--log-level"},
 		{"bad log format", []string{"--log-format", "xml", "ping", srv.Addr()}, exitUsage, "--log-format"},
+		{"log level not in the help", []string{"--log-level", "trace", "ping", srv.Addr()}, exitUsage, "want debug, info, warn or error"},
+		{"log level warning", []string{"--log-level", "warning", "ping", srv.Addr()}, exitUsage, "want debug, info, warn or error"},
+		{"log level warn", []string{"--log-level", "warn", "ping", srv.Addr()}, exitOK, "is alive"},
+		{"version with an argument", []string{"version", "extra"}, exitUsage, "version takes no arguments"},
 		{"debug json", []string{"--log-level", "debug", "--log-format", "json", "ping", srv.Addr()}, exitOK, "is alive"},
 	}
 	for _, tt := range tests {
@@ -470,4 +478,211 @@ func TestTokenFileFromEnvironment(t *testing.T) {
 
 	r = runAcommWith(t, runOpts{env: []string{"ACOMM_TOKEN_FILE=" + tokenFile + ".none"}}, "stream", hs.URL+"/stream")
 	assert.Equal(t, exitUsage, r.code, r.stderr)
+}
+
+func TestPrintable(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", "disk on fire: é ✓", "disk on fire: é ✓"},
+		{"tab kept", "a\tb", "a\tb"},
+		{"newline", "one\ntwo\r\n", `one\ntwo\r\n`},
+		{"escape sequence", "\x1b]0;owned\x07\x1b[2J", `\x1b]0;owned\x07\x1b[2J`},
+		{"del", "a\x7fb", `a\x7fb`},
+		{"c1 csi", "a\u009b2Jb", `a\u009b2Jb`},
+		{"invalid utf-8", "a\xff\xc3b", `a\xff\xc3b`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, printable(tt.in))
+			assert.Equal(t, tt.want, printable(tt.want), "printable twice")
+		})
+	}
+}
+
+func TestAbbreviateCutsOnRuneBoundary(t *testing.T) {
+	long := strings.Repeat("x", 59) + "éééé"
+	got := abbreviate([]byte(long))
+	assert.True(t, utf8.ValidString(got), got)
+	assert.Equal(t, strings.Repeat("x", 59)+"…", got)
+	assert.Equal(t, `{\x1b[2J`, abbreviate([]byte("{\x1b[2J")))
+}
+
+// TestRemoteTextIsEscaped checks that what a service or a bridge says is
+// printed with its control characters escaped: one error is one line, and
+// moves no cursor.
+func TestRemoteTextIsEscaped(t *testing.T) {
+	const evil = "bad\x1b]0;owned\x07\nsecond line\u009b2J\x7f"
+	const escaped = `bad\x1b]0;owned\x07\nsecond line\u009b2J\x7f`
+	tr, _ := startServices(t)
+	srv := acomm.NewServer(filepath.Join(shortDir(t), "e.sock"), tr)
+	srv.Handle("evil", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		return nil, nil, errors.New(evil)
+	})
+	require.NoError(t, srv.Describe("evil", "says\x1b[31m red\u009b things", nil))
+	require.NoError(t, srv.Start())
+	t.Cleanup(srv.Stop)
+	bridge := requestServer(t, func(w http.ResponseWriter, _ *http.Request, _ *acomm.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": evil})
+	})
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		out   string
+		want  string
+		lines int
+	}{
+		{"task error", []string{"call", srv.Addr(), "evil"}, exitTaskError, "stderr", escaped, 1},
+		{"bridge error body", []string{"call", bridge, "evil"}, exitUsage, "stderr", escaped, 1},
+		{"info description", []string{"info", srv.Addr()}, exitOK, "stdout", `says\x1b[31m red\u009b things`, 0},
+		{"echoed args", []string{"call", srv.Addr(), "evil", "{\x1b[2J\n\xff"}, exitUsage, "stderr", `{\x1b[2J\n\xff`, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			out := map[string]string{"stdout": r.stdout, "stderr": r.stderr}[tt.out]
+			assert.Contains(t, out, tt.want)
+			assert.NotContains(t, r.stdout+r.stderr, "\x1b")
+			assert.NotContains(t, r.stdout+r.stderr, "\u009b")
+			if tt.lines > 0 {
+				assert.Equal(t, tt.lines, strings.Count(r.stderr, "\n"), r.stderr)
+			}
+		})
+	}
+}
+
+// TestInputFilesAreBounded checks that args and token files are read up to
+// a limit, so that @/dev/zero fails (exit 2) rather than eat all memory.
+func TestInputFilesAreBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	_, srv := startServices(t)
+	bigToken := filepath.Join(shortDir(t), "token")
+	require.NoError(t, os.WriteFile(bigToken, bytes.Repeat([]byte("x"), maxTokenBytes+1), 0o600))
+	tests := []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"args file", []string{"call", srv.Addr(), "text.upper", "@/dev/zero"}, nil, "args are larger than"},
+		{"token file", []string{"call", "--token-file", "/dev/zero", "http://127.0.0.1:1/requests", "t"}, nil, "token file /dev/zero is larger than"},
+		{"large token file", []string{"stream", "--token-file", bigToken, "http://127.0.0.1:1/stream"}, nil, "is larger than"},
+		{"token file from env", []string{"stream", "http://127.0.0.1:1/stream"}, []string{"ACOMM_TOKEN_FILE=/dev/zero"}, "is larger than"},
+		{"bridge token file", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=" + srv.Addr(), "--token-file", "/dev/zero"}, nil, "is larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{env: tt.env}, tt.args...)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+// TestCallUnsendableRequestIsBadInput checks that a request that cannot
+// be sent as given is bad input (exit 2), not "no answer" (exit 3).
+func TestCallUnsendableRequestIsBadInput(t *testing.T) {
+	_, srv := startServices(t)
+	tests := []struct {
+		name  string
+		task  string
+		stdin string
+		want  string
+	}{
+		{"args of the largest frame", "text.upper", `"` + strings.Repeat("x", maxArgsBytes-2) + `"`, "frame too large"},
+		{"task name not UTF-8", "text.\xffupper", `"a"`, `text.\xffupper`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcommWith(t, runOpts{stdin: tt.stdin}, "call", srv.Addr(), tt.task, "-")
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+// TestCallTaskTimeoutIsTaskError checks that a unix service's task that
+// answers with a timeout error of its own exits 1, as any task error: only
+// no answer at all is 3.
+func TestCallTaskTimeoutIsTaskError(t *testing.T) {
+	tr, slow := startServices(t)
+	srv := acomm.NewServer(filepath.Join(shortDir(t), "to.sock"), tr)
+	srv.Handle("upstream", func(context.Context, *acomm.Request) (any, io.ReadCloser, error) {
+		return nil, nil, fmt.Errorf("%w: the upstream did not answer", acomm.ErrTimeout)
+	})
+	require.NoError(t, srv.Start())
+	t.Cleanup(srv.Stop)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"task answered a timeout", []string{"call", srv.Addr(), "upstream"}, exitTaskError, "the upstream did not answer"},
+		{"no answer in time", []string{"call", "--timeout", "300ms", slow.Addr(), "text.slow"}, exitNoAnswer, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, tt.args...)
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.Contains(t, r.stderr, tt.want)
+		})
+	}
+}
+
+func TestDemoStreamMiBBounds(t *testing.T) {
+	tests := []struct {
+		name string
+		mib  string
+	}{
+		{"negative", "-1"},
+		{"overflowing the byte count", "17592186044416"}, // 2^44: << 20 is 0
+		{"past the bound", fmt.Sprint(maxStreamMiB + 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, "demo", "--stream-mib", tt.mib)
+			require.Equal(t, exitUsage, r.code, r.stderr)
+			assert.Contains(t, r.stderr, "--stream-mib")
+		})
+	}
+}
+
+// TestInfoRedactsCredentials checks that info prints a bridge's URL with
+// its password redacted, as the other commands do.
+func TestInfoRedactsCredentials(t *testing.T) {
+	answer := func(result string) string {
+		return requestServer(t, func(w http.ResponseWriter, _ *http.Request, req *acomm.Request) {
+			_, _ = fmt.Fprintf(w, `{"id":%q,"error":""}`, req.ID)
+			go func() {
+				body := fmt.Sprintf(`{"id":%q,"result":%s,"error":""}`, req.ID, result)
+				resp, err := http.Post(req.ResponseHook.String(), "application/json", strings.NewReader(body))
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+			}()
+		})
+	}
+	withUser := func(u string) string { return strings.Replace(u, "http://", "http://user:s3cret@", 1) }
+	tests := []struct {
+		name   string
+		result string
+		code   int
+	}{
+		{"table", `{"version":"1.2.3","tasks":[{"task":"a"}]}`, exitOK},
+		{"not a description", `"nonsense"`, exitTaskError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runAcomm(t, "info", withUser(answer(tt.result)))
+			require.Equal(t, tt.code, r.code, r.stderr)
+			assert.NotContains(t, r.stdout+r.stderr, "s3cret")
+			assert.Contains(t, r.stdout+r.stderr, "user:xxxxx@")
+		})
+	}
 }

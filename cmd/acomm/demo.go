@@ -36,8 +36,8 @@ With --serve, start the services and keep them running until interrupted
   acomm demo --serve`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if streamMiB < 0 {
-				return usageErr("--stream-mib must not be negative")
+			if streamMiB < 0 || streamMiB > maxStreamMiB {
+				return usageErr("--stream-mib %d: want 0 to %d", streamMiB, maxStreamMiB)
 			}
 			if serve {
 				return serveDemo(cmd.Context(), cmd.OutOrStdout())
@@ -51,6 +51,9 @@ With --serve, start the services and keep them running until interrupted
 	cmd.MarkFlagsMutuallyExclusive("serve", "expvar")
 	return cmd
 }
+
+// maxStreamMiB bounds --stream-mib: a TiB, which its size in bytes holds.
+const maxStreamMiB = 1 << 20
 
 // demoServices are the tracker and services of the demo.
 type demoServices struct {
@@ -285,7 +288,7 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 		t0 := time.Now()
 		detail, err := f()
 		if err != nil {
-			fmt.Fprintf(out, "FAIL %-44s %v\n", name, err)
+			fmt.Fprintf(out, "FAIL %-44s %s\n", name, printable(err.Error()))
 			return noAnswerErr(fmt.Errorf("%s: %w", name, err))
 		}
 		fmt.Fprintf(out, "ok   %-44s %-28s %10s\n", name, detail, time.Since(t0).Round(time.Microsecond))
@@ -330,6 +333,7 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 
 	if err := step("fan out 10 sums with MultiRequest", func() (string, error) {
 		multi := acomm.NewMultiRequest(tracker, 0)
+		var reqs []*acomm.Request
 		for i := 0; i < 10; i++ {
 			req, err := acomm.NewRequest("sum", tracker.URL().String(), []int{i, i, i}, nil, nil)
 			if err != nil {
@@ -338,13 +342,18 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 			if err := multi.AddRequest(fmt.Sprint(i), req); err != nil {
 				return "", err
 			}
-			if err := acomm.Send(text.URL(), req); err != nil {
+			reqs = append(reqs, req)
+			if err := acomm.SendContext(ctx, text.URL(), req); err != nil {
 				multi.RemoveRequest(req)
 				return "", err
 			}
 		}
+		responses, err := demoResponses(ctx, multi, reqs)
+		if err != nil {
+			return "", err
+		}
 		total := 0
-		for name, resp := range multi.Responses() {
+		for name, resp := range responses {
 			var n int
 			if err := resp.UnmarshalResult(&n); err != nil || resp.Error != nil {
 				return "", fmt.Errorf("%s: %v %v", name, err, resp.Error)
@@ -363,7 +372,7 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 		}
 		t0 := time.Now()
 		cw := &countWriter{}
-		if err := acomm.Stream(cw, resp.StreamURL); err != nil {
+		if err := acomm.StreamContext(ctx, cw, resp.StreamURL); err != nil {
 			return "", err
 		}
 		if cw.n != int64(streamMiB)<<20 {
@@ -383,6 +392,24 @@ func runDemo(ctx context.Context, out io.Writer, streamMiB int, stats bool) erro
 	}
 	fmt.Fprintf(out, "demo finished in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// demoResponses waits for the responses to multi's requests reqs, or for
+// ctx's end: then it removes the requests still pending, so that
+// Responses returns.
+func demoResponses(ctx context.Context, multi *acomm.MultiRequest, reqs []*acomm.Request) (map[string]*acomm.Response, error) {
+	got := make(chan map[string]*acomm.Response, 1)
+	go func() { got <- multi.Responses() }()
+	select {
+	case responses := <-got:
+		return responses, nil
+	case <-ctx.Done():
+		for _, req := range reqs {
+			multi.RemoveRequest(req)
+		}
+		<-got
+		return nil, ctx.Err()
+	}
 }
 
 // countWriter counts and drops what is written.

@@ -123,3 +123,48 @@ func orElse(a, b string) string {
 	}
 	return b
 }
+
+// TestDemoInterrupted checks that a signal stops the demo in its stream
+// step promptly, with the signal's exit status.
+func TestDemoInterrupted(t *testing.T) {
+	tests := []struct {
+		name string
+		sig  syscall.Signal
+		code int
+	}{
+		{"SIGINT", syscall.SIGINT, exitSignal + int(syscall.SIGINT)},
+		{"SIGTERM", syscall.SIGTERM, exitSignal + int(syscall.SIGTERM)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(binary, "demo", "--stream-mib", "1048576") // a TiB: never done in time
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			exited := make(chan error, 1)
+			lines := make(chan string, 32)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+				exited <- cmd.Wait()
+			}()
+			t.Cleanup(func() {
+				_ = cmd.Process.Kill()
+				exited <- <-exited
+			})
+			for line := range lines {
+				if strings.Contains(line, "fan out") {
+					break
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // into the stream step
+			require.NoError(t, cmd.Process.Signal(tt.sig))
+			err = acommtest.WaitFor(t, exited, 10*time.Second, "demo to exit on "+tt.name)
+			exited <- err
+			assert.Equal(t, tt.code, cmd.ProcessState.ExitCode(), "%v", err)
+		})
+	}
+}

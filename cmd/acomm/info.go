@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -45,7 +46,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 			resp, err := c.call(cmd.Context(), dest, acomm.InfoTask, nil)
 			if err != nil {
 				if resp != nil && errors.Is(resp.Error, acomm.ErrUnknownTask) {
-					return taskErr(fmt.Errorf("%s does not answer %s: an original acomm service, or one with introspection turned off", dest, acomm.InfoTask))
+					return taskErr(fmt.Errorf("%s does not answer %s: an original acomm service, or one with introspection turned off", dest.Redacted(), acomm.InfoTask))
 				}
 				return err
 			}
@@ -54,7 +55,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 			}
 			var info acomm.ServiceInfo
 			if err := resp.UnmarshalResult(&info); err != nil {
-				return taskErr(fmt.Errorf("%s: %s answered something else than a service description: %w", dest, acomm.InfoTask, err))
+				return taskErr(fmt.Errorf("%s: %s answered something else than a service description: %w", dest.Redacted(), acomm.InfoTask, err))
 			}
 			return printInfo(cmd.OutOrStdout(), dest, info)
 		},
@@ -68,7 +69,7 @@ Through a bridge, the bridge needs a route for acomm.info to the service.`,
 
 // printInfo prints a service's description as a table.
 func printInfo(w io.Writer, dest *url.URL, info acomm.ServiceInfo) error {
-	fmt.Fprintf(w, "%s: acomm %s, %d tasks\n\n", dest, info.Version, len(info.Tasks))
+	fmt.Fprintf(w, "%s: acomm %s, %d tasks\n\n", dest.Redacted(), printable(info.Version), len(info.Tasks))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tDESCRIPTION\tEXAMPLE ARGS")
 	for _, t := range info.Tasks {
@@ -79,9 +80,15 @@ func printInfo(w io.Writer, dest *url.URL, info acomm.ServiceInfo) error {
 		if example == "" {
 			example = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", t.Task, desc, example)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", cell(t.Task), cell(desc), cell(example))
 	}
 	return tw.Flush()
+}
+
+// cell returns s made printable for a table cell: a tab in it would start
+// another column.
+func cell(s string) string {
+	return strings.ReplaceAll(printable(s), "\t", " ")
 }
 
 func newPingCmd() *cobra.Command {
@@ -127,7 +134,7 @@ URL's last path element: http://host:8080/requests → /healthz).`,
 			case err == nil:
 				fmt.Fprintf(cmd.OutOrStdout(), "%s is alive: %s\n", dest, roundRTT(rtt))
 			case resp != nil && errors.As(err, &ee) && ee.code == exitTaskError:
-				fmt.Fprintf(cmd.OutOrStdout(), "%s is alive: %s (it answered: %s)\n", dest, roundRTT(rtt), message(resp.Error))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is alive: %s (it answered: %s)\n", dest, roundRTT(rtt), printable(message(resp.Error)))
 			default:
 				return noAnswerErr(fmt.Errorf("%s is not alive: %w", dest, err))
 			}

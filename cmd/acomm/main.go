@@ -240,7 +240,12 @@ func newVersionCmd() *cobra.Command {
 from when the build recorded one. A build from a clone records it unless
 GOFLAGS says -buildvcs=false (or it is a git worktree): build with
 go build -buildvcs=true -o acomm ./cmd/acomm to have it.`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErr("version takes no arguments, got %q", args)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := io.WriteString(cmd.OutOrStdout(), versionLine())
 			return err

@@ -570,6 +570,9 @@ func TestBridgeCommandUsage(t *testing.T) {
 		{"tls half", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--tls-cert", "c"}, "tls"},
 		{"bad advertise", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--advertise", "ftp://x"}, "advertise"},
 		{"bad allow-hook", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///x.sock", "--allow-hook", "not a host"}, "allow-hook"},
+		{"route pattern with a space", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "disk usage=unix:///x.sock"}, "space or a control character"},
+		{"route pattern with a control character", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "disk\x1b.*=unix:///x.sock"}, "space or a control character"},
+		{"route socket path too long", []string{"bridge", "--listen", "127.0.0.1:0", "--route", "a=unix:///" + strings.Repeat("x", 108) + ".sock"}, "longer than 107 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,7 +59,7 @@ socket rather than a stream, or not a socket at all, is refused (exit 2).`,
 			if output == "" {
 				return readStream(cmd.Context(), log, cmd.OutOrStdout(), u, token, timeout)
 			}
-			out, err := createOutput(output)
+			out, err := createOutput(cmd.Context(), output)
 			if err != nil {
 				return err
 			}
@@ -75,48 +75,112 @@ socket rather than a stream, or not a socket at all, is refused (exit 2).`,
 	return cmd
 }
 
-// outputFile is a file being written: a temporary file beside its path,
-// renamed into place once complete, so that a failed stream leaves no
-// partial file.
+// outputFile is a file being written: a temporary file beside its path
+// (a symbolic link's target), renamed into place once complete, so that a
+// failed stream leaves no partial file; or, for stdout ("-"), a device or
+// a named pipe, the file itself, written in place.
 type outputFile struct {
-	path string
-	f    *os.File
-	done bool
+	path   string      // as given, for messages
+	target string      // where the temporary file is renamed to
+	f      *os.File    // the temporary file, or the file itself when direct
+	direct bool        // f is the output itself: nothing to rename or remove
+	mode   os.FileMode // the permissions the file is put in place with
+	done   bool
 }
 
 // createOutput prepares to write path, and fails (exit 2) when it cannot
-// be written: it is a directory, or its directory is not writable.
-func createOutput(path string) (*outputFile, error) {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+// be written: it is a directory, or its directory is not writable. An
+// existing regular file keeps its permissions; a new one gets 0666 less
+// the umask. A device or named pipe is opened and written in place (a
+// named pipe waits for its reader, or for ctx's end).
+func createOutput(ctx context.Context, path string) (*outputFile, error) {
+	if path == "-" {
+		return &outputFile{path: path, f: os.Stdout, direct: true}, nil
+	}
+	o := &outputFile{path: path, target: path, mode: 0o666 &^ os.FileMode(umask())}
+	fi, err := os.Stat(path) // follows symbolic links
+	switch {
+	case err == nil && fi.IsDir():
 		return nil, usageErr("-o %s: is a directory", path)
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".acomm-*")
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
+	case err == nil && !fi.Mode().IsRegular():
+		f, err := openInPlace(ctx, path)
+		if err != nil {
+			return nil, usageErr("-o %s: %w", path, unwrapPath(err))
 		}
-		return nil, usageErr("-o %s: cannot write in %s: %w", path, dir, err)
+		o.f, o.direct = f, true
+		return o, nil
+	case err == nil:
+		o.mode = fi.Mode().Perm()
+		if resolved, err := filepath.EvalSymlinks(path); err == nil {
+			o.target = resolved
+		}
 	}
-	return &outputFile{path: path, f: f}, nil
+	dir := filepath.Dir(o.target)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(o.target)+".acomm-*")
+	if err != nil {
+		return nil, usageErr("-o %s: cannot write in %s: %w", path, dir, unwrapPath(err))
+	}
+	o.f = f
+	return o, nil
 }
 
-// abort removes the temporary file, unless the output was saved.
+// openInPlace opens the existing file at path for writing, without
+// truncating it, until ctx ends: opening a named pipe waits for a reader.
+func openInPlace(ctx context.Context, path string) (*os.File, error) {
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		ch <- opened{f, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.f, o.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("interrupted while waiting for a reader: %w", ctx.Err())
+	}
+}
+
+// unwrapPath returns the error a *os.PathError wraps, or err.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// abort removes the temporary file, unless the output was saved; an
+// output written in place is only closed.
 func (o *outputFile) abort() {
 	if o.done {
 		return
 	}
 	o.done = true
+	if o.direct {
+		o.closeDirect()
+		return
+	}
 	_ = o.f.Close()
 	_ = os.Remove(o.f.Name())
+}
+
+// closeDirect closes an output written in place, but not stdout.
+func (o *outputFile) closeDirect() error {
+	if o.f == os.Stdout {
+		return nil
+	}
+	return o.f.Close()
 }
 
 // save copies the stream at u into the output, with a progress bar on
 // stderr when stderr is a terminal, and puts it in place.
 func (o *outputFile) save(ctx context.Context, log logrus.FieldLogger, stderr io.Writer, u *url.URL, token string, idle time.Duration) error {
 	var dst io.Writer = o.f
-	if isTerminal(stderr) {
+	if isTerminal(stderr) && !(o.f == os.Stdout && isTerminal(o.f)) {
 		bar := progressbar.DefaultBytes(-1, "receiving")
 		defer bar.Finish()
 		dst = io.MultiWriter(o.f, bar)
@@ -124,13 +188,20 @@ func (o *outputFile) save(ctx context.Context, log logrus.FieldLogger, stderr io
 	if err := readStream(ctx, log, dst, u, token, idle); err != nil {
 		return err
 	}
-	if err := o.f.Chmod(0o666 &^ os.FileMode(umask())); err != nil {
+	if o.direct {
+		o.done = true
+		if err := o.closeDirect(); err != nil {
+			return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
+		}
+		return nil
+	}
+	if err := o.f.Chmod(o.mode); err != nil {
 		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
 	}
 	if err := o.f.Close(); err != nil {
 		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
 	}
-	if err := os.Rename(o.f.Name(), o.path); err != nil {
+	if err := os.Rename(o.f.Name(), o.target); err != nil {
 		return noAnswerErr(fmt.Errorf("-o %s: %w", o.path, err))
 	}
 	o.done = true
@@ -185,6 +256,8 @@ func readStream(ctx context.Context, log logrus.FieldLogger, dst io.Writer, u *u
 		return usageErr("%s is a service's socket, not a stream: a stream URL comes from a response's stream_url", u)
 	case errors.Is(err, errStalled):
 		return noAnswerErr(err)
+	case errors.Is(err, syscall.EPROTOTYPE):
+		return usageErr("%s is not a stream socket: a stream URL comes from a response's stream_url", u)
 	case errors.Is(err, syscall.ENOENT):
 		return noAnswerErr(fmt.Errorf("stream %s: no such socket: already read (a stream can be read once), expired, or never there", u))
 	case errors.Is(err, syscall.ECONNREFUSED):
