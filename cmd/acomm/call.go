@@ -41,9 +41,10 @@ on a terminal and compact otherwise; --full prints the whole response (id,
 result, stream_url, error). A task error goes to stderr with exit status 1.
 
 When the response carries a stream, -o FILE saves it (FILE is checked
-before the request is sent, and written only when the stream was read to
-its end; an existing file keeps its permissions, a symbolic link's target
-is written, a device or named pipe is written in place, and - is stdout).
+before the request is sent; a file is written only when the stream was
+read to its end, an existing one keeps its permissions, and a symbolic
+link's target is written; a device or named pipe is written in place as
+the stream comes; - is stdout, and the result then goes to stderr).
 Without -o, the stream's URL goes to stderr with the command that reads
 it; a stream can be read once, and expires when nobody reads it.
 
@@ -149,7 +150,7 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 	var out *outputFile
 	if f.output != "" {
 		// Checked before anything is sent: the task may be costly.
-		if out, err = createOutput(cmd.Context(), f.output); err != nil {
+		if out, err = createOutput(cmd.Context(), f.output, f.timeout); err != nil {
 			return err
 		}
 		defer out.abort()
@@ -162,7 +163,11 @@ func runCall(cmd *cobra.Command, f callFlags, args []string) error {
 
 	resp, callErr := c.call(cmd.Context(), dest, task, payload)
 	if resp != nil && (callErr == nil || f.full) {
-		if err := printResponse(cmd.OutOrStdout(), resp, f.full); err != nil {
+		w := cmd.OutOrStdout()
+		if out != nil && out.f == os.Stdout {
+			w = cmd.ErrOrStderr() // stdout carries the stream alone
+		}
+		if err := printResponse(w, resp, f.full); err != nil {
 			return err
 		}
 	}

@@ -491,6 +491,8 @@ func TestPrintable(t *testing.T) {
 		{"del", "a\x7fb", `a\x7fb`},
 		{"c1 csi", "a\u009b2Jb", `a\u009b2Jb`},
 		{"invalid utf-8", "a\xff\xc3b", `a\xff\xc3b`},
+		{"bidi override", "abc\u202edcba", `abc\u202edcba`},
+		{"line separator", "a\u2028b", `a\u2028b`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
@@ -57,7 +58,9 @@ func reportError(w io.Writer, err error, code int) {
 // bridge's answer) prints as one line that moves no cursor and sets no
 // title: newlines and carriage returns as \n and \r, the other C0
 // controls but tab, DEL and the bytes that are not UTF-8 as \xNN, C1
-// controls as \uNNNN. It leaves what it returns unchanged.
+// controls, the line and paragraph separators and the bidirectional
+// controls (which reorder what a terminal or log viewer shows) as \uNNNN.
+// It leaves what it returns unchanged.
 func printable(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
@@ -71,7 +74,7 @@ func printable(s string) string {
 			b.WriteString(`\r`)
 		case r < 0x20 && r != '\t', r == 0x7f:
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case r >= 0x80 && r < 0xa0:
+		case r >= 0x80 && r < 0xa0, unicode.In(r, unicode.Bidi_Control, unicode.Zl, unicode.Zp):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
 			b.WriteString(s[i : i+size])

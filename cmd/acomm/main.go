@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/acommgo/acomm"
 	"github.com/spf13/cobra"
@@ -118,24 +119,56 @@ type interrupted struct{ sig syscall.Signal }
 
 func (e interrupted) Error() string { return e.sig.String() + " received" }
 
+// interruptGrace is how long a command interrupted by a signal may take
+// to wind down (send a cancel notice, remove a partial file) before the
+// process exits all the same; a second signal exits at once.
+const interruptGrace = 5 * time.Second
+
+// exitNow ends the process with code: a command that did not wind down
+// after its interruption (a write to a reader that stopped reading, a
+// read of an input that never ends).
+var exitNow = func(code int) {
+	fmt.Fprintln(os.Stderr, "acomm: interrupted; exiting without waiting further")
+	os.Exit(code)
+}
+
 // notifyContext returns a context that SIGINT or SIGTERM ends, with
-// interrupted as its cause; stop releases the signals.
+// interrupted as its cause; stop releases the signals. Once a signal has
+// ended it, a second signal, or interruptGrace passing before stop, ends
+// the process (exit 128 + the signal's number).
 func notifyContext(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(parent)
-	ch := make(chan os.Signal, 1)
+	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	done := make(chan struct{})
+	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
+		var sig syscall.Signal
 		select {
 		case s := <-ch:
-			sig, _ := s.(syscall.Signal)
+			sig, _ = s.(syscall.Signal)
 			cancel(interrupted{sig})
 		case <-ctx.Done():
+			return
+		case <-quit:
+			return
+		}
+		grace := time.NewTimer(interruptGrace)
+		defer grace.Stop()
+		select {
+		case s := <-ch:
+			if s2, ok := s.(syscall.Signal); ok {
+				sig = s2
+			}
+			exitNow(128 + int(sig))
+		case <-grace.C:
+			exitNow(128 + int(sig))
+		case <-quit:
 		}
 	}()
 	return ctx, func() {
 		signal.Stop(ch)
+		close(quit)
 		cancel(nil)
 		<-done
 	}

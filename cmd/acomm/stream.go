@@ -59,7 +59,7 @@ socket rather than a stream, or not a socket at all, is refused (exit 2).`,
 			if output == "" {
 				return readStream(cmd.Context(), log, cmd.OutOrStdout(), u, token, timeout)
 			}
-			out, err := createOutput(cmd.Context(), output)
+			out, err := createOutput(cmd.Context(), output, timeout)
 			if err != nil {
 				return err
 			}
@@ -89,21 +89,33 @@ type outputFile struct {
 }
 
 // createOutput prepares to write path, and fails (exit 2) when it cannot
-// be written: it is a directory, or its directory is not writable. An
-// existing regular file keeps its permissions; a new one gets 0666 less
-// the umask. A device or named pipe is opened and written in place (a
-// named pipe waits for its reader, or for ctx's end).
-func createOutput(ctx context.Context, path string) (*outputFile, error) {
+// be written: it is a directory, a symbolic link that leads nowhere, or
+// its directory is not writable. An existing regular file keeps its
+// permissions; a new one gets 0666 less the umask. Standard output, named
+// as such (/dev/stdout) or by the file it is, is written as with -. A
+// device or named pipe is opened and written in place (a named pipe waits
+// for its reader, within timeout, or for ctx's end).
+func createOutput(ctx context.Context, path string, timeout time.Duration) (*outputFile, error) {
 	if path == "-" {
 		return &outputFile{path: path, f: os.Stdout, direct: true}, nil
 	}
 	o := &outputFile{path: path, target: path, mode: 0o666 &^ os.FileMode(umask())}
 	fi, err := os.Stat(path) // follows symbolic links
+	if lfi, lerr := os.Lstat(path); err != nil && lerr == nil && lfi.Mode()&os.ModeSymlink != 0 {
+		// Renaming a file over it would replace the link, not write
+		// where it leads.
+		return nil, usageErr("-o %s: a symbolic link that leads nowhere: %w", path, unwrapPath(err))
+	}
+	if so, serr := os.Stdout.Stat(); err == nil && serr == nil && os.SameFile(fi, so) {
+		// /dev/stdout, /proc/self/fd/1, or the file stdout appends to:
+		// replacing that file would lose what it holds.
+		return &outputFile{path: path, f: os.Stdout, direct: true}, nil
+	}
 	switch {
 	case err == nil && fi.IsDir():
 		return nil, usageErr("-o %s: is a directory", path)
 	case err == nil && !fi.Mode().IsRegular():
-		f, err := openInPlace(ctx, path)
+		f, err := openInPlace(ctx, path, timeout)
 		if err != nil {
 			return nil, usageErr("-o %s: %w", path, unwrapPath(err))
 		}
@@ -125,8 +137,9 @@ func createOutput(ctx context.Context, path string) (*outputFile, error) {
 }
 
 // openInPlace opens the existing file at path for writing, without
-// truncating it, until ctx ends: opening a named pipe waits for a reader.
-func openInPlace(ctx context.Context, path string) (*os.File, error) {
+// truncating it, within timeout and until ctx ends: opening a named pipe
+// waits for a reader. One opened after the wait was given up is closed.
+func openInPlace(ctx context.Context, path string, timeout time.Duration) (*os.File, error) {
 	type opened struct {
 		f   *os.File
 		err error
@@ -136,11 +149,24 @@ func openInPlace(ctx context.Context, path string) (*os.File, error) {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
 		ch <- opened{f, err}
 	}()
+	giveUp := func() {
+		go func() { // (the open returns when a reader comes, if ever)
+			if o := <-ch; o.f != nil {
+				_ = o.f.Close()
+			}
+		}()
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case o := <-ch:
 		return o.f, o.err
 	case <-ctx.Done():
+		giveUp()
 		return nil, fmt.Errorf("interrupted while waiting for a reader: %w", ctx.Err())
+	case <-t.C:
+		giveUp()
+		return nil, fmt.Errorf("no reader within %s (--timeout)", timeout)
 	}
 }
 
