@@ -128,7 +128,7 @@ const interruptGrace = 5 * time.Second
 // after its interruption (a write to a reader that stopped reading, a
 // read of an input that never ends).
 var exitNow = func(code int) {
-	fmt.Fprintln(os.Stderr, "acomm: interrupted; exiting without waiting further")
+	reportError(os.Stderr, errors.New("interrupted; exiting without waiting further"), code)
 	os.Exit(code)
 }
 
