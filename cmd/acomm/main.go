@@ -20,7 +20,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/acommgo/acomm"
 	"github.com/spf13/cobra"
@@ -119,23 +118,19 @@ type interrupted struct{ sig syscall.Signal }
 
 func (e interrupted) Error() string { return e.sig.String() + " received" }
 
-// interruptGrace is how long a command interrupted by a signal may take
-// to wind down (send a cancel notice, remove a partial file) before the
-// process exits all the same; a second signal exits at once.
-const interruptGrace = 5 * time.Second
-
-// exitNow ends the process with code: a command that did not wind down
-// after its interruption (a write to a reader that stopped reading, a
-// read of an input that never ends).
+// exitNow ends the process with code: a command interrupted a second
+// time, which has not wound down since the first (a write to a reader
+// that stopped reading, a read of an input that never ends, or a bridge
+// draining answers that the operator no longer wants).
 var exitNow = func(code int) {
-	reportError(os.Stderr, errors.New("interrupted; exiting without waiting further"), code)
+	reportError(os.Stderr, errors.New("interrupted again; exiting without waiting further"), code)
 	os.Exit(code)
 }
 
 // notifyContext returns a context that SIGINT or SIGTERM ends, with
 // interrupted as its cause; stop releases the signals. Once a signal has
-// ended it, a second signal, or interruptGrace passing before stop, ends
-// the process (exit 128 + the signal's number).
+// ended it, a second signal before stop ends the process (exit 128 + the
+// second signal's number).
 func notifyContext(parent context.Context) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	ch := make(chan os.Signal, 2)
@@ -153,15 +148,11 @@ func notifyContext(parent context.Context) (ctx context.Context, stop func()) {
 		case <-quit:
 			return
 		}
-		grace := time.NewTimer(interruptGrace)
-		defer grace.Stop()
 		select {
 		case s := <-ch:
 			if s2, ok := s.(syscall.Signal); ok {
 				sig = s2
 			}
-			exitNow(128 + int(sig))
-		case <-grace.C:
 			exitNow(128 + int(sig))
 		case <-quit:
 		}
@@ -206,9 +197,9 @@ path (/run/svc.sock, ./svc.sock), or an acomm bridge's http(s) URL.
 
 Exit status: 0 success, 1 the task answered with an error, 2 bad usage
 or input, 3 no answer (unreachable, refused, timed out), 130 interrupted
-by SIGINT (Ctrl-C; 143 by SIGTERM). A call interrupted, or past its
---timeout, tells the service to cancel the request, when the service (or
-bridge) takes cancel notices.`,
+by SIGINT (Ctrl-C; 143 by SIGTERM; a second one exits at once). A call
+interrupted, or past its --timeout, tells the service to cancel the
+request, when the service (or bridge) takes cancel notices.`,
 		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
