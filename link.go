@@ -158,18 +158,25 @@ func linkFor(path string) *link {
 	return links.m[path]
 }
 
+// keptLinks returns the links kept now, to be looked at outside the lock
+// of the links (each has a lock of its own, taken before that one).
+func keptLinks() []*link {
+	links.Lock()
+	defer links.Unlock()
+	all := make([]*link, 0, len(links.m))
+	for _, l := range links.m {
+		all = append(all, l)
+	}
+	return all
+}
+
 // CloseIdleConnections closes the unix connections that Send keeps for
 // reuse and on which no acknowledgement is awaited.
 func CloseIdleConnections() { closeIdleLinks(0) }
 
 // closeIdleLinks closes the links idle for d or longer.
 func closeIdleLinks(d time.Duration) {
-	links.Lock()
-	all := make([]*link, 0, len(links.m))
-	for _, l := range links.m {
-		all = append(all, l)
-	}
-	links.Unlock()
+	all := keptLinks()
 	for _, l := range all {
 		l.mu.Lock()
 		if len(l.queue) == 0 && time.Since(l.used) >= d {
@@ -218,12 +225,7 @@ func adoptLink(l *link) bool {
 // closeLeastUsedLink closes the idle link least recently used, and
 // reports whether there was one.
 func closeLeastUsedLink() bool {
-	links.Lock()
-	all := make([]*link, 0, len(links.m))
-	for _, l := range links.m {
-		all = append(all, l)
-	}
-	links.Unlock()
+	all := keptLinks()
 	var oldest *link
 	var used time.Time
 	for _, l := range all {
