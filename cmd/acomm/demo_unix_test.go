@@ -44,19 +44,7 @@ func TestDemoServeCommandsRun(t *testing.T) {
 			cmd.Env = append(os.Environ(), pathEnv)
 			cmd.Dir = tt.dir
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // go run's child gets the group's signals
-			stdout, err := cmd.StdoutPipe()
-			require.NoError(t, err)
-			require.NoError(t, cmd.Start())
-			exited := make(chan error, 1)
-			lines := make(chan string, 32)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-				exited <- cmd.Wait()
-			}()
+			lines, exited := startLines(t, cmd)
 			t.Cleanup(func() {
 				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				<-exited
@@ -138,19 +126,7 @@ func TestDemoInterrupted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := exec.Command(binary, "demo", "--stream-mib", "1048576") // a TiB: never done in time
-			stdout, err := cmd.StdoutPipe()
-			require.NoError(t, err)
-			require.NoError(t, cmd.Start())
-			exited := make(chan error, 1)
-			lines := make(chan string, 32)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-				exited <- cmd.Wait()
-			}()
+			lines, exited := startLines(t, cmd)
 			t.Cleanup(func() {
 				_ = cmd.Process.Kill()
 				exited <- <-exited
@@ -162,9 +138,29 @@ func TestDemoInterrupted(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond) // into the stream step
 			require.NoError(t, cmd.Process.Signal(tt.sig))
-			err = acommtest.WaitFor(t, exited, 10*time.Second, "demo to exit on "+tt.name)
+			err := acommtest.WaitFor(t, exited, 10*time.Second, "demo to exit on "+tt.name)
 			exited <- err
 			assert.Equal(t, tt.code, cmd.ProcessState.ExitCode(), "%v", err)
 		})
 	}
+}
+
+// startLines starts cmd and returns its stdout's lines, closed at its end,
+// and then its Wait's error.
+func startLines(t *testing.T, cmd *exec.Cmd) (<-chan string, chan error) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	lines := make(chan string, 32)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	return lines, exited
 }
