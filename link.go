@@ -88,6 +88,12 @@ type exchange struct {
 	payload any
 	cfg     *config
 	again   *encoded
+	// The sender's ctx, watched (stop set) from the moment its sender
+	// first blocks on the link's connection, writing or waiting for an
+	// acknowledgement to begin: only those waits need cutting short (see
+	// wake). Both are touched by the sender's goroutine only.
+	ctx  context.Context
+	stop func() bool
 }
 
 // encoded is a frame encoded, or the error of encoding it.
@@ -371,22 +377,43 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, cfg *config, o
 // exchange posts frame, encoded from payload with cfg's settings (nil on
 // a connection for one frame), and, if no other sender does, reads
 // acknowledgements until its own is in or ctx ends; ex.outcome gets its
-// outcome. ctx is watched by one registration (see exchange.wake). ok is
-// false when the link is dead.
+// outcome. ctx is watched by one registration at most, made only if the
+// sender blocks on the connection (see exchange.watchLocked). ok is false
+// when the link is dead.
 func (l *link) exchange(ctx context.Context, frame []byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
 	ex = &exchange{l: l, frame: frame, id: frameID(payload), timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
-		outcome: outcome{done: make(chan struct{})}, answer: onAnswer, payload: payload}
+		outcome: outcome{done: make(chan struct{})}, answer: onAnswer, payload: payload, ctx: ctx}
 	if payload != nil {
 		ex.cfg = cfg
 	}
-	stop := afterFunc(ctx, ex.wake)
-	defer stop()
+	defer ex.unwatch()
 	lead, ok := l.post(ctx, ex, now)
 	if lead {
 		l.read(ctx, ex)
 	}
 	return ex, ok
+}
+
+// watchLocked has wake called when ex's sender's ctx ends, unless it is
+// watched already or never ends. Its sender calls it, holding the link's
+// mu, before it blocks on the connection: a sender whose frame another
+// sender writes, and whose acknowledgement another reads, blocks only on
+// its outcome, which its caller waits for beside ctx (see sendMsg), so it
+// costs no registration (with 64 Calls in flight on one link, most:
+// context.AfterFunc and its cancellation were 2.5% of the CPU of
+// BenchmarkEcho/acomm-call/par64, and 125 of its 2,470 B a call).
+func (ex *exchange) watchLocked() {
+	if ex != nil && ex.stop == nil && ex.ctx.Done() != nil {
+		ex.stop = context.AfterFunc(ex.ctx, ex.wake)
+	}
+}
+
+// unwatch undoes watchLocked, once ex's sender is done with the link.
+func (ex *exchange) unwatch() {
+	if ex.stop != nil {
+		ex.stop()
+	}
 }
 
 // wake cuts short the waits of ex's sender, whose ctx ended: its write,
@@ -486,6 +513,7 @@ func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Dur
 		vec := l.takeBatchLocked()
 		// (The deadline is set before wake may cut it: under l.mu.)
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
+		mine.watchLocked()
 		l.writer = mine
 		l.mu.Unlock()
 		n := 0
@@ -717,6 +745,7 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			dl = cd
 		}
 		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
+		mine.watchLocked()
 		l.peeker = mine
 		l.mu.Unlock()
 		_, err := l.br.Peek(1)
@@ -785,14 +814,6 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			return
 		}
 	}
-}
-
-// afterFunc is context.AfterFunc, spared for a ctx that never ends.
-func afterFunc(ctx context.Context, f func()) (stop func() bool) {
-	if ctx.Done() == nil {
-		return func() bool { return true }
-	}
-	return context.AfterFunc(ctx, f)
 }
 
 // exchangeError wraps an error of a frame's exchange: a connection's in
