@@ -70,6 +70,7 @@ type link struct {
 type exchange struct {
 	l        *link
 	frame    []byte
+	buf      *[]byte // frame's pooled buffer (see framePool), or nil
 	start    int     // where frame starts in the write that writes it
 	state    exState // under the link's mu
 	passed   uint8   // how many times small frames went before it; under mu
@@ -108,7 +109,7 @@ type encoded struct {
 // waits still, or left it encoded.
 func (ex *exchange) againLocked() *encoded {
 	if ex.again == nil {
-		frame, onAnswer, err := frameFor(nil, ex.payload, ex.cfg)
+		frame, onAnswer, err := frameFor(nil, nil, ex.payload, ex.cfg)
 		ex.again, ex.payload = &encoded{frame, onAnswer, err}, nil
 	}
 	return ex.again
@@ -289,38 +290,65 @@ func (p pending) withdraw() bool {
 // done (at once if another sender reads the link's acknowledgements).
 func postUnix(ctx context.Context, path string, payload any, cfg *config) (pending, error) {
 	l := linkFor(path)
-	frame, onAnswer, err := frameFor(l, payload, cfg)
+	buf := getFrameBuffer()
+	frame, onAnswer, err := frameFor(*buf, l, payload, cfg)
 	if err != nil {
+		putFrameBuffer(buf, frame)
 		return pending{}, err
 	}
 	if l != nil {
-		if ex, ok := l.exchange(ctx, frame, payload, cfg, onAnswer); ok {
+		if ex, ok := l.exchange(ctx, frame, buf, payload, cfg, onAnswer); ok {
 			return pending{out: &ex.outcome, l: l, ex: ex}, nil
 		}
 		// The link died meanwhile: whoever listens at path now is a peer
 		// not known yet (see exchange.payload).
-		if frame, onAnswer, err = frameFor(nil, payload, cfg); err != nil {
+		if frame, onAnswer, err = frameFor(frame[:0], nil, payload, cfg); err != nil {
+			putFrameBuffer(buf, frame)
 			return pending{}, err
 		}
 	}
-	return pending{}, exchangeOnce(ctx, path, frame, cfg, onAnswer)
+	return pending{}, exchangeOnce(ctx, path, frame, buf, cfg, onAnswer)
 }
 
-// frameFor encodes payload as a frame for l (nil: a peer not known yet),
-// in the form that l's peer takes; onAnswer takes an answer found in the
-// acknowledgement, if the frame asks for one.
-func frameFor(l *link, payload any, cfg *config) ([]byte, answerTo, error) {
+// frameFor appends payload, encoded as a frame for l (nil: a peer not
+// known yet), to b, in the form that l's peer takes; onAnswer takes an
+// answer found in the acknowledgement, if the frame asks for one.
+func frameFor(b []byte, l *link, payload any, cfg *config) ([]byte, answerTo, error) {
 	legacy := cfg.legacyURLs || l == nil || !slices.Contains(l.features, featureStringURLs)
 	var onAnswer answerTo
 	if req, ok := payload.(*Request); ok && req != nil && req.onAnswer != nil && req.ResponseHook == req.answerHook &&
 		l != nil && slices.Contains(l.features, featureAnswerInAck) {
 		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
 	}
-	frame, err := appendFrame(nil, payload, legacy, cfg.maxFrameSize)
+	frame, err := appendFrame(b, payload, legacy, cfg.maxFrameSize)
 	if err != nil {
-		return nil, answerTo{}, fmt.Errorf("acomm: send frame: %w", err)
+		return b, answerTo{}, fmt.Errorf("acomm: send frame: %w", err)
 	}
 	return frame, onAnswer, nil
+}
+
+// The buffers of the frames that postUnix sends: a frame is written, then
+// kept until its acknowledgement is in, and then its buffer is taken
+// again (see link.read). It was the largest allocation of a Call (375 of
+// its 2,370 B, BenchmarkEcho/acomm-call/par64, -memprofile). A buffer
+// grown past maxPooledFrame is left to the GC, so that one large frame
+// does not pin its memory.
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledFrame = 4 << 10
+
+// getFrameBuffer returns a frame buffer, empty, from the pool.
+func getFrameBuffer() *[]byte { return framePool.Get().(*[]byte) }
+
+// putFrameBuffer returns buf to the pool holding frame's memory (buf's,
+// or where appending frame moved it), unless frame is too large to keep.
+// frame is not to be used again.
+func putFrameBuffer(buf *[]byte, frame []byte) {
+	if cap(frame) > maxPooledFrame {
+		frame = nil
+	}
+	*buf = frame[:0]
+	framePool.Put(buf)
 }
 
 // The read buffers of links. A link's first connection expects one
@@ -337,7 +365,7 @@ const (
 
 // exchangeOnce sends frame on a connection of its own, within ctx and
 // cfg's I/O timeout; onAnswer takes an answer found in the acknowledgement.
-func exchangeOnce(ctx context.Context, path string, frame []byte, cfg *config, onAnswer answerTo) error {
+func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, cfg *config, onAnswer answerTo) error {
 	timeout := cfg.ioTimeout
 	dl := time.Now().Add(timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(dl) {
@@ -351,7 +379,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, cfg *config, o
 		return fmt.Errorf("%w: %w", ErrUnreachable, err) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, onceReadBuffer), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.exchange(ctx, frame, nil, cfg, onAnswer)
+	ex, _ := l.exchange(ctx, frame, buf, nil, cfg, onAnswer)
 	select {
 	case <-ex.outcome.done:
 		err = ex.outcome.err
@@ -380,9 +408,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, cfg *config, o
 // outcome. ctx is watched by one registration at most, made only if the
 // sender blocks on the connection (see exchange.watchLocked). ok is false
 // when the link is dead.
-func (l *link) exchange(ctx context.Context, frame []byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
+func (l *link) exchange(ctx context.Context, frame []byte, buf *[]byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{l: l, frame: frame, id: frameID(payload), timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
+	ex = &exchange{l: l, frame: frame, buf: buf, id: frameID(payload), timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
 		outcome: outcome{done: make(chan struct{})}, answer: onAnswer, payload: payload, ctx: ctx}
 	if payload != nil {
 		ex.cfg = cfg
@@ -682,7 +710,7 @@ func (l *link) withdraw(ex *exchange) bool {
 // as frame, encoded for a peer not known yet, whose answer (if the frame
 // asks for one in the acknowledgement) onAnswer takes.
 func (ex *exchange) resend(path string, frame []byte, onAnswer answerTo) {
-	ex.outcome.set(exchangeOnce(context.Background(), path, frame, ex.cfg, onAnswer))
+	ex.outcome.set(exchangeOnce(context.Background(), path, frame, nil, ex.cfg, onAnswer))
 }
 
 // failLocked closes and forgets the link. The frames written whole and
@@ -799,6 +827,13 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		l.queue[0], l.queue = nil, l.queue[1:]
 		if once {
 			l.features = features
+		}
+		if ex.buf != nil && ex.state == exWritten {
+			// Acknowledged, and its write has returned: nothing reads
+			// the frame again. (One acknowledged while its writer lags
+			// is left to the GC.)
+			putFrameBuffer(ex.buf, ex.frame)
+			ex.buf, ex.frame = nil, nil
 		}
 		l.mu.Unlock()
 		if answer != nil && ex.answer.take != nil {
