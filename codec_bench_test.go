@@ -27,7 +27,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 	req := benchCallRequest(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := appendFrame(nil, answerInAck{req}, false, 0); err != nil {
+		if _, err := appendFrame(nil, answerInAck{req}, false, 0, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -39,14 +39,14 @@ func BenchmarkEncodeRequestURLObject(b *testing.B) {
 	req := benchCallRequest(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := appendFrame(nil, req, true, 0); err != nil {
+		if _, err := appendFrame(nil, req, true, 0, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkDecodeRequest(b *testing.B) {
-	frame, err := appendFrame(nil, answerInAck{benchCallRequest(b)}, false, 0)
+	frame, err := appendFrame(nil, answerInAck{benchCallRequest(b)}, false, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,14 +92,14 @@ func BenchmarkEncodeAckWithAnswer(b *testing.B) {
 	ack := benchAck(benchCallRequest(b))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := appendFrame(nil, ack, false, 0, baseFeatures...); err != nil {
+		if _, err := appendFrame(nil, ack, false, 0, serverAckFeatures); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkDecodeAckWithAnswer(b *testing.B) {
-	frame, err := appendFrame(nil, benchAck(benchCallRequest(b)), false, 0, baseFeatures...)
+	frame, err := appendFrame(nil, benchAck(benchCallRequest(b)), false, 0, serverAckFeatures)
 	if err != nil {
 		b.Fatal(err)
 	}

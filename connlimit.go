@@ -47,7 +47,7 @@ func refuseFrames(conn net.Conn, cfg *config, refusal error) {
 		ID string `json:"id"`
 	}
 	_ = json.Unmarshal(body, &id) // the ack names the frame's ID if it has one
-	if ack, err := appendFrame(nil, &Response{ID: id.ID, Error: refusal}, false, 0, baseFeatures...); err == nil {
+	if ack, err := appendFrame(nil, &Response{ID: id.ID, Error: refusal}, false, 0, baseAckFeatures); err == nil {
 		_, _ = conn.Write(ack)
 	}
 }

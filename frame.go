@@ -89,7 +89,7 @@ func reuseBody(buf, body []byte) []byte {
 // appendFrame appends payload to b as one frame: a *Request or *Response
 // in its wire form (see appendRequest, appendResponse), anything else as
 // encoding/json marshals it.
-func appendFrame(b []byte, payload any, legacy bool, max int, features ...string) ([]byte, error) {
+func appendFrame(b []byte, payload any, legacy bool, max int, features ackFeatures) ([]byte, error) {
 	start := len(b)
 	b = append(slices.Grow(b, 256+rawSize(payload)), 0, 0, 0, 0) // spare the regrowth
 	var err error
@@ -106,14 +106,14 @@ func appendFrame(b []byte, payload any, legacy bool, max int, features ...string
 			b = append(b[:len(b)-1], `,"answer_in_ack":true}`...)
 		}
 	case *ackWithAnswer:
-		b, err = appendResponse(b, &Response{ID: p.id}, false, features...)
+		b, err = appendResponse(b, &Response{ID: p.id}, false, features)
 		if err == nil {
-			b, err = appendResponse(append(b[:len(b)-1], `,"answer":`...), p.answer, p.answer.LegacyURLs)
+			b, err = appendResponse(append(b[:len(b)-1], `,"answer":`...), p.answer, p.answer.LegacyURLs, nil)
 			b = append(b, '}')
 		}
 	case *Response:
 		if p != nil {
-			b, err = appendResponse(b, p, legacy || p.LegacyURLs, features...)
+			b, err = appendResponse(b, p, legacy || p.LegacyURLs, features)
 			break
 		}
 		b = append(b, "null"...)
@@ -207,7 +207,7 @@ func SendConnData(conn net.Conn, payload interface{}) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
 		return fmt.Errorf("%w: set write deadline: %w", ErrConnection, err)
 	}
-	frame, err := appendFrame(nil, payload, false, DefaultMaxFrameSize)
+	frame, err := appendFrame(nil, payload, false, DefaultMaxFrameSize, nil)
 	if err == nil {
 		_, err = conn.Write(frame)
 	}

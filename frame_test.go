@@ -625,7 +625,7 @@ func TestServeFramesTimeouts(t *testing.T) {
 			}
 			go func() {
 				defer close(served)
-				serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil)
+				serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil, nil)
 			}()
 			if tc.maxFrame > 0 {
 				assert.ErrorIs(t, readAck(t, client).Error, ErrFrameTooLarge)
@@ -673,7 +673,7 @@ func startServeFrames(t *testing.T, cfg *config, handle frameHandler) (net.Conn,
 	go func() {
 		defer close(served)
 		defer server.Close()
-		serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil)
+		serveFrames(server, cfg, discardLogger(), handle, new(atomic.Uint64), nil, nil)
 	}()
 	t.Cleanup(func() {
 		_ = client.Close()
@@ -797,7 +797,7 @@ func writeFrame(w io.Writer, body []byte, max int) error {
 
 // encodeFrame writes payload (see appendFrame) as one frame.
 func encodeFrame(w io.Writer, payload any, max int) error {
-	frame, err := appendFrame(nil, payload, false, max)
+	frame, err := appendFrame(nil, payload, false, max, nil)
 	if err == nil {
 		_, err = w.Write(frame)
 	}

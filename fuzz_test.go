@@ -146,7 +146,7 @@ func FuzzRequestJSON(f *testing.F) {
 			if legacy && !legacyForm(r1.ResponseHook) {
 				continue
 			}
-			frame, err := appendFrame(nil, &r1, legacy, 0)
+			frame, err := appendFrame(nil, &r1, legacy, 0, nil)
 			require.NoError(t, err)
 			var r2 Request
 			require.NoError(t, decodeFrame(bytes.NewReader(frame), &r2, 0), "re-decoding %s", frame)
@@ -200,7 +200,7 @@ func FuzzResponseJSON(f *testing.F) {
 			if legacy && !legacyForm(r1.StreamURL) {
 				continue
 			}
-			frame, err := appendFrame(nil, &r1, legacy, 0)
+			frame, err := appendFrame(nil, &r1, legacy, 0, nil)
 			require.NoError(t, err)
 			var r2 Response
 			require.NoError(t, decodeFrame(bytes.NewReader(frame), &r2, 0), "re-decoding %s", frame)

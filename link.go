@@ -320,7 +320,7 @@ func frameFor(b []byte, l *link, payload any, cfg *config) ([]byte, answerTo, er
 		l != nil && slices.Contains(l.features, featureAnswerInAck) {
 		payload, onAnswer = answerInAck{req}, answerTo{req.ID, req.onAnswer}
 	}
-	frame, err := appendFrame(b, payload, legacy, cfg.maxFrameSize)
+	frame, err := appendFrame(b, payload, legacy, cfg.maxFrameSize, nil)
 	if err != nil {
 		return b, answerTo{}, fmt.Errorf("acomm: send frame: %w", err)
 	}

@@ -26,6 +26,13 @@ const (
 // baseFeatures are the features of every receiver in this package.
 var baseFeatures = []string{featurePipeline, featureStringURLs}
 
+// The "features" members of the acknowledgements of a Tracker or
+// UnixListener (base) and of a Server, encoded once.
+var (
+	baseAckFeatures   = newAckFeatures(baseFeatures...)
+	serverAckFeatures = newAckFeatures(append(baseFeatures[:len(baseFeatures):len(baseFeatures)], featureCancel, featureAnswerInAck)...)
+)
+
 // frameHandler handles a frame body, which it must not keep (it is
 // overwritten by the next frame's): the ID for the acknowledgement, the
 // refusal reason (nil: accepted) and a func to run after the
@@ -86,7 +93,7 @@ type frameServer struct {
 	conn     net.Conn
 	cfg      *config
 	log      logrus.FieldLogger
-	features []string
+	features ackFeatures // (baseAckFeatures if nil was given)
 	br       *bufio.Reader
 	handle   frameHandler
 	refused  *atomic.Uint64
@@ -129,17 +136,20 @@ type ackSlot struct {
 // serveFrames reads frames from conn until the peer closes it, it idles
 // past cfg.idleTimeout, or a frame cannot be read whole in cfg.ioTimeout.
 // Frames that arrived together are handled in turn, and their
-// acknowledgements, listing baseFeatures and extra, go out in one write
+// acknowledgements, listing features (baseAckFeatures if nil), go out in one write
 // before their after funcs run. An oversized frame is refused, skipped.
 // Once every frame read is acknowledged (or the write failed), it runs
 // end (if not nil) and returns. A heldJob that outlasts its budget moves
 // the reading to a new goroutine, which then ends the connection: the
 // held goroutine returns once its handler does, as a worker would, and
 // end may have run before, or run after, as the connection goes on.
-func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, end func(), extra ...string) {
+func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, end func(), features ackFeatures) {
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
-	s := &frameServer{conn: conn, cfg: cfg, log: log, features: append(baseFeatures[:2:2], extra...),
+	if features == nil {
+		features = baseAckFeatures
+	}
+	s := &frameServer{conn: conn, cfg: cfg, log: log, features: features,
 		br: br, handle: countingHandler(handle, refused), refused: refused, end: end, body: make([]byte, 0, 1<<10)}
 	s.cond.L = &s.mu
 	s.read()
@@ -547,9 +557,9 @@ func finish(done []ackSlot, ok bool) {
 // s.out.
 func (s *frameServer) encode(a *ackSlot) {
 	if a.answer == nil {
-		out, err := appendFrame(s.out, &Response{ID: a.id, Error: a.refusal}, false, 0, s.features...)
+		out, err := appendFrame(s.out, &Response{ID: a.id, Error: a.refusal}, false, 0, s.features)
 		if err != nil { // text that is not UTF-8: a handler's bug
-			out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features...)
+			out, _ = appendFrame(s.out, &Response{Error: err}, false, 0, s.features)
 		}
 		s.out = out
 		return
@@ -557,7 +567,7 @@ func (s *frameServer) encode(a *ackSlot) {
 	// (s.ackOut, not a new ackWithAnswer: it would escape, an allocation
 	// per answer.)
 	s.ackOut = ackWithAnswer{id: a.id, answer: a.answer}
-	out, err := appendFrame(s.out, &s.ackOut, false, s.cfg.maxFrameSize, s.features...)
+	out, err := appendFrame(s.out, &s.ackOut, false, s.cfg.maxFrameSize, s.features)
 	s.ackOut = ackWithAnswer{}
 	if err != nil { // as Server.respond does
 		s.log.WithError(err).WithField("id", a.id).Warn("response cannot be sent; sending an error instead")
@@ -565,7 +575,7 @@ func (s *frameServer) encode(a *ackSlot) {
 		if errors.Is(err, ErrFrameTooLarge) {
 			err = fmt.Errorf("%w: the response is too large to send", ErrFrameTooLarge)
 		}
-		out, _ = appendFrame(s.out, &ackWithAnswer{id: a.id, answer: &Response{ID: a.answer.ID, Error: err}}, false, 0, s.features...)
+		out, _ = appendFrame(s.out, &ackWithAnswer{id: a.id, answer: &Response{ID: a.answer.ID, Error: err}}, false, 0, s.features)
 	}
 	s.out = out
 }

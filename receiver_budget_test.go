@@ -100,7 +100,7 @@ func TestServeFramesAnswerBudgets(t *testing.T) {
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
-			serveFrames(server, &cfg, log, handle, &refused, nil)
+			serveFrames(server, &cfg, log, handle, &refused, nil, nil)
 			_ = server.Close()
 		}()
 		const n = 1500

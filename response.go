@@ -57,7 +57,7 @@ func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error
 // message ("" for none) and the stream URL as a string, or as the legacy
 // object when LegacyURLs is set.
 func (r *Response) MarshalJSON() ([]byte, error) {
-	return appendResponse(nil, r, r.LegacyURLs)
+	return appendResponse(nil, r, r.LegacyURLs, nil)
 }
 
 // UnmarshalJSON unmarshals JSON data into a Response, matching member names

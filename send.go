@@ -104,7 +104,7 @@ func post(ctx context.Context, addr *url.URL, payload any, cfg *config) (pending
 
 // sendHTTP POSTs payload as JSON to addr and checks the acknowledgement.
 func sendHTTP(ctx context.Context, addr *url.URL, payload any, legacy bool) error {
-	frame, err := appendFrame(nil, payload, legacy, 0)
+	frame, err := appendFrame(nil, payload, legacy, 0, nil)
 	if err != nil {
 		return err
 	}

@@ -293,7 +293,7 @@ func (s *Server) accept(ul *UnixListener) {
 		go serveFrames(conn, &s.cfg, s.log(), c.receiveFrame, &s.stats.refusedFrames, func() {
 			ul.DoneConn(conn)
 			s.bg.Done()
-		}, featureCancel, featureAnswerInAck)
+		}, serverAckFeatures)
 	}
 }
 

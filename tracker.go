@@ -314,7 +314,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 		go func(conn net.Conn) {
 			defer t.bg.Done()
 			defer ul.DoneConn(conn)
-			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame, &t.stats.refusedFrames, nil)
+			serveFrames(conn, &t.cfg, t.log(), t.receiveFrame, &t.stats.refusedFrames, nil, baseAckFeatures)
 		}(conn)
 	}
 }
