@@ -2,6 +2,7 @@ package acomm
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -28,7 +29,7 @@ func TestRepeatsDecodeAsFresh(t *testing.T) {
 	for _, f := range frames {
 		var want, got Request
 		wantErr := decodeRequest([]byte(f), &want)
-		err := decodeRequestMem([]byte(f), &got, &got.argsMem, rep)
+		err := decodeRequestMem([]byte(f), &got, &got.argsMem, rep, time.Now())
 		if wantErr != nil {
 			require.Error(t, err, f)
 			continue

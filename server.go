@@ -309,10 +309,10 @@ type serverConn struct {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (c *serverConn) receiveFrame(body []byte) (string, error, func(), answerFunc) {
+func (c *serverConn) receiveFrame(body []byte, at time.Time) (string, error, func(), answerFunc) {
 	s := c.s
 	req := &Request{}
-	if err := decodeRequestMem(body, req, &req.argsMem, &c.rep); err != nil {
+	if err := decodeRequestMem(body, req, &req.argsMem, &c.rep, at); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}
@@ -348,7 +348,13 @@ func (s *Server) dispatch(req *Request) { s.start(req, nil) }
 // With ack, the handler's response may go in that acknowledgement (see
 // answerInAck); it returns nil when no handler started.
 func (s *Server) start(req *Request, ack *ackRef) *job {
-	if req.expired(time.Now()) {
+	var now time.Time
+	if ack != nil {
+		now = ack.at // its frame was read just now
+	} else {
+		now = time.Now()
+	}
+	if req.expired(now) {
 		s.stats.expired.Add(1)
 		s.answerNow(req, fmt.Errorf("%w: task %q arrived after its caller's deadline", ErrTimeout, req.Task))
 		return nil
