@@ -432,13 +432,14 @@ func textIn(body []byte, v jsontext.Value, end int64) jsontext.Value {
 // decodeRequest decodes the wire JSON of a request into req. Errors match
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
-	return decodeRequestMem(body, req, nil, nil, time.Now())
+	var clock frameClock
+	return decodeRequestMem(body, req, nil, nil, &clock)
 }
 
 // decodeRequestMem is decodeRequest, keeping the args in *argsMem when it
 // is not nil (see readRaw), and reading the hook and the task through rep
-// when it is not nil (see repeats); its deadline counts from now.
-func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage, rep *repeats, now time.Time) error {
+// when it is not nil (see repeats); its deadline counts from clock's time.
+func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage, rep *repeats, clock *frameClock) error {
 	var (
 		w      Request
 		hasMS  bool
@@ -497,7 +498,7 @@ func decodeRequestMem(body []byte, req *Request, argsMem *json.RawMessage, rep *
 	req.ID, req.Task, req.ResponseHook, req.Args, req.LegacyURLs = w.ID, w.Task, w.ResponseHook, w.Args, w.LegacyURLs
 	req.Meta, req.deadline, req.callerDeadline, req.answerInAck = w.Meta, time.Time{}, hasMS, w.answerInAck
 	if hasMS {
-		req.deadline = deadlineFromMS(ms, now)
+		req.deadline = deadlineFromMS(ms, clock.now())
 	}
 	return nil
 }

@@ -616,8 +616,8 @@ func TestServeFramesTimeouts(t *testing.T) {
 			served := make(chan struct{})
 			var afterRuns sync.WaitGroup
 			accepted := make(chan string, 1)
-			handle := func(body []byte, _ time.Time) (string, error, func(), answerFunc) {
-				id, refusal, after, _ := serveFramesHandler(&afterRuns)(body, time.Now())
+			handle := func(body []byte, _ *frameClock) (string, error, func(), answerFunc) {
+				id, refusal, after, _ := serveFramesHandler(&afterRuns)(body, &frameClock{})
 				if refusal == nil {
 					accepted <- id
 				}
@@ -649,7 +649,7 @@ func TestServeFramesTimeouts(t *testing.T) {
 // serveFramesHandler accepts valid requests, refuses the rest, and counts
 // the after funcs run.
 func serveFramesHandler(afterRuns *sync.WaitGroup) frameHandler {
-	return func(body []byte, _ time.Time) (string, error, func(), answerFunc) {
+	return func(body []byte, _ *frameClock) (string, error, func(), answerFunc) {
 		var req Request
 		if err := json.Unmarshal(body, &req); err != nil {
 			return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil, nil

@@ -367,7 +367,7 @@ func FuzzWireMeaning(f *testing.F) {
 		rep := new(repeats)
 		for range 2 {
 			var again Request
-			err := decodeRequestMem(data, &again, &again.argsMem, rep, time.Now())
+			err := decodeRequestMem(data, &again, &again.argsMem, rep, &frameClock{})
 			if assert.Equal(t, reqErr == nil, err == nil, "decoding %q with repeats: %v", data, err) && err == nil {
 				assert.Equal(t, req.Task, again.Task, "task of %q with repeats", data)
 				assert.Equal(t, ourURLString(req.ResponseHook), ourURLString(again.ResponseHook), "hook of %q with repeats", data)

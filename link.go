@@ -365,6 +365,8 @@ const (
 
 // exchangeOnce sends frame on a connection of its own, within ctx and
 // cfg's I/O timeout; onAnswer takes an answer found in the acknowledgement.
+// buf, if not nil, is frame's pooled buffer (see framePool), which it
+// takes over.
 func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, cfg *config, onAnswer answerTo) error {
 	timeout := cfg.ioTimeout
 	dl := time.Now().Add(timeout)
@@ -373,6 +375,9 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, c
 	}
 	conn, err := (&net.Dialer{Deadline: dl}).DialContext(ctx, "unix", path)
 	if err != nil {
+		if buf != nil {
+			putFrameBuffer(buf, frame)
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", ErrNotDelivered, ctx.Err())
 		}
@@ -406,7 +411,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, c
 // a connection for one frame), and, if no other sender does, reads
 // acknowledgements until its own is in or ctx ends; ex.outcome gets its
 // outcome. ctx is watched by one registration at most, made only if the
-// sender blocks on the connection (see exchange.watchLocked). ok is false
+// sender blocks on the connection (see exchange.watch). ok is false
 // when the link is dead.
 func (l *link) exchange(ctx context.Context, frame []byte, buf *[]byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
@@ -423,25 +428,34 @@ func (l *link) exchange(ctx context.Context, frame []byte, buf *[]byte, payload 
 	return ex, ok
 }
 
-// watchLocked has wake called when ex's sender's ctx ends, unless it is
-// watched already or never ends. Its sender calls it, holding the link's
-// mu, before it blocks on the connection: a sender whose frame another
+// watch has wake called when ex's sender's ctx ends, unless it is watched
+// already or never ends. Its sender calls it before it may block on the
+// connection (as the writer, or the reader: see post and read), not
+// holding the link's mu, which wake takes (a Context's own AfterFunc may
+// call wake at once). A sender whose frame another
 // sender writes, and whose acknowledgement another reads, blocks only on
 // its outcome, which its caller waits for beside ctx (see sendMsg), so it
 // costs no registration (with 64 Calls in flight on one link, most:
 // context.AfterFunc and its cancellation were 2.5% of the CPU of
 // BenchmarkEcho/acomm-call/par64, and 125 of its 2,470 B a call).
-func (ex *exchange) watchLocked() {
-	if ex != nil && ex.stop == nil && ex.ctx.Done() != nil {
+func (ex *exchange) watch() {
+	if ex.stop == nil && ex.ctx.Done() != nil {
 		ex.stop = context.AfterFunc(ex.ctx, ex.wake)
 	}
 }
 
-// unwatch undoes watchLocked, once ex's sender is done with the link.
+// watched reports whether ex's sender's ctx is watched, or needs no
+// watching.
+func (ex *exchange) watched() bool { return ex.stop != nil || ex.ctx.Done() == nil }
+
+// unwatch undoes watch, once ex's sender is done with the link, and lets
+// go of its ctx (ex may stay queued, up to the I/O timeout, after its
+// sender has given up on it).
 func (ex *exchange) unwatch() {
 	if ex.stop != nil {
 		ex.stop()
 	}
+	ex.ctx = nil
 }
 
 // wake cuts short the waits of ex's sender, whose ctx ended: its write,
@@ -502,6 +516,15 @@ func (l *link) post(ctx context.Context, ex *exchange, now time.Time) (lead, ok 
 		l.mu.Lock()
 		l.flushing = false
 	}
+	if !l.flushing && !ex.watched() {
+		// It is to write (the frames waiting, its own among them):
+		// watched from now on, registered with mu let go (see watch).
+		// Meanwhile another sender may take the writing, or the link
+		// die: flushLocked sees to both.
+		l.mu.Unlock()
+		ex.watch()
+		l.mu.Lock()
+	}
 	l.flushLocked(ctx, ex, ex.timeout)
 	return lead, true
 }
@@ -541,7 +564,6 @@ func (l *link) flushLocked(ctx context.Context, mine *exchange, timeout time.Dur
 		vec := l.takeBatchLocked()
 		// (The deadline is set before wake may cut it: under l.mu.)
 		err := lazyDeadline(l.conn.SetWriteDeadline, &l.wdl, time.Now().Add(timeout), timeout)
-		mine.watchLocked()
 		l.writer = mine
 		l.mu.Unlock()
 		n := 0
@@ -703,6 +725,10 @@ func (l *link) withdraw(ex *exchange) bool {
 	l.queue = slices.Delete(l.queue, i, i+1)
 	l.unsent--
 	ex.state = exWithdrawn
+	if ex.buf != nil { // never in a write: nothing reads it again
+		putFrameBuffer(ex.buf, ex.frame)
+		ex.buf, ex.frame = nil, nil
+	}
 	return true
 }
 
@@ -754,6 +780,9 @@ func (l *link) failLocked(err error) {
 // the wait for an acknowledgement to begin: one begun is read whole,
 // within the link's own deadline, whoever waits for it.
 func (l *link) read(ctx context.Context, mine *exchange) {
+	if mine != nil {
+		mine.watch() // the lead reader waits for acknowledgements to begin
+	}
 	for {
 		cd, hasDeadline := ctx.Deadline()
 		if hasDeadline && !time.Now().Before(cd) {
@@ -773,7 +802,6 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			dl = cd
 		}
 		_ = lazyDeadline(l.conn.SetReadDeadline, &l.rdl, dl, front.timeout)
-		mine.watchLocked()
 		l.peeker = mine
 		l.mu.Unlock()
 		_, err := l.br.Peek(1)

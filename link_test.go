@@ -556,3 +556,63 @@ func TestResendSendsWhatItsSenderLeft(t *testing.T) {
 	body := waitFor(t, resent, 10*time.Second, "the resent frame")
 	require.False(t, strings.Contains(body, "changed-after-send-returned"), "the resend carries what the caller set after Send returned")
 }
+
+// A sender's ctx cuts short its own blocked wait on the connection: its
+// write of a frame the peer does not read, and its wait for an
+// acknowledgement that never comes, on a kept link and on a connection
+// for one frame alike, whether ctx has a deadline (which a read deadline
+// can follow) or is cancelled. SendContext waits on the link itself (no
+// cancel notice goroutine stands between them, as one may for Call), so
+// only the link's watch on ctx can end it before the I/O timeout (30 s).
+func TestSendContextCutsItsOwnWaits(t *testing.T) {
+	const wait = 300 * time.Millisecond
+	large, err := acomm.NewRequest("t", "unix:///run/reply.sock", json.RawMessage(`"`+strings.Repeat("x", 8<<20)+`"`), nil, nil)
+	require.NoError(t, err)
+	linkThen := func(then func(net.Conn)) func(net.Conn) {
+		return func(conn net.Conn) {
+			if body, err := readRawFrame(conn); err == nil && writeAck(conn, body, pipelining...) == nil {
+				then(conn)
+			}
+		}
+	}
+	readsNeverAcks := func(conn net.Conn) {
+		for {
+			if _, err := readRawFrame(conn); err != nil {
+				return
+			}
+		}
+	}
+	tests := []struct {
+		name  string
+		serve func(net.Conn)
+		link  bool // a first frame makes a kept link
+		req   *acomm.Request
+	}{
+		{"kept link, write blocks", linkThen(holdUntilClosed), true, large},
+		{"kept link, no acknowledgement", linkThen(readsNeverAcks), true, sendTestRequest(t)},
+		{"one frame, write blocks", holdUntilClosed, false, large},
+		{"one frame, no acknowledgement", readsNeverAcks, false, sendTestRequest(t)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, withDeadline := range []bool{true, false} {
+				peer := newFakePeer(t, tt.serve)
+				if tt.link {
+					require.NoError(t, acomm.Send(peer.url(), sendTestRequest(t)))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				if !withDeadline {
+					ctx, cancel = context.WithCancel(context.Background())
+					time.AfterFunc(wait, cancel)
+				}
+				start := time.Now()
+				err := acomm.SendContext(ctx, peer.url(), tt.req)
+				elapsed := time.Since(start)
+				cancel()
+				require.ErrorIs(t, err, ctx.Err(), "deadline %v", withDeadline)
+				assert.GreaterOrEqual(t, elapsed, wait)
+				assert.Less(t, elapsed, wait+5*time.Second, "deadline %v: bounded by ctx, not by the I/O timeout", withDeadline)
+			}
+		})
+	}
+}

@@ -70,7 +70,7 @@ func TestServeFramesAnswerBudgets(t *testing.T) {
 		log := logrus.New()
 		log.SetOutput(io.Discard)
 		var wg sync.WaitGroup // answering goroutines
-		handle := func(body []byte, _ time.Time) (string, error, func(), answerFunc) {
+		handle := func(body []byte, _ *frameClock) (string, error, func(), answerFunc) {
 			id := string(body)
 			switch rand.IntN(4) {
 			case 0:

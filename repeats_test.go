@@ -2,7 +2,6 @@ package acomm
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +28,7 @@ func TestRepeatsDecodeAsFresh(t *testing.T) {
 	for _, f := range frames {
 		var want, got Request
 		wantErr := decodeRequest([]byte(f), &want)
-		err := decodeRequestMem([]byte(f), &got, &got.argsMem, rep, time.Now())
+		err := decodeRequestMem([]byte(f), &got, &got.argsMem, rep, &frameClock{})
 		if wantErr != nil {
 			require.Error(t, err, f)
 			continue

@@ -309,10 +309,10 @@ type serverConn struct {
 // is dispatched after its acknowledgement is written: once a handler runs,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (c *serverConn) receiveFrame(body []byte, at time.Time) (string, error, func(), answerFunc) {
+func (c *serverConn) receiveFrame(body []byte, clock *frameClock) (string, error, func(), answerFunc) {
 	s := c.s
 	req := &Request{}
-	if err := decodeRequestMem(body, req, &req.argsMem, &c.rep, at); err != nil {
+	if err := decodeRequestMem(body, req, &req.argsMem, &c.rep, clock); err != nil {
 		if !errors.Is(err, ErrInvalidRequest) {
 			err = fmt.Errorf("%w: %w", ErrMalformedFrame, err)
 		}

@@ -3,7 +3,6 @@ package acomm
 import (
 	"expvar"
 	"sync/atomic"
-	"time"
 )
 
 // TrackerStats counts what a tracker has done since it was created.
@@ -85,8 +84,8 @@ func (s *Server) Stats() ServerStats {
 
 // countingHandler wraps a frame handler to count refused frames in n.
 func countingHandler(h frameHandler, n *atomic.Uint64) frameHandler {
-	return func(body []byte, at time.Time) (string, error, func(), answerFunc) {
-		id, refusal, after, answer := h(body, at)
+	return func(body []byte, clock *frameClock) (string, error, func(), answerFunc) {
+		id, refusal, after, answer := h(body, clock)
 		if refusal != nil {
 			n.Add(1)
 		}

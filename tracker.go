@@ -323,7 +323,7 @@ func (t *Tracker) acceptResponses(ul *UnixListener) {
 // to its request after its acknowledgement is written: once it is handled,
 // Stop may close the connection, and the sender must have its
 // acknowledgement by then.
-func (t *Tracker) receiveFrame(body []byte, _ time.Time) (string, error, func(), answerFunc) {
+func (t *Tracker) receiveFrame(body []byte, _ *frameClock) (string, error, func(), answerFunc) {
 	resp := &Response{}
 	if _, err := decodeResponse(body, resp); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMalformedFrame, err), nil, nil
