@@ -271,7 +271,10 @@ func (s *frameServer) runHere(j heldJob, due time.Time, lone bool) bool {
 	s.runs++
 	run := s.runs
 	s.held, s.heldDue = run, due
-	s.checkHeldLocked(time.Now()) // (the budget may have passed already)
+	// (The budget may have passed already. Checked against the frame's
+	// clock, which its due counts from: a budget that passed since has
+	// the timer, which setBudget set for due, fire at once.)
+	s.checkHeldLocked(s.clock.now())
 	s.mu.Unlock()
 	j.runHeld()
 	s.mu.Lock()
