@@ -337,6 +337,15 @@ var framePool = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxPooledFrame = 4 << 10
 
+// releaseFrame returns ex's frame buffer, if pooled, to the pool, once
+// nothing reads the frame again. Its caller holds the link's mu.
+func (ex *exchange) releaseFrame() {
+	if ex.buf != nil {
+		putFrameBuffer(ex.buf, ex.frame)
+		ex.buf, ex.frame = nil, nil
+	}
+}
+
 // getFrameBuffer returns a frame buffer, empty, from the pool.
 func getFrameBuffer() *[]byte { return framePool.Get().(*[]byte) }
 
@@ -725,10 +734,7 @@ func (l *link) withdraw(ex *exchange) bool {
 	l.queue = slices.Delete(l.queue, i, i+1)
 	l.unsent--
 	ex.state = exWithdrawn
-	if ex.buf != nil { // never in a write: nothing reads it again
-		putFrameBuffer(ex.buf, ex.frame)
-		ex.buf, ex.frame = nil, nil
-	}
+	ex.releaseFrame() // never in a write: nothing reads it again
 	return true
 }
 
@@ -856,12 +862,11 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 		if once {
 			l.features = features
 		}
-		if ex.buf != nil && ex.state == exWritten {
+		if ex.state == exWritten {
 			// Acknowledged, and its write has returned: nothing reads
 			// the frame again. (One acknowledged while its writer lags
 			// is left to the GC.)
-			putFrameBuffer(ex.buf, ex.frame)
-			ex.buf, ex.frame = nil, nil
+			ex.releaseFrame()
 		}
 		l.mu.Unlock()
 		if answer != nil && ex.answer.take != nil {
