@@ -32,12 +32,18 @@ import (
 // in a goroutine; it is closed, and its goroutines waited for, at cleanup.
 type fakePeer struct {
 	path  string
-	conns chan net.Conn // every connection accepted
+	conns chan net.Conn // the first 64 connections accepted
 }
 
 func newFakePeer(t *testing.T, serve func(conn net.Conn)) *fakePeer {
 	t.Helper()
-	p := &fakePeer{path: sockPath(t, "p.sock"), conns: make(chan net.Conn, 64)}
+	return newFakePeerAt(t, sockPath(t, "p.sock"), serve)
+}
+
+// newFakePeerAt is newFakePeer listening at path.
+func newFakePeerAt(t *testing.T, path string, serve func(conn net.Conn)) *fakePeer {
+	t.Helper()
+	p := &fakePeer{path: path, conns: make(chan net.Conn, 64)}
 	l, err := net.Listen("unix", p.path)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
@@ -58,7 +64,10 @@ func newFakePeer(t *testing.T, serve func(conn net.Conn)) *fakePeer {
 				return
 			}
 			open = append(open, conn)
-			p.conns <- conn
+			select {
+			case p.conns <- conn:
+			default: // (recorded no further)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -400,44 +409,24 @@ func TestKeptLinksBounded(t *testing.T) {
 	acomm.CloseIdleConnections()
 	t.Cleanup(acomm.CloseIdleConnections)
 	dir := t.TempDir()
-	l, err := net.Listen("unix", sockPath(t, "kept.sock"))
-	require.NoError(t, err)
 	var open, most atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = l.Close()
-		acomm.CloseIdleConnections()
-		waitFor(t, runAsync(wg.Wait), 10*time.Second, "the peer's connections")
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	peer := newFakePeer(t, func(conn net.Conn) {
+		n := open.Add(1)
+		defer open.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
 		for {
-			conn, err := l.Accept()
-			if err != nil {
+			body, err := readRawFrame(conn)
+			if err != nil || writeAck(conn, body, pipelining...) != nil {
+				_ = conn.Close()
 				return
 			}
-			if n := open.Add(1); n > most.Load() {
-				most.Store(n) // (one accepting goroutine: no lost maximum)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer open.Add(-1)
-				defer conn.Close()
-				for {
-					body, err := readRawFrame(conn)
-					if err != nil || writeAck(conn, body, pipelining...) != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	const paths = 300
 	for i := range paths {
 		p := filepath.Join(dir, strconv.Itoa(i))
-		require.NoError(t, os.Symlink(l.Addr().String(), p))
+		require.NoError(t, os.Symlink(peer.path, p))
 		require.NoError(t, acomm.Send(unixURL(p), sendTestRequest(t)), "path %d", i)
 	}
 	// Every path works again, kept or not.
@@ -474,36 +463,24 @@ func TestReplacedPeerGetsTheFormForAPeerNotKnown(t *testing.T) {
 		5*time.Second, time.Millisecond, "a link is kept")
 	srv.Stop()
 
-	l, err := net.Listen("unix", path)
-	require.NoError(t, err)
 	got := make(chan string, 4)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			body, err := readRawFrame(conn)
-			var req oldRequest
-			if err == nil {
-				err = json.Unmarshal(body, &req)
-			}
-			if err != nil {
-				ack, _ := json.Marshal(map[string]string{"id": "", "error": err.Error()})
-				_, _ = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ack))), ack...))
-				_ = conn.Close()
-				continue
-			}
-			_ = writeAck(conn, body)
-			_ = conn.Close()
-			got <- string(body)
-			_ = acomm.Send(req.ResponseHook, &acomm.Response{ID: req.ID, Result: req.Args})
+	newFakePeerAt(t, path, func(conn net.Conn) {
+		defer conn.Close()
+		body, err := readRawFrame(conn)
+		var req oldRequest
+		if err == nil {
+			err = json.Unmarshal(body, &req)
 		}
-	}()
+		if err != nil {
+			ack, _ := json.Marshal(map[string]string{"id": "", "error": err.Error()})
+			_, _ = conn.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(ack))), ack...))
+			return
+		}
+		_ = writeAck(conn, body)
+		_ = conn.Close()
+		got <- string(body)
+		_ = acomm.Send(req.ResponseHook, &acomm.Response{ID: req.ID, Result: req.Args})
+	})
 	for _, arg := range []string{"b", "c"} {
 		resp, err := call(arg)
 		require.NoError(t, err, "call %q", arg)

@@ -214,19 +214,28 @@ func TestBridgeCancelNotice(t *testing.T) {
 	}
 }
 
+// newLoggedBridgeEnv is a bridge serving routes whose log, from the debug
+// level up, logs holds, and the error of each of whose deliveries to a
+// hook comes on delivered.
+func newLoggedBridgeEnv(t *testing.T, routes ...bridge.Route) (env *bridgeEnv, logs *logtest.Hook, delivered <-chan error) {
+	t.Helper()
+	logger, logs := logtest.NewNullLogger()
+	logger.SetLevel(logrus.DebugLevel)
+	errs := make(chan error, 4)
+	env = newBridgeEnv(t, func(b *bridge.Bridge) {
+		b.Logger = logger
+		b.OnDelivery = func(_ time.Duration, err error) { errs <- err }
+	}, routes...)
+	return env, logs, errs
+}
+
 func TestBridgeQuietWhenCallerStoppedWaiting(t *testing.T) {
 	// A caller that sent its deadline (timeout_ms) stops waiting at it:
 	// the bridge's timeout answer then usually finds its hook gone. That
 	// is no fault to warn an operator about; a hook that fails while its
 	// caller waits still is.
 	svc := newWireService(t)
-	logger, logs := logtest.NewNullLogger()
-	logger.SetLevel(logrus.DebugLevel)
-	delivered := make(chan error, 4)
-	env := newBridgeEnv(t, func(b *bridge.Bridge) {
-		b.Logger = logger
-		b.OnDelivery = func(_ time.Duration, err error) { delivered <- err }
-	}, bridge.Route{Pattern: "block", Addr: svc.srv.URL()}, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+	env, logs, delivered := newLoggedBridgeEnv(t, bridge.Route{Pattern: "block", Addr: svc.srv.URL()}, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close() // the caller's hook, closed when it gave up
 
@@ -263,13 +272,7 @@ func TestBridgeQuietWhenCallerStoppedWaiting(t *testing.T) {
 // show the hook without it.
 func TestBridgeLogsHideHookSecrets(t *testing.T) {
 	svc := newWireService(t)
-	logger, logs := logtest.NewNullLogger()
-	logger.SetLevel(logrus.DebugLevel)
-	delivered := make(chan error, 1)
-	env := newBridgeEnv(t, func(b *bridge.Bridge) {
-		b.Logger = logger
-		b.OnDelivery = func(_ time.Duration, err error) { delivered <- err }
-	}, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
+	env, logs, delivered := newLoggedBridgeEnv(t, bridge.Route{Pattern: "meta", Addr: svc.srv.URL()})
 	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "no", http.StatusInternalServerError)
 	}))
