@@ -142,7 +142,7 @@ func TestCallThroughBridgeCancels(t *testing.T) {
 		assert.Contains(t, stderr, "interrupted before an answer")
 		assert.Eventually(t, func() bool { return srv.Stats().Cancelled == 1 }, 5*time.Second, 5*time.Millisecond,
 			"the handler cancelled through the bridge: %s", stderr)
-		assert.Equal(t, 1.0, scrapeMetric(t, b.metricsURL(t), "acomm_tracker_cancel_notices_total"))
+		assert.Equal(t, 1.0, scrapeMetric(t, b.metricsURL(t), "acomm_tracker_cancel_notices_total", 1))
 	})
 
 	for _, tt := range []struct {

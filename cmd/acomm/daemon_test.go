@@ -93,11 +93,14 @@ func TestBridgeMetrics(t *testing.T) {
 		t.Fatal("no answer at the hook")
 	}
 
-	metric := func(name string) float64 { return scrapeMetric(t, m, name) }
-	assert.Equal(t, 1.0, metric("acomm_tracker_answered_total"))
-	assert.Equal(t, 1.0, metric("acomm_tracker_tracked_total"))
-	assert.Equal(t, 1.0, metric(`acomm_bridge_hook_delivery_seconds_count{result="ok"}`))
-	assert.Equal(t, 0.0, metric("acomm_tracker_in_flight"))
+	for name, want := range map[string]float64{
+		"acomm_tracker_answered_total":                          1,
+		"acomm_tracker_tracked_total":                           1,
+		`acomm_bridge_hook_delivery_seconds_count{result="ok"}`: 1,
+		"acomm_tracker_in_flight":                               0,
+	} {
+		assert.Equal(t, want, scrapeMetric(t, m, name, want), name)
+	}
 }
 
 // metricsURL returns the URL at which the bridge, started with --metrics,
@@ -111,9 +114,9 @@ func (b *bridgeProc) metricsURL(t *testing.T) string {
 }
 
 // scrapeMetric returns the value of the metric name at the metrics URL m,
-// once it is positive (counters are updated after the events they count
-// are seen), or after 10 seconds.
-func scrapeMetric(t *testing.T, m, name string) float64 {
+// once it is want (counters are updated after the events they count are
+// seen), or after 10 seconds.
+func scrapeMetric(t *testing.T, m, name string, want float64) float64 {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -126,7 +129,7 @@ func scrapeMetric(t *testing.T, m, name string) float64 {
 				require.NoError(t, err)
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
-				if f > 0 || time.Now().After(deadline) {
+				if f == want || time.Now().After(deadline) {
 					return f
 				}
 			}

@@ -273,7 +273,8 @@ func startBridge(t *testing.T, srv *acomm.Server, extra ...string) *bridgeProc {
 }
 
 // runBridgeCmd starts cmd, an acomm bridge, waits until it listens, and
-// kills it at cleanup.
+// stops it at cleanup: SIGTERM, so that its own shutdown removes its
+// tracker's socket directory, and a kill only if that takes too long.
 func runBridgeCmd(t *testing.T, cmd *exec.Cmd) *bridgeProc {
 	t.Helper()
 	stderr, err := cmd.StderrPipe()
@@ -307,6 +308,12 @@ func runBridgeCmd(t *testing.T, cmd *exec.Cmd) *bridgeProc {
 		t.Fatalf("bridge did not start")
 	}
 	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-b.exited:
+			return
+		case <-time.After(10 * time.Second):
+		}
 		_ = cmd.Process.Kill()
 		select {
 		case <-b.exited:
