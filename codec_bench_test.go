@@ -64,27 +64,36 @@ func BenchmarkDecodeRequest(b *testing.B) {
 // connection, then UnmarshalConnData), the request a tracker sends to a
 // peer it does not know yet, whose hook is in the original's URL object
 // form: the stack such a goroutine grows, by copying, is the decoding's
-// depth (see textIn). string-hook is the same request with the string form.
+// depth (see textIn). string-hook is the same request with the string
+// form. grown-first has growStack called first, as UnmarshalConnData and
+// serveFrames do; as-it-comes leaves the stack to grow where the decoding
+// overruns it.
 func BenchmarkDecodeRequestFresh(b *testing.B) {
 	for _, legacy := range []bool{true, false} {
-		name := map[bool]string{true: "url-object", false: "string-hook"}[legacy]
-		b.Run(name, func(b *testing.B) {
-			body, err := appendRequest(nil, benchCallRequest(b), legacy)
-			if err != nil {
-				b.Fatal(err)
-			}
-			done := make(chan error)
-			b.ReportAllocs()
-			for b.Loop() {
-				go func() {
-					var req Request
-					done <- decodeRequest(body, &req)
-				}()
-				if err := <-done; err != nil {
+		for _, grow := range []bool{true, false} {
+			name := map[bool]string{true: "url-object", false: "string-hook"}[legacy] +
+				map[bool]string{true: "/grown-first", false: "/as-it-comes"}[grow]
+			b.Run(name, func(b *testing.B) {
+				body, err := appendRequest(nil, benchCallRequest(b), legacy)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				done := make(chan error)
+				b.ReportAllocs()
+				for b.Loop() {
+					go func() {
+						if grow {
+							growStack()
+						}
+						var req Request
+						done <- decodeRequest(body, &req)
+					}()
+					if err := <-done; err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }
 

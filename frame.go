@@ -221,6 +221,7 @@ func UnmarshalConnData(conn net.Conn, dest interface{}) error {
 	if conn == nil {
 		return fmt.Errorf("%w: nil conn", ErrInvalidArgument)
 	}
+	growStack() // (often called on a new goroutine: see there)
 	if err := conn.SetReadDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
 		return fmt.Errorf("%w: set read deadline: %w", ErrConnection, err)
 	}

@@ -162,6 +162,7 @@ type ackSlot struct {
 // held goroutine returns once its handler does, as a worker would, and
 // end may have run before, or run after, as the connection goes on.
 func serveFrames(conn net.Conn, cfg *config, log logrus.FieldLogger, handle frameHandler, refused *atomic.Uint64, end func(), features ackFeatures) {
+	growStack() // a connection's new goroutine: see there
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(conn)
 	if features == nil {
