@@ -25,14 +25,6 @@ import (
 // nullValue is JSON's null, read only.
 var nullValue = jsontext.Value("null")
 
-// rawValue returns raw as a wire value: null for none.
-func rawValue(raw *json.RawMessage) jsontext.Value {
-	if raw == nil || len(*raw) == 0 {
-		return nullValue
-	}
-	return jsontext.Value(*raw)
-}
-
 // Encoding fills a template per message with values the library quoted or
 // checked (its Encoder would check raw values again, deep in the stack).
 
@@ -83,7 +75,7 @@ func appendRaw(b []byte, raw, checked *json.RawMessage) ([]byte, error) {
 	if raw == nil || len(*raw) == 0 {
 		return append(b, nullValue...), nil
 	}
-	v := rawValue(raw)
+	v := jsontext.Value(*raw)
 	if raw != checked && !v.IsValid(jsontext.AllowDuplicateNames(true)) {
 		return b, fmt.Errorf("%w: not valid JSON", ErrInvalidArgument)
 	}

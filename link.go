@@ -372,15 +372,15 @@ const (
 	keptReadBuffer = 4 << 10
 )
 
-// dialUnix connects to the unix socket at path, within ctx and timeout.
-// On Linux, connect(2) of a unix stream socket never waits (the socket is
-// non-blocking): it connects, or fails at once, with EAGAIN when the
-// listener's backlog is full. So there is no wait for timeout to bound,
-// and a net.Dialer given a deadline would pay for one anyway: a
+// dialUnix connects to the unix socket at path, within ctx; timeout
+// bounds the dial only where connect can wait, which is not on Linux:
+// there, connect(2) of a unix stream socket (non-blocking) connects or
+// fails at once, with EAGAIN when the listener's backlog is full. A
+// net.Dialer given a deadline would pay for one anyway: a
 // context.WithDeadline and its timer, and a context.AfterFunc to cut a
 // wait short, on every dial (5 of the 64 allocations of a cycle of
 // BenchmarkEcho/acomm-seed-oneshot, and 6.3k of its 140k instructions).
-// Elsewhere the deadline stays.
+// TestSendToFullBacklogFailsAtOnce holds Linux to that.
 func dialUnix(ctx context.Context, path string, timeout time.Duration) (net.Conn, error) {
 	var d net.Dialer
 	if runtime.GOOS != "linux" {

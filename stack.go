@@ -1,17 +1,20 @@
 package acomm
 
 // decodeStack is how much stack growStack makes sure of: with the guard
-// the runtime keeps below a stack (928 bytes on linux/amd64) and the
-// frames above its caller, it takes a new goroutine's 2 KiB stack to the
-// 4 KiB that decoding a frame reaches, and no further.
+// the runtime keeps below a stack (928 bytes on linux/amd64, twice that
+// under -race) and the frames above its caller, it takes a new
+// goroutine's 2 KiB stack to the 4 KiB that decoding a frame reaches, and
+// no further.
 const decodeStack = 2 << 10
 
 // growStack grows the stack of the goroutine that calls it, while that
 // stack holds few frames, to what decoding a frame needs. A goroutine
-// starts with a 2 KiB stack, which the runtime copies to one twice as
-// large the first time a call would overrun it; the copy walks and
-// adjusts every frame on the stack, so it costs more the deeper it
-// happens. A new goroutine that decodes a frame, as each connection's
+// starts with a small stack, 2 KiB here (the runtime may start them
+// larger, from the average stack it scanned at the last GC: then
+// growStack finds room and grows nothing), which the runtime copies to
+// one twice as large the first time a call would overrun it; the copy
+// walks and adjusts every frame on the stack, so it costs more the
+// deeper it happens. A new goroutine that decodes a frame, as each connection's
 // goroutine does (an original-style service's UnmarshalConnData, a
 // receiver's serveFrames), overran it inside the JSON decoder's Reset,
 // nine frames deep: the CPU profile of BenchmarkEcho/acomm-seed-oneshot
