@@ -515,13 +515,19 @@ func TestResendSendsWhatItsSenderLeft(t *testing.T) {
 		_ = writeAck(conn, body)
 		resent <- string(body)
 	})
+	var release sync.Once
+	letGo := func() { release.Do(func() { close(closeNow) }) }
+	t.Cleanup(letGo) // (before the peer's, which waits for its goroutines)
 	require.NoError(t, acomm.Send(p.url(), sendTestRequest(t)))
 	require.Contains(t, acomm.PeerFeatures(p.url()), "pipeline")
 
+	// 2 MiB: more than the socket's buffers hold, so the write blocks; the
+	// deadline leaves the encoding (slow under -race: with 8 MiB and
+	// 300 ms it once ran out before the write began) time to finish.
 	req := sendTestRequest(t)
-	big := json.RawMessage(`"` + strings.Repeat("x", 8<<20) + `"`)
+	big := json.RawMessage(`"` + strings.Repeat("x", 2<<20) + `"`)
 	req.Args = &big
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := acomm.SendContext(ctx, p.url(), req)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
@@ -529,7 +535,7 @@ func TestResendSendsWhatItsSenderLeft(t *testing.T) {
 
 	// The caller owns req again.
 	req.Task = "changed-after-send-returned"
-	close(closeNow)
+	letGo()
 	body := waitFor(t, resent, 10*time.Second, "the resent frame")
 	require.False(t, strings.Contains(body, "changed-after-send-returned"), "the resend carries what the caller set after Send returned")
 }
