@@ -39,7 +39,6 @@ type UnixListener struct {
 	mu       sync.Mutex // protects the fields below
 	running  bool
 	listener *net.UnixListener
-	removed  bool                  // the accept loop removed the socket file (accept limit)
 	file     os.FileInfo           // the socket file as Start made it (see removeSocketFile)
 	conns    map[net.Conn]struct{} // connections handed out, not yet done
 	connCh   chan net.Conn         // accepted connections; closed when accepting ends
@@ -113,10 +112,11 @@ func (ul *UnixListener) Start() error {
 		return err
 	}
 	ul.listener = l
-	ul.removed = handed // a handed socket's file is not ours to remove
-	ul.file = nil
-	if fi, err := os.Lstat(ul.socketPath); err == nil && !handed {
-		ul.file = fi
+	ul.file = nil // (a handed socket's file is not ours to remove)
+	if !handed {
+		if fi, err := os.Lstat(ul.socketPath); err == nil {
+			ul.file = fi
+		}
 	}
 	ul.conns = make(map[net.Conn]struct{})
 	ul.refusing = make(map[net.Conn]struct{})
@@ -177,7 +177,8 @@ func listenUnix(path string, mode os.FileMode) (*net.UnixListener, error) {
 // removeSocketFile removes the listener's socket file if the path still
 // holds the one Start made: by now it may hold another listener's socket
 // (ours was removed, and the path reused), or anything else, which are
-// not ours to remove. Its caller holds ul.mu.
+// not ours to remove. It removes it once at most: the path is not ours
+// again after. Its caller holds ul.mu.
 func (ul *UnixListener) removeSocketFile() {
 	if ul.file == nil {
 		return
@@ -185,6 +186,7 @@ func (ul *UnixListener) removeSocketFile() {
 	if cur, err := os.Lstat(ul.socketPath); err == nil && os.SameFile(ul.file, cur) {
 		_ = os.Remove(ul.socketPath)
 	}
+	ul.file = nil
 }
 
 // errNoPrivateBind makes listenUnix bind in place: the private path would
@@ -312,7 +314,6 @@ func (ul *UnixListener) acceptLoop(l *net.UnixListener, connCh chan net.Conn, do
 			_ = l.Close()
 			ul.mu.Lock()
 			ul.removeSocketFile()
-			ul.removed = true
 			ul.mu.Unlock()
 			return
 		}
@@ -466,9 +467,7 @@ func (ul *UnixListener) shutdown(ctx context.Context, grace time.Duration) (chan
 	<-loopDone
 	ul.stopRefusing()
 	ul.mu.Lock()
-	if !ul.removed {
-		ul.removeSocketFile()
-	}
+	ul.removeSocketFile()
 	ul.mu.Unlock()
 
 	idle := make(chan struct{})
