@@ -169,8 +169,7 @@ type Bridge struct {
 
 	mu         sync.Mutex                // protects the fields below
 	closed     bool                      // Shutdown has begun
-	pending    map[*acomm.Request]caller // forwarded requests, each with its caller
-	byCaller   map[caller]*acomm.Request // the same, by caller
+	pending    map[caller]*acomm.Request // forwarded requests, by their caller
 	delivering int                       // answers being delivered
 	work       sync.WaitGroup            // one count per pending request or delivery
 	stopOnce   sync.Once
@@ -303,24 +302,20 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := caller{id: req.ID, hook: hook.String()}
-	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, c.id, hook, req.LegacyURLs, resp) }
+	answer := func(_ *acomm.Request, resp *acomm.Response) { b.answer(fwd, c, hook, req.LegacyURLs, resp) }
 	fwd.SuccessHandler, fwd.ErrorHandler = answer, answer
 	switch err := b.begin(fwd, c); {
 	case errors.Is(err, acomm.ErrDuplicateID):
 		b.refuse(w, r, http.StatusConflict, err)
 		return
-	case errors.Is(err, acomm.ErrBusy):
-		b.refuse(w, r, http.StatusServiceUnavailable, err)
-		return
-	case err != nil:
+	case err != nil: // ErrBusy, or the bridge stopping
 		b.refuse(w, r, http.StatusServiceUnavailable, err)
 		return
 	}
 	if err := t.TrackRequest(fwd, b.Timeout); err != nil {
-		b.end(fwd)
+		b.end(c, fwd)
 		code := http.StatusInternalServerError
-		switch {
-		case errors.Is(err, acomm.ErrNotStarted), errors.Is(err, acomm.ErrTooManyRequests):
+		if errors.Is(err, acomm.ErrNotStarted) || errors.Is(err, acomm.ErrTooManyRequests) {
 			code = http.StatusServiceUnavailable
 		}
 		b.refuse(w, r, code, err)
@@ -334,7 +329,7 @@ func (b *Bridge) serveRequests(w http.ResponseWriter, r *http.Request) {
 			writeAck(w, req.ID)
 			return
 		}
-		b.end(fwd)
+		b.end(c, fwd)
 		b.log().WithError(err).WithFields(logrus.Fields{"id": req.ID, "task": req.Task, "service": route.Addr.String()}).
 			Warn("bridge could not deliver request to service")
 		// Tell the caller why, but not where the service lives.
@@ -391,7 +386,7 @@ func (b *Bridge) begin(fwd *acomm.Request, c caller) error {
 	if b.closed {
 		return fmt.Errorf("%w: shutting down", ErrClosed)
 	}
-	if b.byCaller[c] != nil {
+	if b.pending[c] != nil {
 		return fmt.Errorf("%w: %q, with the same hook", acomm.ErrDuplicateID, c.id)
 	}
 	max := b.MaxPending
@@ -402,45 +397,43 @@ func (b *Bridge) begin(fwd *acomm.Request, c caller) error {
 		return fmt.Errorf("%w: the bridge holds %d requests, awaiting their answers or their delivery", acomm.ErrBusy, max)
 	}
 	if b.pending == nil {
-		b.pending, b.byCaller = make(map[*acomm.Request]caller), make(map[caller]*acomm.Request)
+		b.pending = make(map[caller]*acomm.Request)
 	}
-	b.pending[fwd], b.byCaller[c] = c, fwd
+	b.pending[c] = fwd
 	b.work.Add(1)
 	return nil
 }
 
-// end forgets a pending request that will not be answered.
-func (b *Bridge) end(fwd *acomm.Request) {
-	if b.settle(fwd) {
+// end forgets fwd, c's pending request, which will not be answered.
+func (b *Bridge) end(c caller, fwd *acomm.Request) {
+	if b.settle(c, fwd, 0) {
 		b.work.Done()
 	}
 }
 
-// settle takes fwd out of the pending map and reports whether it was
-// there: if so, the caller owns its count of b.work.
-func (b *Bridge) settle(fwd *acomm.Request) bool { return b.settleFor(fwd, 0) }
-
-// settleFor is settle, counting delivering more deliveries under way if
-// fwd was there (in the same hold of b.mu: see begin's bound).
-func (b *Bridge) settleFor(fwd *acomm.Request, delivering int) bool {
+// settle takes fwd, c's request, out of the pending map and reports
+// whether it was there: if so, the caller owns its count of b.work, and
+// delivering more deliveries are counted under way (in the same hold of
+// b.mu: see begin's bound).
+func (b *Bridge) settle(c caller, fwd *acomm.Request, delivering int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c, ok := b.pending[fwd]
-	if ok {
-		delete(b.pending, fwd)
-		delete(b.byCaller, c)
-		b.delivering += delivering
+	if b.pending[c] != fwd {
+		return false
 	}
-	return ok
+	delete(b.pending, c)
+	b.delivering += delivering
+	return true
 }
 
-// answer is the handler of a forwarded request, whose caller's id is id:
-// it hands the response to a delivery goroutine, so that a slow hook
-// holds none of the tracker's.
-func (b *Bridge) answer(fwd *acomm.Request, id string, hook *url.URL, legacy bool, resp *acomm.Response) {
-	if !b.settleFor(fwd, 1) {
+// answer is the handler of a forwarded request, c's: it hands the
+// response to a delivery goroutine, so that a slow hook holds none of the
+// tracker's.
+func (b *Bridge) answer(fwd *acomm.Request, c caller, hook *url.URL, legacy bool, resp *acomm.Response) {
+	if !b.settle(c, fwd, 1) {
 		return // Shutdown gave up on it
 	}
+	id := c.id
 	out := *resp
 	out.ID, out.LegacyURLs = id, legacy
 	if out.Error != nil && strings.Contains(out.Error.Error(), fwd.ID) {
@@ -525,10 +518,10 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}
 	b.mu.Lock()
 	pending := make([]*acomm.Request, 0, len(b.pending))
-	for fwd := range b.pending {
+	for _, fwd := range b.pending {
 		pending = append(pending, fwd)
 	}
-	b.pending, b.byCaller = nil, nil
+	b.pending = nil
 	b.mu.Unlock()
 	for _, fwd := range pending {
 		b.Tracker.RemoveRequest(fwd)

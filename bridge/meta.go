@@ -86,13 +86,15 @@ func (b *Bridge) serveCancel(w http.ResponseWriter, r *http.Request, notice *aco
 	// nothing is acknowledged all the same: it tells nobody which ids are
 	// in flight.
 	var fwd *acomm.Request
+	var c caller
 	if hook, err := normalizeHook(notice.ResponseHook); err == nil {
+		c = caller{id: args.ID, hook: hook.String()}
 		b.mu.Lock()
-		fwd = b.byCaller[caller{id: args.ID, hook: hook.String()}]
+		fwd = b.pending[c]
 		b.mu.Unlock()
 	}
 	if fwd != nil && b.Tracker.RemoveRequest(fwd) {
-		b.end(fwd)
+		b.end(c, fwd)
 	}
 	writeAck(w, notice.ID)
 }
