@@ -153,7 +153,7 @@ func notifyContext(parent context.Context) (ctx context.Context, stop func()) {
 			if s2, ok := s.(syscall.Signal); ok {
 				sig = s2
 			}
-			exitNow(128 + int(sig))
+			exitNow(exitSignal + int(sig))
 		case <-quit:
 		}
 	}()
