@@ -14,9 +14,10 @@ const decodeStack = 2 << 10
 // growStack finds room and grows nothing), which the runtime copies to
 // one twice as large the first time a call would overrun it; the copy
 // walks and adjusts every frame on the stack, so it costs more the
-// deeper it happens. A new goroutine that decodes a frame, as each connection's
-// goroutine does (an original-style service's UnmarshalConnData, a
-// receiver's serveFrames), overran it inside the JSON decoder's Reset,
+// deeper it happens. A new goroutine that decodes a frame, as each
+// connection's goroutine does (an original-style service's
+// UnmarshalConnData, a receiver's serveFrames), overran it inside the
+// JSON decoder's Reset,
 // nine frames deep: the CPU profile of BenchmarkEcho/acomm-seed-oneshot
 // (bench/) had 3.0-3.5 us a cycle in runtime.newstack there, 0.75 us with
 // growStack called first, and callgrind counts 149.7k instructions a
