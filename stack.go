@@ -17,14 +17,13 @@ const decodeStack = 2 << 10
 // deeper it happens. A new goroutine that decodes a frame, as each
 // connection's goroutine does (an original-style service's
 // UnmarshalConnData, a receiver's serveFrames), overran it inside the
-// JSON decoder's Reset,
-// nine frames deep: the CPU profile of BenchmarkEcho/acomm-seed-oneshot
-// (bench/) had 3.0-3.5 us a cycle in runtime.newstack there, 0.75 us with
-// growStack called first, and callgrind counts 149.7k instructions a
-// cycle before, 141.5k after (BenchmarkDecodeRequestFresh, by itself:
-// 26.0k instructions a decode as it comes, 22.3k grown first). On a
-// goroutine whose stack is large already, it costs the clearing of
-// decodeStack bytes.
+// JSON decoder's Reset, nine frames deep: the CPU profile of
+// BenchmarkEcho/acomm-seed-oneshot (bench/) had 3.0-3.5 us a cycle in
+// runtime.newstack there, 0.75 us with growStack called first, and
+// callgrind counts 149.7k instructions a cycle before, 141.5k after
+// (BenchmarkDecodeRequestFresh, by itself: 26.0k instructions a decode as
+// it comes, 22.3k grown first). On a goroutine whose stack is large
+// already, it costs the clearing of decodeStack bytes.
 //
 //go:noinline
 func growStack() {
