@@ -71,7 +71,7 @@ func (t *Tracker) call(ctx context.Context, dest *url.URL, task string, args int
 	if err != nil {
 		return nil, fmt.Errorf("%w: args: %w", ErrInvalidRequest, err)
 	}
-	req.Args, req.argsChecked = raw, raw
+	req.Args, req.argsChecked = raw, checkedOwn(raw)
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}

@@ -2,33 +2,41 @@ package acomm
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 )
 
 // appendRaw writes none (nil, or empty) as null without checking it,
-// refuses what is not JSON unless it is the value marshalRaw checked, and
-// lets duplicate names through (the constructors refuse them).
+// refuses what is not JSON unless it is the value checked and unchanged
+// since, and lets duplicate names through (the constructors refuse them).
 func TestAppendRaw(t *testing.T) {
 	raw := func(s string) *json.RawMessage { r := json.RawMessage(s); return &r }
 	empty, space, broken, dup := raw(""), raw(" "), raw("{"), raw(`{"a":1,"a":2}`)
+	// changed was checked as `{}`, then changed in place.
+	changed := raw("{}")
+	changedCheck := checkedCopy(changed)
+	copy(*changed, "1,")
 	tests := []struct {
-		name         string
-		raw, checked *json.RawMessage
-		want         string // "" for refused
+		name    string
+		raw     *json.RawMessage
+		checked checkedRaw
+		want    string // "" for refused
 	}{
-		{"nil", nil, nil, "null"},
-		{"empty", empty, nil, "null"},
-		{"empty, checked", empty, empty, "null"},
-		{"nil slice", new(json.RawMessage), nil, "null"},
-		{"whitespace", space, nil, ""},
-		{"broken", broken, nil, ""},
-		{"broken, checked", broken, broken, "{"},
-		{"broken, another checked", broken, raw("{"), ""},
-		{"null", raw("null"), nil, "null"},
-		{"object", raw(`{"a":[1,"x"]}`), nil, `{"a":[1,"x"]}`},
-		{"duplicate names", dup, nil, `{"a":1,"a":2}`},
+		{"nil", nil, checkedRaw{}, "null"},
+		{"empty", empty, checkedRaw{}, "null"},
+		{"empty, checked", empty, checkedOwn(empty), "null"},
+		{"nil slice", new(json.RawMessage), checkedRaw{}, "null"},
+		{"whitespace", space, checkedRaw{}, ""},
+		{"broken", broken, checkedRaw{}, ""},
+		{"broken, checked", broken, checkedOwn(broken), "{"},
+		{"broken, checked as it is", broken, checkedCopy(broken), "{"},
+		{"broken, another checked", broken, checkedOwn(raw("{")), ""},
+		{"changed in place since checked", changed, changedCheck, ""},
+		{"null", raw("null"), checkedRaw{}, "null"},
+		{"object", raw(`{"a":[1,"x"]}`), checkedRaw{}, `{"a":[1,"x"]}`},
+		{"duplicate names", dup, checkedRaw{}, `{"a":1,"a":2}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,4 +50,36 @@ func TestAppendRaw(t *testing.T) {
 			assert.Equal(t, "x:"+tt.want, string(got))
 		})
 	}
+}
+
+// checkedCopy keeps no copy of a value too large: it is checked again.
+func TestCheckedCopyBound(t *testing.T) {
+	big := json.RawMessage(`"` + strings.Repeat("a", maxCheckedCopy) + `"`)
+	assert.False(t, checkedCopy(&big).holds(&big))
+	small := json.RawMessage(`"a"`)
+	assert.True(t, checkedCopy(&small).holds(&small))
+	assert.False(t, checkedCopy(nil).holds(nil))
+}
+
+// Args or a result changed in place after NewRequest or NewResponse
+// checked them is checked again when the frame is encoded: the bytes
+// that would add members to the frame are refused, not sent.
+func TestRawChangedAfterCheckIsRefused(t *testing.T) {
+	args := json.RawMessage(`{"n":1}`)
+	req, err := NewRequest("task", "unix:///tmp/x.sock", args, nil, nil)
+	assert.NoError(t, err)
+	_, err = req.MarshalJSON()
+	assert.NoError(t, err)
+	copy(args, `1,"task"`) // args shares its bytes with req.Args
+	_, err = req.MarshalJSON()
+	assert.ErrorIs(t, err, ErrInvalidRequest)
+
+	result := json.RawMessage(`{"n":1}`)
+	resp, err := NewResponse(req, &result, nil, nil)
+	assert.NoError(t, err)
+	_, err = resp.MarshalJSON()
+	assert.NoError(t, err)
+	copy(*resp.Result, `1,"id"`)
+	_, err = resp.MarshalJSON()
+	assert.ErrorIs(t, err, ErrInvalidResponse)
 }

@@ -375,17 +375,29 @@ const (
 // dialUnix connects to the unix socket at path, within ctx; timeout
 // bounds the dial only where connect can wait, which is not on Linux:
 // there, connect(2) of a unix stream socket (non-blocking) connects or
-// fails at once, with EAGAIN when the listener's backlog is full. A
-// net.Dialer given a deadline would pay for one anyway: a
+// fails at once, with EAGAIN when the listener's backlog is full, so a
+// ctx that is not done yet when the dial starts has nothing to cut
+// short. Linux dials with net.DialUnix, which has no context: a
+// net.Dialer given a deadline would pay for one anyway (a
 // context.WithDeadline and its timer, and a context.AfterFunc to cut a
-// wait short, on every dial (5 of the 64 allocations of a cycle of
-// BenchmarkEcho/acomm-seed-oneshot, and 6.3k of its 140k instructions).
-// TestSendToFullBacklogFailsAtOnce holds Linux to that.
+// wait short: 5 of the 64 allocations of a cycle of
+// BenchmarkEcho/acomm-seed-oneshot, and 6.3k of its 140k instructions),
+// and even without one, DialContext resolves the address and races its
+// list of one (1.7k instructions and 3 allocations a dial more than
+// DialUnix; BenchmarkDialUnix). TestSendToFullBacklogFailsAtOnce holds
+// Linux to that.
 func dialUnix(ctx context.Context, path string, timeout time.Duration) (net.Conn, error) {
-	var d net.Dialer
-	if runtime.GOOS != "linux" {
-		d.Deadline = time.Now().Add(timeout)
+	if runtime.GOOS == "linux" {
+		if err := ctx.Err(); err != nil {
+			return nil, &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+		}
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			return nil, err // (not a nil *UnixConn in a non-nil net.Conn)
+		}
+		return c, nil
 	}
+	d := net.Dialer{Deadline: time.Now().Add(timeout)}
 	return d.DialContext(ctx, "unix", path)
 }
 

@@ -26,8 +26,8 @@ type Response struct {
 	// UnmarshalJSON sets it when the decoded frame used that form.
 	LegacyURLs bool `json:"-"`
 
-	resultChecked *json.RawMessage // Result as marshalRaw returned it to Server: valid JSON
-	resultMem     json.RawMessage  // what Result points to, if made inside the package (see readRaw)
+	resultChecked checkedRaw      // Result as marshalRaw returned it: valid JSON
+	resultMem     json.RawMessage // what Result points to, if made inside the package (see readRaw)
 }
 
 // NewResponse creates a new Response instance based on a Request. The
@@ -45,11 +45,12 @@ func NewResponse(req *Request, result interface{}, streamURL *url.URL, err error
 		return nil, fmt.Errorf("%w: result: %w", ErrInvalidResponse, merr)
 	}
 	return &Response{
-		ID:         req.ID,
-		Result:     raw,
-		StreamURL:  streamURL,
-		Error:      err,
-		LegacyURLs: req.LegacyURLs,
+		ID:            req.ID,
+		Result:        raw,
+		StreamURL:     streamURL,
+		Error:         err,
+		LegacyURLs:    req.LegacyURLs,
+		resultChecked: checkedCopy(raw),
 	}, nil
 }
 

@@ -531,7 +531,7 @@ func (s *Server) response(req *Request, result interface{}, stream io.ReadCloser
 	if err != nil {
 		return fail(fmt.Errorf("%w: task %q: result: %w", ErrInvalidResponse, req.Task, err))
 	}
-	resp.Result, resp.resultChecked = raw, raw
+	resp.Result, resp.resultChecked = raw, checkedOwn(raw)
 	if stream != nil {
 		if s.tracker == nil {
 			return fail(fmt.Errorf("%w: task %q returned a stream, but the server has no tracker to serve it", ErrInvalidResponse, req.Task))

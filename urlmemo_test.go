@@ -70,3 +70,34 @@ func TestURLObjectMemoKeepsRefusals(t *testing.T) {
 		})
 	}
 }
+
+// The hook memo is invisible too: the same hook text parses as the same
+// URL every time, from any goroutine, a caller's changes to the URL it got
+// never reach the next, and a hook refused once is refused every time.
+func TestHookMemoIsInvisible(t *testing.T) {
+	hooks := []string{
+		"unix:///run/a.sock", "unix:///run/b.sock", "http://127.0.0.1:8080/hook?x=1#f",
+		"unix:///run/" + strings.Repeat("long/", maxURLObjectMemo/5) + "c.sock", // too long to keep
+	}
+	bad := []string{"", "ftp://h/x", "unix://", "http:opaque"}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				text := hooks[(g+i)%len(hooks)]
+				got, err := parseHook(text)
+				require.NoError(t, err)
+				require.Equal(t, text, got.String())
+				got.Path += "/changed" // the caller's own copy
+				again, err := parseHook(text)
+				require.NoError(t, err)
+				require.Equal(t, text, again.String())
+				_, err = parseHook(bad[(g+i)%len(bad)])
+				require.ErrorIs(t, err, ErrInvalidRequest)
+			}
+		}()
+	}
+	wg.Wait()
+}
