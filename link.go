@@ -63,6 +63,7 @@ type link struct {
 	cut      bool        // the writer's ctx cut the write under way short
 	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
 	dead     bool        // failed or closed: never used again
+	err      error       // why it failed, once dead
 	used     time.Time   // when a frame was last posted
 }
 
@@ -681,10 +682,6 @@ func (l *link) writingLocked() []*exchange {
 func (l *link) finishWrite(n int, mine *exchange, timeout time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.dead {
-		l.flushing = false
-		return
-	}
 	vec, dropped := l.vec[:0], 0
 	for _, ex := range l.writingLocked() {
 		ex.start -= dropped
@@ -702,7 +699,9 @@ func (l *link) finishWrite(n int, mine *exchange, timeout time.Duration) {
 	}
 	l.vec = vec[:0]
 	var err error
-	if len(vec) > 0 {
+	if l.dead { // its frames wait for wroteLocked: see failLocked
+		err = net.ErrClosed
+	} else if len(vec) > 0 {
 		l.mu.Unlock()
 		l.wdl = time.Now().Add(timeout)
 		if err = l.conn.SetWriteDeadline(l.wdl); err == nil {
@@ -723,12 +722,21 @@ func (l *link) finishWrite(n int, mine *exchange, timeout time.Duration) {
 // caller holds l.mu and l.flushing, which it gives up.
 func (l *link) wroteLocked(n int, err error) {
 	l.flushing = false
-	for _, ex := range l.writingLocked() {
+	writing := l.writingLocked()
+	for _, ex := range writing {
 		if err == nil || ex.start+len(ex.frame) <= n {
 			ex.state = exWritten
 		} else {
 			ex.state = exQueued
 		}
+	}
+	if l.dead { // meanwhile: failLocked left these to this writer
+		for _, ex := range writing {
+			l.settleDeadLocked(ex)
+		}
+		clear(l.queue)
+		l.queue = nil
+		return
 	}
 	if err != nil {
 		l.failLocked(fmt.Errorf("write: %w", err))
@@ -743,7 +751,7 @@ func (l *link) withdraw(ex *exchange) bool {
 	if ex.state == exWithdrawn {
 		return true
 	}
-	if ex.state == exWriting && !l.dead && ex.payload != nil {
+	if ex.state == exWriting && ex.payload != nil && (!l.dead || slices.Contains(l.queue, ex)) {
 		// Its sender leaves, and the write may yet fail: encoded now
 		// for a resend, its payload is the sender's again.
 		ex.againLocked()
@@ -772,35 +780,51 @@ func (ex *exchange) resend(path string, frame []byte, onAnswer answerTo) {
 // failLocked closes and forgets the link. The frames written whole and
 // awaiting acknowledgement fail with ErrOutcomeUnknown; those not written
 // (whole) are sent again on a connection of their own, or, on a
-// connection for one frame, fail as not delivered.
+// connection for one frame, fail as not delivered. The frames of a write
+// under way are left to its writer, whose write the close ends, and who
+// alone knows how much of each went out (see wroteLocked): taken for
+// written, a frame that the reader's failure (the peer hung up) caught
+// half written would never be sent again.
 func (l *link) failLocked(err error) {
 	if l.dead {
 		return
 	}
-	l.dead = true
+	l.dead, l.err = true, err
 	links.Lock()
 	if links.m[l.path] == l {
 		delete(links.m, l.path)
 	}
 	links.Unlock()
 	_ = l.conn.Close()
+	writing := l.queue[:0]
 	for _, ex := range l.queue {
-		switch {
-		case ex.state == exWritten || ex.state == exWriting:
-			ex.outcome.set(fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", err)))
-		case l.once || (ex.payload == nil && ex.again == nil):
-			ex.outcome.set(fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, err))
-		default:
-			// Encoded here while its sender waits (for the outcome, or
-			// for l.mu to take it back), or already by withdraw.
-			if a := ex.againLocked(); a.err != nil {
-				ex.outcome.set(a.err)
-			} else {
-				go ex.resend(l.path, a.frame, a.onAnswer)
-			}
+		if ex.state == exWriting && l.flushing {
+			writing = append(writing, ex)
+			continue
+		}
+		l.settleDeadLocked(ex)
+	}
+	clear(l.queue[len(writing):])
+	l.queue, l.unsent = writing, 0
+}
+
+// settleDeadLocked sets the outcome of ex, a frame of the dead link l
+// (see failLocked). Its caller holds l.mu.
+func (l *link) settleDeadLocked(ex *exchange) {
+	switch {
+	case ex.state == exWritten || ex.state == exWriting:
+		ex.outcome.set(fmt.Errorf("%w: %w", ErrOutcomeUnknown, exchangeError("read acknowledgement", l.err)))
+	case l.once || (ex.payload == nil && ex.again == nil):
+		ex.outcome.set(fmt.Errorf("%w: %w: %w", ErrNotDelivered, ErrConnection, l.err))
+	default:
+		// Encoded here while its sender waits (for the outcome, or
+		// for l.mu to take it back), or already by withdraw.
+		if a := ex.againLocked(); a.err != nil {
+			ex.outcome.set(a.err)
+		} else {
+			go ex.resend(l.path, a.frame, a.onAnswer)
 		}
 	}
-	l.queue, l.unsent = nil, 0
 }
 
 // read hands acknowledgements to their frames until mine has its own (nil:
