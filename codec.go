@@ -574,10 +574,15 @@ func decodeAck(body []byte, wantFeatures, wantAnswer bool) ([]string, *Response,
 	return decodeAckOf(body, wantFeatures, wantAnswer, nil)
 }
 
-// ackIDCheck is what decodeAckOf checks of an acknowledgement's id.
+// ackIDCheck is what decodeAckOf checks of an acknowledgement's id, and
+// what it saw of the acknowledgement's members, for newAckShape.
 type ackIDCheck struct {
 	want  string // the id of the frame acknowledged ("": no check)
 	other string // set to the id given, if it is neither want nor ""
+
+	ids, answers, featureLists int  // how many "id", "answer" and "features" members it gave
+	idAt, idEnd                int  // where the last id's text is in the body, unquoted, if it has no escapes
+	listed                     bool // its features were decoded
 }
 
 // decodeAckOf is decodeAck, also checking the id the acknowledgement gives
@@ -594,16 +599,34 @@ func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *ackIDCheck) ([]
 		switch {
 		case field == respError:
 			err = readString(d, &msg)
-		case field == respID && id != nil && id.want != "":
+		case field == respID && id != nil:
 			err = id.read(d)
+		case field == respFeatures && id != nil && !wantFeatures:
+			id.featureLists++
+			err = d.SkipValue()
 		case field == respFeatures && wantFeatures:
 			var list []string // (its own: it escapes)
 			err = jsonv2.UnmarshalDecode(d, &list)
 			features = list
-		case field == ackAnswer && wantAnswer && d.PeekKind() == 'n':
+			if id != nil {
+				id.featureLists++
+				id.listed = true
+			}
+		case field == ackAnswer && id != nil && (!wantAnswer || d.PeekKind() == 'n'):
+			id.answers++
+			if d.PeekKind() == 'n' {
+				answer = nil
+			}
+			err = d.SkipValue()
+		case field == ackAnswer && !wantAnswer:
+			err = d.SkipValue()
+		case field == ackAnswer && d.PeekKind() == 'n':
 			answer = nil
 			err = d.SkipValue()
-		case field == ackAnswer && wantAnswer:
+		case field == ackAnswer:
+			if id != nil {
+				id.answers++
+			}
 			if answer == nil {
 				answer = &Response{}
 			}
@@ -633,6 +656,8 @@ func decodeAckOf(body []byte, wantFeatures, wantAnswer bool, id *ackIDCheck) ([]
 // read reads an acknowledgement's id and checks it, allocating nothing
 // when it is the id wanted (or "", or null) and has no escapes.
 func (c *ackIDCheck) read(d *jsontext.Decoder) error {
+	c.ids++
+	c.idAt, c.idEnd = 0, 0
 	v, err := d.ReadValue()
 	if err != nil || v.Kind() != '"' {
 		if err == nil && v.Kind() != 'n' {
@@ -645,6 +670,12 @@ func (c *ackIDCheck) read(d *jsontext.Decoder) error {
 		if raw, err = jsontext.AppendUnquote(nil, v); err != nil {
 			return err
 		}
+	} else {
+		c.idEnd = int(d.InputOffset()) - 1 // (the decoder reads the body itself, from its start)
+		c.idAt = c.idEnd - len(raw)
+	}
+	if c.want == "" {
+		return nil
 	}
 	if len(raw) > 0 && string(raw) != c.want {
 		c.other = string(raw)

@@ -64,6 +64,7 @@ type link struct {
 	rdl, wdl time.Time   // the deadlines set on conn; see lazyDeadline
 	dead     bool        // failed or closed: never used again
 	err      error       // why it failed, once dead
+	ack      *ackShape   // the last acknowledgement's, of a kept link (see ackmemo.go); its reader's
 	used     time.Time   // when a frame was last posted
 }
 
@@ -298,7 +299,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 		return pending{}, err
 	}
 	if l != nil {
-		if ex, ok := l.exchange(ctx, frame, buf, payload, cfg, onAnswer); ok {
+		if ex, ok := l.exchange(ctx, frameID(payload), frame, buf, payload, cfg, onAnswer); ok {
 			return pending{out: &ex.outcome, l: l, ex: ex}, nil
 		}
 		// The link died meanwhile: whoever listens at path now is a peer
@@ -308,7 +309,7 @@ func postUnix(ctx context.Context, path string, payload any, cfg *config) (pendi
 			return pending{}, err
 		}
 	}
-	return pending{}, exchangeOnce(ctx, path, frame, buf, cfg, onAnswer)
+	return pending{}, exchangeOnce(ctx, path, frameID(payload), frame, buf, cfg, onAnswer)
 }
 
 // frameFor appends payload, encoded as a frame for l (nil: a peer not
@@ -402,11 +403,11 @@ func dialUnix(ctx context.Context, path string, timeout time.Duration) (net.Conn
 	return d.DialContext(ctx, "unix", path)
 }
 
-// exchangeOnce sends frame on a connection of its own, within ctx and
-// cfg's I/O timeout; onAnswer takes an answer found in the acknowledgement.
-// buf, if not nil, is frame's pooled buffer (see framePool), which it
-// takes over.
-func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, cfg *config, onAnswer answerTo) error {
+// exchangeOnce sends frame, of the message id, on a connection of its
+// own, within ctx and cfg's I/O timeout; onAnswer takes an answer found in
+// the acknowledgement. buf, if not nil, is frame's pooled buffer (see
+// framePool), which it takes over.
+func exchangeOnce(ctx context.Context, path, id string, frame []byte, buf *[]byte, cfg *config, onAnswer answerTo) error {
 	conn, err := dialUnix(ctx, path, cfg.ioTimeout)
 	if err != nil {
 		if buf != nil {
@@ -418,7 +419,7 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, c
 		return fmt.Errorf("%w: %w", ErrUnreachable, err) // err names the path
 	}
 	l := &link{path: path, conn: conn, br: bufio.NewReaderSize(conn, onceReadBuffer), body: make([]byte, 0, 256), once: true}
-	ex, _ := l.exchange(ctx, frame, buf, nil, cfg, onAnswer)
+	ex, _ := l.exchange(ctx, id, frame, buf, nil, cfg, onAnswer)
 	select {
 	case <-ex.outcome.done:
 		err = ex.outcome.err
@@ -441,15 +442,16 @@ func exchangeOnce(ctx context.Context, path string, frame []byte, buf *[]byte, c
 	return err
 }
 
-// exchange posts frame, encoded from payload with cfg's settings (nil on
-// a connection for one frame), and, if no other sender does, reads
+// exchange posts frame, of the message id, encoded from payload with
+// cfg's settings (nil on a connection for one frame), and, if no other
+// sender does, reads
 // acknowledgements until its own is in or ctx ends; ex.outcome gets its
 // outcome. ctx is watched by one registration at most, made only if the
 // sender blocks on the connection (see exchange.watch). ok is false
 // when the link is dead.
-func (l *link) exchange(ctx context.Context, frame []byte, buf *[]byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
+func (l *link) exchange(ctx context.Context, id string, frame []byte, buf *[]byte, payload any, cfg *config, onAnswer answerTo) (ex *exchange, ok bool) {
 	now := time.Now()
-	ex = &exchange{l: l, frame: frame, buf: buf, id: frameID(payload), timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
+	ex = &exchange{l: l, frame: frame, buf: buf, id: id, timeout: cfg.ioTimeout, deadline: now.Add(cfg.ioTimeout),
 		outcome: outcome{done: make(chan struct{})}, answer: onAnswer, payload: payload, ctx: ctx}
 	if payload != nil {
 		ex.cfg = cfg
@@ -774,7 +776,7 @@ func (l *link) withdraw(ex *exchange) bool {
 // as frame, encoded for a peer not known yet, whose answer (if the frame
 // asks for one in the acknowledgement) onAnswer takes.
 func (ex *exchange) resend(path string, frame []byte, onAnswer answerTo) {
-	ex.outcome.set(exchangeOnce(context.Background(), path, frame, nil, ex.cfg, onAnswer))
+	ex.outcome.set(exchangeOnce(context.Background(), path, ex.id, frame, nil, ex.cfg, onAnswer))
 }
 
 // failLocked closes and forgets the link. The frames written whole and
@@ -876,14 +878,32 @@ func (l *link) read(ctx context.Context, mine *exchange) {
 			body, err = readFrame(l.br, DefaultMaxFrameSize, l.body)
 			l.body = reuseBody(l.body, body)
 		}
-		var idCheck ackIDCheck // (of kept links only: see below)
+		var idCheck ackIDCheck // (checked on kept links only: see below)
+		var frontID string
 		l.mu.Lock()
 		wantAnswer := len(l.queue) > 0 && l.queue[0].answer.take != nil
-		if len(l.queue) > 0 && !once {
-			idCheck.want = l.queue[0].id
+		if len(l.queue) > 0 {
+			frontID = l.queue[0].id
+			if !once {
+				idCheck.want = frontID
+			}
 		}
 		l.mu.Unlock()
-		features, answer, ackErr := decodeAckOf(body, once, wantAnswer, &idCheck)
+		var (
+			features []string
+			answer   *Response
+			ackErr   error
+		)
+		if shape := l.ackShape(once); err == nil && frontID != "" && shape.matches(body, frontID) && (!once || shape.listed) {
+			if once {
+				features = shape.features
+			}
+		} else {
+			features, answer, ackErr = decodeAckOf(body, once, wantAnswer, &idCheck)
+			if err == nil && ackErr == nil && frontID != "" && idCheck.other == "" {
+				l.keepAckShape(once, newAckShape(body, frontID, &idCheck, features))
+			}
+		}
 		l.mu.Lock()
 		if err != nil || len(l.queue) == 0 {
 			l.failLocked(cmp.Or(err, fmt.Errorf("%w: acknowledgement of nothing sent", ErrMalformedFrame)))
