@@ -427,11 +427,29 @@ func textIn(body []byte, v jsontext.Value, end int64) jsontext.Value {
 	return bytes.Clone(v)
 }
 
-// decodeRequest decodes the wire JSON of a request into req. Errors match
+// decodeRequest decodes the wire JSON of a request into req, as
+// UnmarshalJSON and UnmarshalConnData give it to their callers: its args
+// checked, as NewRequest leaves them, so that a request decoded there is
+// deeply equal to the one sent, made with NewRequest. Errors match
 // ErrInvalidRequest (and ErrInvalidURL).
 func decodeRequest(body []byte, req *Request) error {
 	var clock frameClock
-	return decodeRequestMem(body, req, nil, nil, &clock)
+	err := decodeRequestMem(body, req, nil, nil, &clock)
+	if err == nil {
+		req.argsChecked = checkedCopy(req.Args)
+	}
+	return err
+}
+
+// decodeResponseChecked is decodeResponse as UnmarshalJSON and
+// UnmarshalConnData give it to their callers: its result checked, as
+// NewResponse leaves it (see decodeRequest).
+func decodeResponseChecked(body []byte, resp *Response) error {
+	_, err := decodeResponse(body, resp)
+	if err == nil {
+		resp.resultChecked = checkedCopy(resp.Result)
+	}
+	return err
 }
 
 // decodeRequestMem is decodeRequest, keeping the args in *argsMem when it

@@ -2,10 +2,12 @@ package acomm
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // appendRaw writes none (nil, or empty) as null without checking it,
@@ -82,4 +84,42 @@ func TestRawChangedAfterCheckIsRefused(t *testing.T) {
 	copy(*resp.Result, `1,"id"`)
 	_, err = resp.MarshalJSON()
 	assert.ErrorIs(t, err, ErrInvalidResponse)
+}
+
+// A request or response decoded by UnmarshalJSON or UnmarshalConnData is
+// deeply equal to the one sent, made with NewRequest or NewResponse: the
+// check those leave behind is left by the decoders too.
+func TestDecodedIsDeeplyEqualToMade(t *testing.T) {
+	req, err := NewRequest("task", "unix:///tmp/x.sock", map[string]int{"n": 1}, nil, nil)
+	require.NoError(t, err)
+	resp, err := NewResponse(req, json.RawMessage(`{"ok":true}`), nil, nil)
+	require.NoError(t, err)
+
+	data, err := json.Marshal(req)
+	require.NoError(t, err)
+	var gotReq Request
+	require.NoError(t, json.Unmarshal(data, &gotReq))
+	assert.Equal(t, req, &gotReq)
+
+	data, err = json.Marshal(resp)
+	require.NoError(t, err)
+	var gotResp Response
+	require.NoError(t, json.Unmarshal(data, &gotResp))
+	assert.Equal(t, resp, &gotResp)
+
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	sent := make(chan error, 2)
+	go func() {
+		sent <- SendConnData(a, req)
+		sent <- SendConnData(a, resp)
+	}()
+	var connReq Request
+	require.NoError(t, UnmarshalConnData(b, &connReq))
+	require.NoError(t, <-sent)
+	assert.Equal(t, req, &connReq)
+	var connResp Response
+	require.NoError(t, UnmarshalConnData(b, &connResp))
+	require.NoError(t, <-sent)
+	assert.Equal(t, resp, &connResp)
 }

@@ -187,7 +187,7 @@ func decodeFrame(r io.Reader, dest any, max int) error {
 	case *Request:
 		err = decodeRequest(body, d)
 	case *Response:
-		_, err = decodeResponse(body, d)
+		err = decodeResponseChecked(body, d)
 	default:
 		err = json.Unmarshal(body, dest)
 	}

@@ -66,8 +66,7 @@ func (r *Response) MarshalJSON() ([]byte, error) {
 // non-empty error message becomes a *RemoteError; the stream URL may be a
 // string or the original acomm's object form.
 func (r *Response) UnmarshalJSON(data []byte) error {
-	_, err := decodeResponse(data, r)
-	return err
+	return decodeResponseChecked(data, r)
 }
 
 // UnmarshalResult unmarshals the response result into the destination
