@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -122,4 +123,31 @@ func TestDecodedIsDeeplyEqualToMade(t *testing.T) {
 	require.NoError(t, UnmarshalConnData(b, &connResp))
 	require.NoError(t, <-sent)
 	assert.Equal(t, resp, &connResp)
+}
+
+// appendString writes what jsontext.AppendQuote writes, by its plain path
+// or not.
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "7f9c2ba4-e88f-4d6b-9a1c-3e0b5d2f8a61", "unix:///run/a.sock?x=1#f", "<&>",
+		`a"b`, `a\b`, "a\nb", "\x7f", "é", "\u2028", "\xff", " ~"} {
+		want, wantErr := jsontext.AppendQuote([]byte("x:"), s)
+		got, err := appendString([]byte("x:"), s)
+		assert.Equal(t, string(want), string(got), "%q", s)
+		assert.Equal(t, wantErr == nil, err == nil, "%q", s)
+	}
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	const id = "7f9c2ba4-e88f-4d6b-9a1c-3e0b5d2f8a61"
+	buf := make([]byte, 0, 64)
+	b.Run("appendString", func(b *testing.B) {
+		for b.Loop() {
+			buf, _ = appendString(buf[:0], id)
+		}
+	})
+	b.Run("jsontext.AppendQuote", func(b *testing.B) {
+		for b.Loop() {
+			buf, _ = jsontext.AppendQuote(buf[:0], id)
+		}
+	})
 }
