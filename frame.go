@@ -214,10 +214,12 @@ func SendConnData(conn net.Conn, payload interface{}) error {
 	if err := conn.SetWriteDeadline(time.Now().Add(DefaultIOTimeout)); err != nil {
 		return fmt.Errorf("%w: set write deadline: %w", ErrConnection, err)
 	}
-	frame, err := appendFrame(nil, payload, false, DefaultMaxFrameSize, nil)
+	buf := getFrameBuffer() // (as decodeFrame's: the frame is 1 of 52 allocations a seed cycle)
+	frame, err := appendFrame(*buf, payload, false, DefaultMaxFrameSize, nil)
 	if err == nil {
 		_, err = conn.Write(frame)
 	}
+	putFrameBuffer(buf, frame)
 	return connError(err)
 }
 
