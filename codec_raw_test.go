@@ -151,3 +151,48 @@ func BenchmarkAppendString(b *testing.B) {
 		}
 	})
 }
+
+// badUTF8 marshals, through encoding/json, to a string holding invalid
+// UTF-8, which encoding/json lets through from a RawMessage field.
+type badUTF8 struct{ R json.RawMessage }
+
+// What encoding/json makes of args or a result but the wire refuses
+// (invalid UTF-8, a lone surrogate) is refused when the request or
+// response is made, or when Call is called: never sent.
+func TestMarshalledInvalidJSONIsRefused(t *testing.T) {
+	for name, v := range map[string]any{
+		"invalid UTF-8":   badUTF8{R: json.RawMessage("\"\xff\"")},
+		"lone surrogate":  badUTF8{R: json.RawMessage(`"\ud800"`)},
+		"nested, invalid": map[string]any{"a": badUTF8{R: json.RawMessage("\"\xfe\"")}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := NewRequest("task", "unix:///tmp/x.sock", v, nil, nil)
+			assert.ErrorIs(t, err, ErrInvalidRequest)
+			req, err := NewRequest("task", "unix:///tmp/x.sock", nil, nil, nil)
+			require.NoError(t, err)
+			_, err = NewResponse(req, v, nil, nil)
+			assert.ErrorIs(t, err, ErrInvalidResponse)
+			_, err = marshalRaw(v)
+			assert.Error(t, err)
+		})
+	}
+}
+
+// A connection for one frame does not check the id of its
+// acknowledgement (an original peer's never was): any value goes. A kept
+// link's must be a string (or null).
+func TestAckIDUncheckedOnOnce(t *testing.T) {
+	for _, body := range []string{`{"id":5,"error":""}`, `{"id":{},"error":""}`, `{"id":null,"error":""}`, `{"error":""}`} {
+		var once ackIDCheck
+		_, _, err := decodeAckOf([]byte(body), true, false, &once)
+		assert.NoError(t, err, body)
+		assert.Nil(t, newAckShape([]byte(body), "a", &once, nil), body)
+		kept := ackIDCheck{want: "a"}
+		_, _, err = decodeAckOf([]byte(body), false, false, &kept)
+		if body == `{"id":null,"error":""}` || body == `{"error":""}` {
+			assert.NoError(t, err, body)
+		} else {
+			assert.ErrorIs(t, err, ErrMalformedFrame, body)
+		}
+	}
+}

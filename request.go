@@ -209,6 +209,13 @@ func marshalRawInto(v interface{}, mem *json.RawMessage) (*json.RawMessage, erro
 	if err != nil {
 		return nil, err
 	}
+	// encoding/json lets invalid UTF-8 and lone surrogates through from a
+	// Marshaler or a RawMessage field: refused here too, as the encoder
+	// would refuse them, so that what this returns is valid JSON, which
+	// the encoder then need not check again (see checkedRaw).
+	if !jsontext.Value(b).IsValid(jsontext.AllowDuplicateNames(true)) {
+		return nil, errors.New("marshalled JSON is not valid")
+	}
 	*mem = b
 	return mem, nil
 }
