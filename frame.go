@@ -179,10 +179,10 @@ func frameID(payload any) string {
 // decodeFrame reads one frame and unmarshals it into dest; a body that is
 // not what dest needs matches ErrMalformedFrame. The body is read into a
 // pooled frame buffer (see framePool), which goes back once a Request or
-// Response is decoded: their decoders copy out what they keep. (readFrame's own header
-// and body were 2 of the 54 allocations, 390 of the 5,224 bytes, of a
-// cycle of BenchmarkEcho/acomm-seed-oneshot, in its service's
-// UnmarshalConnData.)
+// Response is decoded: their decoders copy out what they keep.
+// (readFrame's own header and body were 2 of the 54 allocations, 390 of
+// the 5,224 bytes, of a cycle of BenchmarkEcho/acomm-seed-oneshot, in its
+// service's UnmarshalConnData.)
 func decodeFrame(r io.Reader, dest any, max int) error {
 	buf := getFrameBuffer()
 	body, err := readFrame(r, max, *buf)
