@@ -63,28 +63,6 @@ func (s *ackShape) matches(body []byte, id string) bool {
 		string(body[len(s.pre):len(s.pre)+len(id)]) == id && plainID(id)
 }
 
-// plainID says if id is written in JSON as it is, and as nothing else: it
-// is printable ASCII but for the quote and the backslash.
-func plainID(id string) bool {
-	for i := 0; i < len(id); i++ {
-		if !plainByte[id[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// plainByte says which bytes plainID lets through: a table, one load a
-// byte where four comparisons were (appendString and ackShape.matches
-// check 7 strings, about 250 bytes, a cycle of
-// BenchmarkEcho/acomm-seed-oneshot: 3.1k -> 2.4k instructions, callgrind).
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c <= 0x7e; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // ackShape returns the shape of the last acknowledgement l read, or, on a
 // connection for one frame (once), of any of theirs. Its caller reads l's
 // acknowledgements.
